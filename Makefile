@@ -1,0 +1,83 @@
+# Atrium: the front door. Every target installs what it needs first (Debian packages with apt, Python
+# packages with pip), so a fresh Debian machine needs only `make run` and `make test`.
+#
+#   make run            build and start the whole mesh on this machine (`atrium up`, data in ./var)
+#   make up             the same, without the build step
+#   make test           build, run every test (unit, integration, compose-check); what CI runs
+#   make bench          release build, then the benchmarks in bench/ (prints figures; minutes, not CI)
+#   make proto          regenerate Sources/AtriumAPI/Generated from proto/
+#   make proto-check    regenerate into a scratch folder and fail on any difference from the committed code
+#   make compose-check  validate compose/compose.yaml against the compose-spec JSON schema
+#   make lint           proto-check + compose-check + a warnings-as-errors build
+
+SWIFT          ?= swift
+PYTHON         ?= python3
+CONFIGURATION  ?= debug
+BUILD_FLAGS    ?=
+BIN            ?= .build/$(CONFIGURATION)/atrium
+PLUGINS        ?= .build-plugins/release
+GENERATED      ?= Sources/AtriumAPI/Generated
+PROTOS         := $(sort $(wildcard proto/atrium/v1/*.proto)) proto/grpc/health/v1/health.proto
+APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler python3-pip
+PIP_PACKAGES   ?= jsonschema pyyaml pydicom numpy
+
+.PHONY: run up test bench proto proto-check compose-check lint build deps pydeps plugins clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+pydeps:
+	@$(PYTHON) -c "import jsonschema, yaml, pydicom, numpy" 2>/dev/null || \
+	  $(PYTHON) -m pip install -q $(PIP_PACKAGES) 2>/dev/null || \
+	  $(PYTHON) -m pip install -q --break-system-packages $(PIP_PACKAGES)
+
+build: deps
+	$(SWIFT) build -c $(CONFIGURATION) $(BUILD_FLAGS)
+
+run: build up
+
+up:
+	$(BIN) up
+
+test: deps pydeps compose-check
+	$(SWIFT) build --build-tests $(BUILD_FLAGS)
+	ATRIUM_BINARY=$(CURDIR)/.build/debug/atrium $(SWIFT) test --skip-build $(BUILD_FLAGS)
+
+bench: deps pydeps
+	$(SWIFT) build -c release --product atrium
+	$(PYTHON) bench/run_bench.py --binary .build/release/atrium
+
+plugins:
+	$(SWIFT) build -c release --scratch-path .build-plugins --product protoc-gen-swift
+	$(SWIFT) build -c release --scratch-path .build-plugins --product protoc-gen-grpc-swift-2
+
+# Generates into $(1).
+define generate
+	rm -rf $(1) && mkdir -p $(1)
+	protoc --proto_path=proto \
+	  --plugin=protoc-gen-swift=$(PLUGINS)/protoc-gen-swift \
+	  --plugin=protoc-gen-grpc-swift-2=$(PLUGINS)/protoc-gen-grpc-swift-2 \
+	  --swift_out=$(1) --swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
+	  --grpc-swift-2_out=$(1) --grpc-swift-2_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
+	  $(PROTOS)
+endef
+
+proto: deps plugins
+	$(call generate,$(GENERATED))
+
+proto-check: deps plugins
+	$(call generate,.build-plugins/generated-check)
+	diff -ru $(GENERATED) .build-plugins/generated-check && echo "proto-check: generated code is up to date"
+
+compose-check: pydeps
+	$(PYTHON) scripts/compose_check.py
+
+lint: proto-check compose-check
+	$(SWIFT) build -Xswiftc -warnings-as-errors
+
+clean:
+	rm -rf .build .build-plugins

@@ -1,0 +1,84 @@
+// swift-tools-version: 6.1
+//
+// Atrium: a subscription network for medical imaging.
+// One executable (`atrium`) and a handful of focused library modules; see docs/architecture.md.
+
+import PackageDescription
+
+let settings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let grpcCore: Target.Dependency = .product(name: "GRPCCore", package: "grpc-swift-2")
+let grpcHTTP2: Target.Dependency = .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport")
+let grpcProtobuf: Target.Dependency = .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
+let swiftProtobuf: Target.Dependency = .product(name: "SwiftProtobuf", package: "swift-protobuf")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let lifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
+let x509: Target.Dependency = .product(name: "X509", package: "swift-certificates")
+let grdb: Target.Dependency = .product(name: "GRDB", package: "GRDB.swift")
+let asn1: Target.Dependency = .product(name: "SwiftASN1", package: "swift-asn1")
+
+let package = Package(
+    name: "Atrium",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "atrium", targets: ["atrium"]),
+        .library(name: "AtriumClient", targets: ["AtriumClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // Generated protobuf messages and gRPC stubs only. `make proto` regenerates them.
+        .target(name: "AtriumAPI", dependencies: [grpcCore, grpcProtobuf, swiftProtobuf], swiftSettings: settings),
+        // IDs, errors and their status mapping, configuration parsing, logging keys.
+        .target(name: "AtriumCore", dependencies: [grpcCore, logging, crypto], swiftSettings: settings),
+        // Content-addressed blob store and database plumbing.
+        .target(name: "AtriumStorage", dependencies: ["AtriumCore", grdb, crypto, logging], swiftSettings: settings),
+        // Process bootstrap shared by every service: servers, clients, TLS, PKI, health, caller identity.
+        .target(
+            name: "AtriumRuntime",
+            dependencies: ["AtriumAPI", "AtriumCore", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto, x509, asn1],
+            swiftSettings: settings
+        ),
+        .target(name: "AtriumSecurity", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
+        .target(name: "AtriumRegistry", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
+        .target(name: "AtriumDelivery", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, crypto, logging], swiftSettings: settings),
+        .target(name: "AtriumProcessing", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
+        .target(name: "AtriumCatalog", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
+        .target(name: "AtriumBackup", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
+        .target(name: "AtriumGateway", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, logging, lifecycle, crypto], swiftSettings: settings),
+        // The SDK that hospital systems link.
+        .target(name: "AtriumClient", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, grpcProtobuf, crypto, logging], swiftSettings: settings),
+        // The one executable: `atrium serve <service>`, `atrium up`, and the CLI verbs.
+        .executableTarget(
+            name: "atrium",
+            dependencies: [
+                "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", "AtriumSecurity", "AtriumRegistry",
+                "AtriumDelivery", "AtriumProcessing", "AtriumCatalog", "AtriumBackup", "AtriumGateway", "AtriumClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"), logging, swiftProtobuf, grpcCore, grpcHTTP2,
+            ],
+            swiftSettings: settings
+        ),
+        // Test support: launching the real mesh as processes, fixtures, PKI helpers.
+        .target(name: "AtriumTesting", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumClient", grpcCore, crypto, logging], swiftSettings: settings),
+        .testTarget(name: "AtriumStorageTests", dependencies: ["AtriumStorage", "AtriumTesting"], swiftSettings: settings),
+        .testTarget(name: "AtriumRuntimeTests", dependencies: ["AtriumRuntime", "AtriumTesting", "AtriumAPI", grpcCore, grpcHTTP2], swiftSettings: settings),
+        .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumAPI", grpcCore, grdb, crypto], swiftSettings: settings),
+    ]
+)

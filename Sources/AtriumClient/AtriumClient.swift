@@ -1,0 +1,168 @@
+import SwiftProtobuf
+public import AtriumAPI
+public import AtriumCore
+import AtriumRuntime
+import Crypto
+public import Foundation
+import GRPCCore
+public import GRPCNIOTransportHTTP2
+
+/// How to reach an Atrium network: the gateway's address, the CA that signed its certificate, and the
+/// subscriber's API key.
+///
+/// The CLI fills it from `--gateway`, `--ca` and `--api-key`, or `ATRIUM_GATEWAY`, `ATRIUM_CA` and
+/// `ATRIUM_API_KEY` (secret).
+public struct AtriumClientConfiguration: Sendable {
+    /// The gateway, e.g. `localhost:7443`.
+    public var gateway: HostAndPort
+    /// PEM file of the CA that signed the gateway's certificate; `nil` for plaintext (tests only).
+    public var caPath: String?
+    /// The subscriber's API key, `atr_<prefix>_<secret>`.
+    public var apiKey: String
+    /// Bytes per uploaded chunk, 64 KiB to 1 MiB.
+    public var chunkSize: Int
+
+    /// A configuration.
+    public init(gateway: HostAndPort, caPath: String?, apiKey: String, chunkSize: Int = 1 << 20) {
+        self.gateway = gateway
+        self.caPath = caPath
+        self.apiKey = apiKey
+        self.chunkSize = chunkSize
+    }
+}
+
+/// The SDK that hospital systems link: register and fetch images through the gateway.
+///
+/// ```swift
+/// try await AtriumClient.with(configuration) { atrium in
+///     let receipt = try await atrium.registerImage(file: "/data/ct/slice-001.dcm")
+///     try await atrium.fetchImage(id: receipt.imageID, to: "/tmp/slice-001.dcm")
+/// }
+/// ```
+public struct AtriumClient: Sendable {
+    private let grpc: GRPCClient<HTTP2ClientTransport.Posix>
+    private let configuration: AtriumClientConfiguration
+
+    /// Runs `body` with a connected client and closes it afterwards.
+    public static func with<Result: Sendable>(
+        _ configuration: AtriumClientConfiguration,
+        _ body: (AtriumClient) async throws -> Result
+    ) async throws -> Result {
+        let grpc = try ClientFactory.makeClient(
+            to: configuration.gateway,
+            security: configuration.caPath.map { .tls(caPath: $0) } ?? .plaintext
+        )
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await grpc.runConnections() }
+            defer { grpc.beginGracefulShutdown() }
+            return try await body(AtriumClient(grpc: grpc, configuration: configuration))
+        }
+    }
+
+    private init(grpc: GRPCClient<HTTP2ClientTransport.Posix>, configuration: AtriumClientConfiguration) {
+        self.grpc = grpc
+        self.configuration = configuration
+    }
+
+    /// Per-call options and the credential header.
+    private var metadata: Metadata { ["authorization": "Bearer \(configuration.apiKey)"] }
+
+    /// The raw `Registry` stub with this client's connection, for calls the SDK does not wrap yet.
+    public var registry: Atrium_V1_Registry.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+    /// The raw `Delivery` stub.
+    public var delivery: Atrium_V1_Delivery.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+
+    /// Registers a DICOM Part 10 file, streaming it in chunks; memory stays bounded whatever its size.
+    /// Returns once the registry has durably stored it.
+    public func registerImage(file path: String, comment: String = "") async throws -> Atrium_V1_RegisterResponse {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        let size = try handle.seekToEnd()
+        try handle.seek(toOffset: 0)
+        let chunkSize = configuration.chunkSize
+        let request = StreamingClientRequest<Atrium_V1_RegisterRequest>(metadata: metadata) { writer in
+            try await writer.write(.with {
+                $0.header = .with {
+                    $0.format = .dicomPart10
+                    $0.sizeBytes = size
+                    $0.comment = comment
+                }
+            })
+            var offset: UInt64 = 0
+            while let data = try handle.read(upToCount: chunkSize), !data.isEmpty {
+                try await writer.write(.with { $0.chunk = .with { $0.offset = offset; $0.data = data } })
+                offset += UInt64(data.count)
+            }
+        }
+        return try await registry.register(request: request)
+    }
+
+    /// Registers bytes already in memory (small objects; use ``registerImage(file:comment:)`` for files).
+    public func registerImage(bytes: Data, comment: String = "") async throws -> Atrium_V1_RegisterResponse {
+        let chunkSize = configuration.chunkSize
+        let request = StreamingClientRequest<Atrium_V1_RegisterRequest>(metadata: metadata) { writer in
+            try await writer.write(.with {
+                $0.header = .with { $0.format = .dicomPart10; $0.sizeBytes = UInt64(bytes.count); $0.comment = comment }
+            })
+            var offset = 0
+            while offset < bytes.count {
+                let end = min(offset + chunkSize, bytes.count)
+                try await writer.write(.with { $0.chunk = .with { $0.offset = UInt64(offset); $0.data = bytes[offset..<end] } })
+                offset = end
+            }
+        }
+        return try await registry.register(request: request)
+    }
+
+    /// One image record.
+    public func image(id: String) async throws -> Atrium_V1_ImageRecord {
+        try await registry.getImage(request: ClientRequest(message: .with { $0.imageID = id }, metadata: metadata))
+    }
+
+    /// Fetches an image into `path`: written to `<path>.part`, checked against the SHA-256 the server sends,
+    /// then renamed into place. Throws the refusal's status (e.g. NOT_FOUND) if the image is not delivered.
+    @discardableResult
+    public func fetchImage(id: String, to path: String) async throws -> Atrium_V1_Digest {
+        let partPath = path + ".part"
+        _ = FileManager.default.createFile(atPath: partPath, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: partPath))
+        var completed = false
+        defer {
+            try? handle.close()
+            if !completed { try? FileManager.default.removeItem(atPath: partPath) }
+        }
+        let request = ClientRequest<Atrium_V1_FetchRequest>(message: .with { $0.imageIds = [id]; $0.encoding = .original }, metadata: metadata)
+        let digest = try await delivery.fetch(request: request) { response in
+            var hasher = SHA256()
+            var received: UInt64 = 0
+            var digest: Atrium_V1_Digest?
+            for try await message in response.messages {
+                switch message.part {
+                case .begin: break
+                case .chunk(let chunk):
+                    guard chunk.offset == received else { throw RPCError(code: .dataLoss, message: "chunk out of order") }
+                    try handle.write(contentsOf: chunk.data)
+                    hasher.update(data: chunk.data)
+                    received += UInt64(chunk.data.count)
+                case .end(let end):
+                    guard Hex.encode(hasher.finalize()) == end.digest.sha256, received == end.digest.sizeBytes else {
+                        throw RPCError(code: .dataLoss, message: "the fetched bytes of '\(id)' do not match the digest the server sent")
+                    }
+                    digest = end.digest
+                case .refused(let refusal):
+                    let code = Status.Code(rawValue: Int(refusal.code)).flatMap(RPCError.Code.init) ?? .unknown
+                    throw RPCError(code: code, message: refusal.message)
+                case nil: break
+                }
+            }
+            guard let digest else { throw RPCError(code: .dataLoss, message: "the stream of '\(id)' ended early") }
+            return digest
+        }
+        try handle.synchronize()
+        try handle.close()
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+        try FileManager.default.moveItem(atPath: partPath, toPath: path)
+        completed = true
+        return digest
+    }
+}

@@ -1,0 +1,38 @@
+/// The processes of the Atrium mesh. Every process is the same executable, `atrium serve <service>`.
+public enum ServiceName: String, CaseIterable, Sendable, Hashable, CustomStringConvertible {
+    case gateway
+    case security
+    case registry
+    case delivery
+    case processing
+    case catalog
+    case backup
+
+    /// The port a service listens on when nothing else is configured (`atrium up` and compose use these).
+    public var defaultPort: Int {
+        switch self {
+        case .gateway: 7443
+        case .security: 7501
+        case .registry: 7502
+        case .delivery: 7503
+        case .processing: 7504
+        case .catalog: 7506
+        case .backup: 7507
+        }
+    }
+
+    /// Whether the service keeps durable state of its own (a data directory and a database).
+    public var isStateful: Bool { self != .gateway }
+
+    /// The URI that identifies this service in the subject alternative name of its certificate.
+    public var certificateURI: String { "atrium://service/\(rawValue)" }
+
+    public var description: String { rawValue }
+
+    /// The service named by a certificate URI SAN `atrium://service/<name>`, if it is one.
+    public init?(certificateURI uri: String) {
+        let prefix = "atrium://service/"
+        guard uri.hasPrefix(prefix) else { return nil }
+        self.init(rawValue: String(uri.dropFirst(prefix.count)))
+    }
+}

@@ -1,0 +1,165 @@
+import SwiftProtobuf
+import AtriumAPI
+import AtriumCore
+import AtriumRuntime
+import Crypto
+import Foundation
+public import GRPCCore
+public import GRPCNIOTransportHTTP2
+public import Logging
+
+/// Delivery: streams images to receivers.
+///
+/// This first version delivers the stored bytes (`ENCODING_ORIGINAL`) read through the registry's internal
+/// read stream, with per-image visibility, resume offsets and an end-to-end SHA-256 check. Transcoding, direct
+/// blob-store reads, usage metering, printing and the inbox arrive with the delivery issue (#5).
+public struct DeliveryService: Sendable {
+    private let registry: Atrium_V1_RegistryInternal.Client<HTTP2ClientTransport.Posix>
+    private let logger: Logger
+
+    /// A delivery service that reads through `registry` (a client presenting delivery's certificate).
+    public init(registry: GRPCClient<HTTP2ClientTransport.Posix>, logger: Logger) {
+        self.registry = Atrium_V1_RegistryInternal.Client(wrapping: registry)
+        self.logger = logger
+    }
+
+    /// Every RPC service the delivery process serves.
+    public var rpcServices: [any RegistrableRPCService] {
+        [
+            PublicDelivery(service: self),
+            UnimplementedService(methods: Atrium_V1_DeliveryInternal.Method.descriptors, subject: "the delivery issue (#5)"),
+        ]
+    }
+
+    /// Validates a fetch request.
+    func validate(_ request: Atrium_V1_FetchRequest) throws {
+        guard !request.imageIds.isEmpty else { throw DeliveryError.invalidArgument("image_ids is empty") }
+        guard request.imageIds.count <= 1000 else { throw DeliveryError.invalidArgument("at most 1000 image_ids per call") }
+        guard request.chunkSize == 0 || (64 << 10)...(1 << 20) ~= Int(request.chunkSize) else {
+            throw DeliveryError.invalidArgument("chunk_size must be 0 or 65536 to 1048576 bytes")
+        }
+        switch request.encoding {
+        case .unspecified, .original: break
+        case .explicitLe, .jpegLs, .deflate:
+            throw DeliveryError.unimplemented("transfer encodings other than ENCODING_ORIGINAL arrive with the delivery issue (#5)")
+        case .UNRECOGNIZED(let value):
+            throw DeliveryError.invalidArgument("unknown encoding \(value)")
+        }
+        if !request.printJobID.isEmpty {
+            throw DeliveryError.unimplemented("print-job fetches arrive with the delivery issue (#5)")
+        }
+    }
+
+    /// Streams each image of `request` to `writer`: begin, chunks, end; or one `refused` item.
+    func fetch(_ request: Atrium_V1_FetchRequest, caller: VerifiedCaller, writer: RPCWriter<Atrium_V1_FetchResponse>) async throws {
+        for imageID in request.imageIds {
+            let offset = request.resumeOffsets[imageID] ?? 0
+            let read = Atrium_V1_ReadImageRequest.with {
+                $0.caller = caller.message
+                $0.imageID = imageID
+                $0.offset = offset
+                $0.chunkSize = request.chunkSize
+            }
+            do {
+                try await registry.readImage(read) { response in
+                    try await relay(response.messages, imageID: imageID, startOffset: offset, writer: writer)
+                }
+            } catch let error as RPCError where error.code == .notFound {
+                try await writer.write(.with {
+                    $0.refused = .with {
+                        $0.id = imageID
+                        $0.code = Int32(Status.Code.notFound.rawValue)
+                        $0.message = error.message
+                    }
+                })
+            }
+        }
+    }
+
+    private func relay(
+        _ parts: RPCAsyncSequence<Atrium_V1_ReadImageResponse, any Error>,
+        imageID: String,
+        startOffset: UInt64,
+        writer: RPCWriter<Atrium_V1_FetchResponse>
+    ) async throws {
+        var record: Atrium_V1_ImageRecord?
+        var hasher = SHA256()
+        var next = startOffset
+        for try await part in parts {
+            switch part.part {
+            case .record(let value):
+                record = value
+                try await writer.write(.with {
+                    $0.begin = .with {
+                        $0.imageID = imageID
+                        $0.transferSyntaxUid = value.transferSyntaxUid
+                        $0.encoding = .original
+                        $0.sizeBytes = value.digest.sizeBytes
+                        $0.startOffset = startOffset
+                    }
+                })
+            case .chunk(let chunk):
+                guard record != nil, chunk.offset == next else { throw DeliveryError.upstreamBroken(imageID) }
+                if startOffset == 0 { hasher.update(data: chunk.data) }
+                next += UInt64(chunk.data.count)
+                try await writer.write(.with {
+                    $0.chunk = .with {
+                        $0.imageID = imageID
+                        $0.offset = chunk.offset
+                        $0.data = chunk.data
+                    }
+                })
+            case nil:
+                throw DeliveryError.upstreamBroken(imageID)
+            }
+        }
+        guard let record, next == record.digest.sizeBytes else { throw DeliveryError.upstreamBroken(imageID) }
+        if startOffset == 0 {
+            let digest = Hex.encode(hasher.finalize())
+            guard digest == record.digest.sha256 else {
+                logger.error("stored bytes do not match their digest", metadata: [LogKey.imageID: "\(imageID)"])
+                throw DeliveryError.dataLoss(imageID)
+            }
+        }
+        try await writer.write(.with {
+            $0.end = .with {
+                $0.imageID = imageID
+                $0.digest = record.digest
+            }
+        })
+    }
+}
+
+/// Errors of delivery, each mapped to the status the caller sees.
+public struct DeliveryError: Error, Sendable, Equatable, RPCErrorConvertible {
+    private enum Code: Sendable, Equatable {
+        case invalidArgument
+        case unimplemented
+        case unavailable
+        case dataLoss
+    }
+
+    private let code: Code
+    private let message: String
+
+    private init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    static func invalidArgument(_ message: String) -> Self { Self(.invalidArgument, message) }
+    static func unimplemented(_ message: String) -> Self { Self(.unimplemented, message) }
+    static func upstreamBroken(_ imageID: String) -> Self { Self(.unavailable, "the read of image '\(imageID)' was interrupted; fetch again with a resume offset") }
+    static func dataLoss(_ imageID: String) -> Self { Self(.dataLoss, "the stored bytes of image '\(imageID)' are damaged") }
+
+    public var rpcErrorCode: RPCError.Code {
+        switch code {
+        case .invalidArgument: .invalidArgument
+        case .unimplemented: .unimplemented
+        case .unavailable: .unavailable
+        case .dataLoss: .dataLoss
+        }
+    }
+
+    public var rpcErrorMessage: String { message }
+}

@@ -1,0 +1,138 @@
+import AtriumAPI
+import AtriumCore
+import AtriumRuntime
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+
+/// The gateway's only service: every public method, authenticated and forwarded to its backend as a stream
+/// of opaque messages, message by message, with no buffering of whole payloads.
+///
+/// Each call gets a request ID. The caller's credential headers and any `atrium-*` headers it sent are
+/// removed, and the verified identity is added (see ``VerifiedCaller``); backends accept that identity
+/// only because this process presents the gateway's certificate. Deadlines are passed on.
+struct ForwardingService: RegistrableRPCService {
+    private let authenticator: Authenticator
+    private let backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>]
+    private let logger: Logger
+
+    init(authenticator: Authenticator, backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>], logger: Logger) {
+        self.authenticator = authenticator
+        self.backends = backends
+        self.logger = logger
+    }
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        for (method, backend) in PublicRoutes.methods {
+            guard let client = backends[backend] else { continue }
+            router.registerHandler(forMethod: method, deserializer: PassthroughCoder(), serializer: PassthroughCoder()) { request, context in
+                try await forward(request, method: method, to: client)
+            }
+        }
+    }
+
+    private func forward(
+        _ request: StreamingServerRequest<GRPCNIOTransportBytes>,
+        method: MethodDescriptor,
+        to client: GRPCClient<HTTP2ClientTransport.Posix>
+    ) async throws -> StreamingServerResponse<GRPCNIOTransportBytes> {
+        let requestID = Identifier.make(prefix: "req")
+        let caller: VerifiedCaller
+        do {
+            caller = try await authenticator.authenticate(metadata: request.metadata, method: method, requestID: requestID)
+        } catch let error as RPCError {
+            logger.info("refused", metadata: [LogKey.method: "\(method)", LogKey.requestID: "\(requestID)", LogKey.status: "\(error.code)"])
+            throw error
+        }
+        var forwardedMetadata = Forwarding.sanitized(request.metadata)
+        forwardedMetadata.add(contentsOf: caller.metadata)
+        let metadata = forwardedMetadata
+        var callOptions = CallOptions.fastFailing
+        callOptions.timeout = Forwarding.timeout(in: request.metadata)
+        let options = callOptions
+        let logger = self.logger
+        return StreamingServerResponse { writer in
+            do {
+                return try await relay(request, metadata: metadata, options: options, method: method, client: client, writer: writer) {
+                    logger.debug("forwarded", metadata: [LogKey.method: "\(method)", LogKey.requestID: "\(requestID)", LogKey.subscriberID: "\(caller.subscriberID)"])
+                }
+            } catch let error as RPCError {
+                // A backend's error carries the headers of its response; pass on only the caller-visible ones,
+                // or the pseudo-headers in them would make the trailers invalid and reset the stream.
+                throw RPCError(code: error.code, message: error.message, metadata: Forwarding.sanitized(error.metadata))
+            }
+        }
+    }
+
+    private func relay(
+        _ request: StreamingServerRequest<GRPCNIOTransportBytes>,
+        metadata: Metadata,
+        options: CallOptions,
+        method: MethodDescriptor,
+        client: GRPCClient<HTTP2ClientTransport.Posix>,
+        writer: RPCWriter<GRPCNIOTransportBytes>,
+        onSuccess: @escaping @Sendable () -> Void
+    ) async throws -> Metadata {
+        let forwarded = StreamingClientRequest<GRPCNIOTransportBytes>(metadata: metadata) { backendWriter in
+            for try await message in request.messages {
+                try await backendWriter.write(message)
+            }
+        }
+        return try await client.bidirectionalStreaming(
+            request: forwarded,
+            descriptor: method,
+            serializer: PassthroughCoder(),
+            deserializer: PassthroughCoder(),
+            options: options
+        ) { response in
+            switch response.accepted {
+            case .success(let contents):
+                var trailers = Metadata()
+                for try await part in contents.bodyParts {
+                    switch part {
+                    case .message(let message): try await writer.write(message)
+                    case .trailingMetadata(let metadata): trailers = metadata
+                    }
+                }
+                onSuccess()
+                return Forwarding.sanitized(trailers)
+            case .failure(let error):
+                throw error
+            }
+        }
+    }
+}
+
+/// Header hygiene for forwarding.
+enum Forwarding {
+    /// `metadata` without pseudo-headers, transport-owned headers, credentials and identity headers.
+    static func sanitized(_ metadata: Metadata) -> Metadata {
+        var result = Metadata()
+        for (key, value) in metadata {
+            let lower = key.lowercased()
+            if lower.hasPrefix(":") || lower.hasPrefix("grpc-") || lower.hasPrefix("atrium-") { continue }
+            if ["content-type", "te", "user-agent", "authorization", "x-api-key"].contains(lower) { continue }
+            switch value {
+            case .string(let text): result.addString(text, forKey: key)
+            case .binary(let bytes): result.addBinary(bytes, forKey: key)
+            }
+        }
+        return result
+    }
+
+    /// The caller's deadline from `grpc-timeout` (`<1–8 digits><H|M|S|m|u|n>`), if any.
+    static func timeout(in metadata: Metadata) -> Duration? {
+        guard let text = metadata[stringValues: "grpc-timeout"].first(where: { _ in true }), text.count >= 2,
+            let amount = Int64(text.dropLast()), amount >= 0
+        else { return nil }
+        switch text.last {
+        case "H": return .seconds(amount * 3600)
+        case "M": return .seconds(amount * 60)
+        case "S": return .seconds(amount)
+        case "m": return .milliseconds(amount)
+        case "u": return .microseconds(amount)
+        case "n": return .nanoseconds(amount)
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,45 @@
+public import GRPCCore
+
+/// Errors of the registry, each mapped to the status the caller sees. Underlying causes go to the log.
+public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
+    private enum Code: Sendable, Equatable {
+        case invalidArgument
+        case notFound
+        case unimplemented
+        case unavailable
+        case dataLoss
+    }
+
+    private let code: Code
+    private let message: String
+
+    private init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// A malformed request or upload; the message says what is wrong.
+    static func invalidArgument(_ message: String) -> Self { Self(.invalidArgument, message) }
+    /// The image does not exist or the caller may not see it (the two are not distinguished).
+    static func imageNotFound(_ id: String) -> Self { Self(.notFound, "image '\(id)' not found") }
+    /// Something a later issue delivers.
+    static func unimplemented(_ message: String) -> Self { Self(.unimplemented, message) }
+    /// Storage failed; nothing was acknowledged.
+    static let storageUnavailable = Self(.unavailable, "the registry could not store or read data; nothing was acknowledged, try again")
+    /// A stored blob is missing or does not match its record.
+    static func blobDamaged(_ id: String) -> Self { Self(.dataLoss, "the stored bytes of image '\(id)' are damaged") }
+
+    public var rpcErrorCode: RPCError.Code {
+        switch code {
+        case .invalidArgument: .invalidArgument
+        case .notFound: .notFound
+        case .unimplemented: .unimplemented
+        case .unavailable: .unavailable
+        case .dataLoss: .dataLoss
+        }
+    }
+
+    public var rpcErrorMessage: String { message }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code && lhs.message == rhs.message }
+}

@@ -1,0 +1,147 @@
+import SwiftProtobuf
+import AtriumAPI
+import AtriumRuntime
+import AtriumStorage
+import GRPCCore
+
+/// Subject named by the stubs of this service.
+private let registryIssue = "the registry issue (#4)"
+
+/// `atrium.v1.Registry`, the public face, reached only through the gateway.
+struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
+    let service: RegistryService
+
+    func register(
+        request: StreamingServerRequest<Atrium_V1_RegisterRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_RegisterResponse> {
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try await service.register(registrant: caller, parts: request.messages))
+    }
+
+    func getImage(
+        request: ServerRequest<Atrium_V1_GetImageRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_ImageRecord> {
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try service.visibleImage(id: request.message.imageID, caller: caller).message)
+    }
+
+    func setAcquisitionConditions(
+        request: ServerRequest<Atrium_V1_SetAcquisitionConditionsRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_SetAcquisitionConditionsResponse> {
+        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+    }
+
+    func listImages(
+        request: ServerRequest<Atrium_V1_ListImagesRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_ListImagesResponse> {
+        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+    }
+
+    func listStudies(
+        request: ServerRequest<Atrium_V1_ListStudiesRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_ListStudiesResponse> {
+        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+    }
+
+    func listSeries(
+        request: ServerRequest<Atrium_V1_ListSeriesRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_ListSeriesResponse> {
+        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+    }
+
+    func getThumbnail(
+        request: ServerRequest<Atrium_V1_GetThumbnailRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_Thumbnail> {
+        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+    }
+
+    func grantShare(
+        request: ServerRequest<Atrium_V1_GrantShareRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_ShareGrant> {
+        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+    }
+
+    func revokeShare(
+        request: ServerRequest<Atrium_V1_RevokeShareRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_RevokeShareResponse> {
+        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+    }
+
+    func listShares(
+        request: ServerRequest<Atrium_V1_ListSharesRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_ListSharesResponse> {
+        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+    }
+}
+
+/// `atrium.v1.RegistryInternal`, for delivery, processing and backup (service certificates only).
+struct InternalRegistry: Atrium_V1_RegistryInternal.ServiceProtocol {
+    let service: RegistryService
+
+    func resolveImage(
+        request: ServerRequest<Atrium_V1_ResolveImageRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_ImageRecord> {
+        let caller = try VerifiedCaller(message: request.message.caller)
+        return ServerResponse(message: try service.visibleImage(id: request.message.imageID, caller: caller).message)
+    }
+
+    func readImage(
+        request: ServerRequest<Atrium_V1_ReadImageRequest>,
+        context: ServerContext
+    ) async throws -> StreamingServerResponse<Atrium_V1_ReadImageResponse> {
+        let message = request.message
+        let caller = try VerifiedCaller(message: message.caller)
+        let row = try service.visibleImage(id: message.imageID, caller: caller)
+        guard message.offset <= UInt64(row.sizeBytes) else {
+            throw RegistryError.invalidArgument("offset \(message.offset) is past the end of image '\(row.id)' (\(row.sizeBytes) bytes)")
+        }
+        let chunkSize = message.chunkSize == 0 ? 256 << 10 : Int(message.chunkSize)
+        guard (64 << 10)...(1 << 20) ~= chunkSize else {
+            throw RegistryError.invalidArgument("chunk_size must be 0 or 65536 to 1048576 bytes")
+        }
+        let reader = try service.openBlob(of: row, requestID: caller.requestID)
+        let record = row.message
+        return StreamingServerResponse { writer in
+            try await writer.write(.with { $0.record = record })
+            var offset = message.offset
+            while offset < reader.size {
+                let data = try reader.read(offset: offset, length: chunkSize)
+                try await writer.write(.with { $0.chunk = .with { $0.offset = offset; $0.data = data } })
+                offset += UInt64(data.count)
+            }
+            return [:]
+        }
+    }
+
+    func registerFor(
+        request: StreamingServerRequest<Atrium_V1_RegisterForRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_RegisterResponse> {
+        throw UnimplementedService.error(context.descriptor, subject: "the processing issue (#6)")
+    }
+
+    func export(
+        request: ServerRequest<Atrium_V1_ExportRequest>,
+        context: ServerContext
+    ) async throws -> StreamingServerResponse<Atrium_V1_ExportChunk> {
+        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+    }
+
+    func restore(
+        request: StreamingServerRequest<Atrium_V1_RestoreChunk>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_RestoreResponse> {
+        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+    }
+}

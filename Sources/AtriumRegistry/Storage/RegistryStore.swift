@@ -1,0 +1,23 @@
+import AtriumStorage
+import Foundation
+import GRDB
+
+/// The registry's index: image records in one SQLite file (WAL, fsync on commit).
+struct RegistryStore: Sendable {
+    private let database: DatabasePool
+
+    /// Opens (creating and migrating) the database at `path`.
+    init(path: String) throws {
+        self.database = try ServiceDatabase.open(path: path, migrator: RegistryMigrations.migrator)
+    }
+
+    /// Commits a new record. The blob it names must already be durable.
+    func insert(_ row: ImageRow) throws {
+        try database.write { db in try row.insert(db) }
+    }
+
+    /// The record with `id`, if any.
+    func image(id: String) throws -> ImageRow? {
+        try database.read { db in try ImageRow.fetchOne(db, key: id) }
+    }
+}

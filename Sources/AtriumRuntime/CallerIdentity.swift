@@ -1,0 +1,197 @@
+import SwiftProtobuf
+public import AtriumAPI
+public import AtriumCore
+public import GRPCCore
+import GRPCNIOTransportHTTP2
+public import X509
+
+/// The metadata keys that carry a caller's identity from the gateway to a backend. Backends believe them
+/// only when the peer's client certificate is the gateway's (see ``VerifiedCaller``); the gateway strips
+/// any that a caller sends.
+public enum AtriumMetadata {
+    /// The authenticated subscriber ID.
+    public static let subscriber = "atrium-subscriber"
+    /// The subscriber's kind, e.g. `hospital`.
+    public static let kind = "atrium-kind"
+    /// The contract's roles, comma-separated, e.g. `register,receive`.
+    public static let roles = "atrium-roles"
+    /// For individuals: the linked patient IDs, comma-separated.
+    public static let patientIDs = "atrium-patient-ids"
+    /// The request ID the gateway assigned.
+    public static let requestID = "atrium-request-id"
+
+    /// Every identity key; a gateway removes these from what a caller sends.
+    public static let all = [subscriber, kind, roles, patientIDs, requestID]
+}
+
+/// Who is at the other end of a server connection, from the TLS client certificate it presented.
+public enum PeerIdentity {
+    /// The verified client certificate of the peer, if the listener uses mTLS and the peer sent one.
+    public static func certificate(of context: ServerContext) -> Certificate? {
+        (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate
+    }
+
+    /// The URI subject alternative names of a certificate.
+    public static func uris(of certificate: Certificate) -> [String] {
+        guard let names = try? certificate.extensions.subjectAlternativeNames else { return [] }
+        return names.compactMap { name in
+            if case .uniformResourceIdentifier(let uri) = name { return uri }
+            return nil
+        }
+    }
+
+    /// The Atrium service whose certificate the peer presented (URI SAN `atrium://service/<name>`), if any.
+    public static func service(of context: ServerContext) -> ServiceName? {
+        guard let certificate = certificate(of: context) else { return nil }
+        return uris(of: certificate).lazy.compactMap(ServiceName.init(certificateURI:)).first
+    }
+}
+
+/// Refuses every call whose peer is not an Atrium service, with UNAUTHENTICATED.
+///
+/// Backends listen with mTLS against the Atrium CA, so a client without a certificate, or with one from
+/// another CA, fails the TLS handshake before any call. This interceptor covers the remaining case: a
+/// certificate from the Atrium CA that belongs to a subscriber rather than a service.
+public struct ServicePeerInterceptor: ServerInterceptor {
+    private let allowed: Set<ServiceName>
+
+    /// Accepts peers that present one of `allowed` services' certificates.
+    public init(allowed: Set<ServiceName> = Set(ServiceName.allCases)) {
+        self.allowed = allowed
+    }
+
+    public func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>,
+        context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        guard let service = PeerIdentity.service(of: context), allowed.contains(service) else {
+            throw RPCError(code: .unauthenticated, message: "this endpoint accepts only Atrium service certificates")
+        }
+        return try await next(request, context)
+    }
+}
+
+/// The subscriber a backend call is made for, as vouched for by the gateway.
+///
+/// Every backend handler that acts for a subscriber starts with ``init(metadata:context:)``; no service
+/// parses the identity metadata itself.
+public struct VerifiedCaller: Sendable, Hashable {
+    /// The subscriber ID.
+    public var subscriberID: String
+    /// The subscriber's kind.
+    public var kind: Atrium_V1_SubscriberKind
+    /// The contract's roles at the time of the call.
+    public var roles: Set<Atrium_V1_Role>
+    /// For individuals, the linked patient IDs.
+    public var patientIDs: [String]
+    /// The gateway's request ID.
+    public var requestID: String
+
+    /// A caller from its parts (tests, internal calls).
+    public init(subscriberID: String, kind: Atrium_V1_SubscriberKind, roles: Set<Atrium_V1_Role>, patientIDs: [String] = [], requestID: String) {
+        self.subscriberID = subscriberID
+        self.kind = kind
+        self.roles = roles
+        self.patientIDs = patientIDs
+        self.requestID = requestID
+    }
+
+    /// Reads the caller from identity metadata, provided the peer is the gateway. UNAUTHENTICATED otherwise.
+    public init(metadata: Metadata, context: ServerContext) throws(RPCError) {
+        guard PeerIdentity.service(of: context) == .gateway else {
+            throw RPCError(code: .unauthenticated, message: "caller identity is accepted only from the Atrium gateway")
+        }
+        guard let subscriber = metadata[stringValues: AtriumMetadata.subscriber].first(where: { _ in true }), !subscriber.isEmpty else {
+            throw RPCError(code: .unauthenticated, message: "the gateway sent no caller identity")
+        }
+        let kindText = metadata[stringValues: AtriumMetadata.kind].first(where: { _ in true }) ?? ""
+        let rolesText = metadata[stringValues: AtriumMetadata.roles].first(where: { _ in true }) ?? ""
+        let patientsText = metadata[stringValues: AtriumMetadata.patientIDs].first(where: { _ in true }) ?? ""
+        self.subscriberID = subscriber
+        self.kind = Atrium_V1_SubscriberKind(name: kindText) ?? .unspecified
+        self.roles = Set(rolesText.split(separator: ",").compactMap { Atrium_V1_Role(name: String($0)) })
+        self.patientIDs = patientsText.split(separator: ",").map(String.init)
+        self.requestID = metadata[stringValues: AtriumMetadata.requestID].first(where: { _ in true }) ?? ""
+    }
+
+    /// The caller as the protobuf message internal RPCs carry.
+    public var message: Atrium_V1_CallerIdentity {
+        .with {
+            $0.subscriberID = subscriberID
+            $0.kind = kind
+            $0.roles = roles.sorted { $0.rawValue < $1.rawValue }
+            $0.patientIds = patientIDs
+            $0.requestID = requestID
+        }
+    }
+
+    /// A caller from the message an internal RPC carries; INVALID_ARGUMENT when it names no subscriber.
+    public init(message: Atrium_V1_CallerIdentity) throws(RPCError) {
+        guard !message.subscriberID.isEmpty else {
+            throw RPCError(code: .invalidArgument, message: "caller.subscriber_id is required")
+        }
+        self.init(
+            subscriberID: message.subscriberID,
+            kind: message.kind,
+            roles: Set(message.roles),
+            patientIDs: message.patientIds,
+            requestID: message.requestID
+        )
+    }
+
+    /// The identity metadata the gateway sends for this caller.
+    public var metadata: Metadata {
+        var metadata = Metadata()
+        metadata.addString(subscriberID, forKey: AtriumMetadata.subscriber)
+        metadata.addString(kind.name, forKey: AtriumMetadata.kind)
+        metadata.addString(roles.map(\.name).sorted().joined(separator: ","), forKey: AtriumMetadata.roles)
+        if !patientIDs.isEmpty {
+            metadata.addString(patientIDs.joined(separator: ","), forKey: AtriumMetadata.patientIDs)
+        }
+        metadata.addString(requestID, forKey: AtriumMetadata.requestID)
+        return metadata
+    }
+}
+
+extension Atrium_V1_SubscriberKind {
+    /// The lower-case name used in metadata and the CLI: `hospital`, `individual`, `vendor`, `printer`, `operator`.
+    public var name: String {
+        switch self {
+        case .hospital: "hospital"
+        case .individual: "individual"
+        case .vendor: "vendor"
+        case .printer: "printer"
+        case .operator: "operator"
+        case .unspecified, .UNRECOGNIZED: "unspecified"
+        }
+    }
+
+    /// The kind named `name`, if any.
+    public init?(name: String) {
+        guard let kind = Self.allCases.first(where: { $0.name == name && $0 != .unspecified }) else { return nil }
+        self = kind
+    }
+}
+
+extension Atrium_V1_Role {
+    /// The lower-case name used in contracts, metadata and messages: `register`, `receive`, ...
+    public var name: String {
+        switch self {
+        case .register: "register"
+        case .receive: "receive"
+        case .process: "process"
+        case .execute: "execute"
+        case .publish: "publish"
+        case .print: "print"
+        case .admin: "admin"
+        case .unspecified, .UNRECOGNIZED: "unspecified"
+        }
+    }
+
+    /// The role named `name`, if any.
+    public init?(name: String) {
+        guard let role = Self.allCases.first(where: { $0.name == name && $0 != .unspecified }) else { return nil }
+        self = role
+    }
+}

@@ -1,0 +1,91 @@
+public import AtriumCore
+public import GRPCCore
+public import GRPCNIOTransportHTTP2
+import Logging
+public import ServiceLifecycle
+
+/// How a client protects its connection.
+public enum ClientSecurity: Sendable {
+    /// No TLS (tests and benchmarks only).
+    case plaintext
+    /// TLS, trusting the CA at `caPath`, presenting no certificate (subscribers with an API key).
+    case tls(caPath: String)
+    /// TLS presenting a client certificate (service-to-service, and enrolled subscribers).
+    case mutualTLS(TLSFiles)
+}
+
+/// Makes gRPC clients with Atrium's transport settings. Services use it for every internal client, the SDK
+/// for its connection to the gateway.
+public enum ClientFactory {
+    /// A client to `address`; `compression` asks for gzip on every message in both directions. Its connections run in ``ClientRunner`` (or `withGRPCClient`).
+    public static func makeClient(
+        to address: HostAndPort,
+        security: ClientSecurity,
+        compression: Bool = false,
+        authority: String? = nil
+    ) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+        let transportSecurity: HTTP2ClientTransport.Posix.TransportSecurity
+        switch security {
+        case .plaintext:
+            transportSecurity = .plaintext
+        case .tls(let caPath):
+            transportSecurity = .tls {
+                $0.trustRoots = .certificates([.file(path: caPath, format: .pem)])
+            }
+        case .mutualTLS(let files):
+            transportSecurity = .mTLS(
+                certificateChain: [.file(path: files.certificatePath, format: .pem)],
+                privateKey: .file(path: files.keyPath, format: .pem)
+            ) {
+                $0.trustRoots = .certificates([.file(path: files.caPath, format: .pem)])
+            }
+        }
+        let transport = try HTTP2ClientTransport.Posix(
+            target: Self.target(address),
+            transportSecurity: transportSecurity,
+            config: .defaults {
+                $0.http2.targetWindowSize = TransportTuning.windowSize
+                $0.http2.maxFrameSize = TransportTuning.maxFrameSize
+                $0.http2.authority = authority
+                // Off unless asked for: image bytes barely compress, and gzip costs more CPU than it saves on
+                // loopback and LAN links. Lossless pixel codecs are the delivery encodings instead.
+                if compression {
+                    $0.compression.algorithm = .gzip
+                    $0.compression.enabledAlgorithms = .all
+                }
+                $0.backoff.initial = .milliseconds(100)
+                $0.backoff.max = .seconds(2)
+            }
+        )
+        return GRPCClient(transport: transport)
+    }
+}
+
+extension ClientFactory {
+    /// The resolver target for an address. IP literals get IP targets, because a DNS target would send the
+    /// literal as the TLS server name, which TLS forbids (the connection would never come up).
+    static func target(_ address: HostAndPort) -> any ResolvableTarget {
+        if address.host.contains(":") { return .ipv6(address: address.host, port: address.port) }
+        let parts = address.host.split(separator: ".", omittingEmptySubsequences: false)
+        if parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }) { return .ipv4(address: address.host, port: address.port) }
+        return .dns(host: address.host, port: address.port)
+    }
+}
+
+/// Runs a client's connections inside a `ServiceGroup` and closes them on graceful shutdown.
+public struct ClientRunner: Service {
+    private let client: GRPCClient<HTTP2ClientTransport.Posix>
+
+    /// Runs `client`.
+    public init(_ client: GRPCClient<HTTP2ClientTransport.Posix>) {
+        self.client = client
+    }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await client.runConnections()
+        } onGracefulShutdown: {
+            client.beginGracefulShutdown()
+        }
+    }
+}

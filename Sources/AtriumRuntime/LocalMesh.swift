@@ -1,0 +1,204 @@
+public import AtriumCore
+public import Foundation
+
+/// Starts the whole mesh on this machine as separate `atrium serve` processes: what `atrium up` runs, and
+/// what the integration tests start.
+///
+/// Each process gets its own port (fixed, or 0 for an ephemeral one that it reports through a port file),
+/// a log file under `<data>/log/`, and the addresses of the processes it calls. Backends start first; the
+/// gateway starts once every backend has bound its port.
+public final class LocalMesh: @unchecked Sendable {
+    /// One process of the mesh.
+    public struct Instance: Sendable, Hashable, CustomStringConvertible {
+        /// The service it runs.
+        public var service: ServiceName
+        /// 1, 2, ... for replicated services (processing), otherwise 1.
+        public var ordinal: Int
+        /// `registry`, `processing-2`, ...
+        public var description: String { service == .processing ? "\(service)-\(ordinal)" : service.rawValue }
+
+        /// An instance.
+        public init(_ service: ServiceName, _ ordinal: Int = 1) {
+            self.service = service
+            self.ordinal = ordinal
+        }
+    }
+
+    /// What to start.
+    public struct Plan: Sendable {
+        /// The `atrium` executable.
+        public var binary: String
+        /// The data root (`ATRIUM_DATA_DIR`); the PKI lives in `<data>/pki` unless `pkiDirectory` is set.
+        public var dataDirectory: String
+        /// The PKI directory.
+        public var pkiDirectory: String
+        /// Number of processing instances.
+        public var processingInstances: Int
+        /// Use ephemeral ports (tests) instead of the default ports (`atrium up`).
+        public var ephemeralPorts: Bool
+        /// Extra `ATRIUM_*` settings for every process.
+        public var environment: [String: String]
+
+        /// A plan with defaults: two processing instances, default ports.
+        public init(binary: String, dataDirectory: String, processingInstances: Int = 2, ephemeralPorts: Bool = false, environment: [String: String] = [:]) {
+            self.binary = binary
+            self.dataDirectory = dataDirectory
+            self.pkiDirectory = "\(dataDirectory)/pki"
+            self.processingInstances = processingInstances
+            self.ephemeralPorts = ephemeralPorts
+            self.environment = environment
+        }
+
+        /// Every instance, in start order (the gateway last).
+        public var instances: [Instance] {
+            var result: [Instance] = [Instance(.security), Instance(.registry)]
+            result += (1...max(1, processingInstances)).map { Instance(.processing, $0) }
+            result += [Instance(.catalog), Instance(.backup), Instance(.delivery), Instance(.gateway)]
+            return result
+        }
+    }
+
+    private let plan: Plan
+    private let lock = NSLock()
+    private var processes: [Instance: Process] = [:]
+    private var ports: [Instance: Int] = [:]
+
+    private init(plan: Plan) {
+        self.plan = plan
+    }
+
+    /// Creates the PKI if needed and starts every instance; returns once all have bound their ports.
+    public static func start(_ plan: Plan, timeout: Duration = .seconds(30)) async throws -> LocalMesh {
+        try DevelopmentPKI.ensure(directory: plan.pkiDirectory)
+        try FileManager.default.createDirectory(atPath: "\(plan.dataDirectory)/log", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: "\(plan.dataDirectory)/run", withIntermediateDirectories: true)
+        let mesh = LocalMesh(plan: plan)
+        do {
+            for instance in plan.instances {
+                try await mesh.launch(instance, timeout: timeout)
+            }
+        } catch {
+            mesh.stop()
+            throw error
+        }
+        return mesh
+    }
+
+    /// The address an instance listens on.
+    public func address(of instance: Instance) -> HostAndPort {
+        lock.withLock { HostAndPort(host: "127.0.0.1", port: ports[instance] ?? 0) }
+    }
+
+    /// The gateway's address.
+    public var gatewayAddress: HostAndPort { address(of: Instance(.gateway)) }
+
+    /// Every instance with its address.
+    public var endpoints: [(instance: Instance, address: HostAndPort)] {
+        plan.instances.map { ($0, address(of: $0)) }
+    }
+
+    /// The process ID of an instance, if running.
+    public func processIdentifier(of instance: Instance) -> Int32? {
+        lock.withLock { processes[instance].map(\.processIdentifier) }
+    }
+
+    /// The log file of an instance.
+    public func logPath(of instance: Instance) -> String {
+        "\(plan.dataDirectory)/log/\(instance).log"
+    }
+
+    /// Sends `signal` to an instance and waits for it to exit.
+    public func kill(_ instance: Instance, signal: Int32 = SIGKILL) {
+        guard let process = lock.withLock({ processes.removeValue(forKey: instance) }) else { return }
+        Foundation.kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+    }
+
+    /// Starts an instance again on the same port.
+    public func restart(_ instance: Instance, timeout: Duration = .seconds(30)) async throws {
+        kill(instance, signal: SIGTERM)
+        try await launch(instance, timeout: timeout)
+    }
+
+    /// Stops every instance: SIGTERM, then SIGKILL for any still running after 10 s.
+    public func stop() {
+        let running = lock.withLock { () -> [Process] in
+            let all = Array(processes.values)
+            processes.removeAll()
+            return all
+        }
+        for process in running where process.isRunning { process.terminate() }
+        let deadline = Date().addingTimeInterval(10)
+        for process in running {
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+    }
+
+    /// Waits until any instance exits; returns it. Used by `atrium up` to notice a crashed process.
+    public func firstExit() async -> Instance? {
+        while true {
+            let exited = lock.withLock { processes.first { !$0.value.isRunning }?.key }
+            if let exited { return exited }
+            if lock.withLock({ processes.isEmpty }) { return nil }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    private func environment(for instance: Instance) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ATRIUM_") }
+        environment.merge(plan.environment) { _, new in new }
+        environment["ATRIUM_DATA_DIR"] = plan.dataDirectory
+        environment["ATRIUM_PKI_DIR"] = plan.pkiDirectory
+        environment["ATRIUM_LISTEN_HOST"] = "127.0.0.1"
+        environment["ATRIUM_PORT_FILE"] = portFile(of: instance)
+        let known = lock.withLock { ports }
+        let fixedPort = instance.service.defaultPort + (instance.service == .processing ? instance.ordinal - 1 : 0)
+        environment["ATRIUM_PORT"] = "\(known[instance] ?? (plan.ephemeralPorts ? 0 : fixedPort))"
+        for peer in plan.instances where peer.service != .gateway {
+            guard let port = known[peer] else { continue }
+            if peer.service == .processing {
+                let key = "ATRIUM_PROCESSING_ADDRS"
+                environment[key] = [environment[key], "127.0.0.1:\(port)"].compactMap { $0 }.joined(separator: ",")
+            } else {
+                environment["ATRIUM_\(peer.service.rawValue.uppercased())_ADDR"] = "127.0.0.1:\(port)"
+            }
+        }
+        return environment
+    }
+
+    private func portFile(of instance: Instance) -> String {
+        "\(plan.dataDirectory)/run/\(instance).port"
+    }
+
+    private func launch(_ instance: Instance, timeout: Duration) async throws {
+        let portFile = portFile(of: instance)
+        try? FileManager.default.removeItem(atPath: portFile)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: plan.binary)
+        process.arguments = ["serve", instance.service.rawValue]
+        process.environment = environment(for: instance)
+        let logPath = logPath(of: instance)
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try log.seekToEnd()
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        lock.withLock { processes[instance] = process }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let port = PortFile.read(portFile) {
+                lock.withLock { ports[instance] = port }
+                return
+            }
+            guard process.isRunning else {
+                throw ConfigurationError(key: "\(instance)", problem: "exited with status \(process.terminationStatus) during start-up; see \(logPath)")
+            }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        throw ConfigurationError(key: "\(instance)", problem: "did not start listening within \(timeout); see \(logPath)")
+    }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+
+/// The one executable: every Atrium process and every CLI verb.
+@main
+struct Atrium: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "atrium",
+        abstract: "Atrium: a subscription network for medical imaging.",
+        discussion: """
+            Run the mesh with `atrium up`, one process with `atrium serve <service>`, and talk to a running
+            network with the client verbs (`atrium images ...`). See README.md.
+            """,
+        version: AtriumVersion.text,
+        subcommands: [Up.self, Serve.self, Health.self, Images.self, SecurityCommand.self, PKI.self, Version.self]
+    )
+}
+
+/// The release version of this build.
+enum AtriumVersion {
+    static let number = "0.1.0"
+    static let text = "atrium \(number) (API atrium.v1)"
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version.")
+
+    func run() {
+        print(AtriumVersion.text)
+    }
+}

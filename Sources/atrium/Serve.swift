@@ -1,0 +1,97 @@
+public import ArgumentParser
+import AtriumAPI
+import AtriumBackup
+import AtriumCatalog
+public import AtriumCore
+import AtriumDelivery
+import AtriumGateway
+import AtriumProcessing
+import AtriumRegistry
+import AtriumRuntime
+import AtriumSecurity
+import Foundation
+import GRPCCore
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+extension ServiceName: ExpressibleByArgument {}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one Atrium process until SIGTERM or SIGINT.",
+        discussion: "Configuration comes from ATRIUM_* environment variables and the env-file named by ATRIUM_CONFIG_FILE; see docs/operations.md."
+    )
+
+    @Argument(help: "The service: \(ServiceName.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var service: ServiceName
+
+    func run() async throws {
+        let values = try ConfigValues.fromEnvironment(ProcessInfo.processInfo.environment)
+        let runtime = try RuntimeConfiguration(service: service, values: values)
+        LineLogHandler.bootstrap(level: runtime.logLevel, format: runtime.logFormat)
+        var logger = Logger(label: "atrium.\(service)")
+        logger[metadataKey: LogKey.service] = "\(service)"
+        let assembly = try ServiceAssembly(service: service, runtime: runtime, values: values, logger: logger)
+        let health = HealthStatus(services: assembly.healthNames)
+        let server = GRPCServerService(
+            name: service.rawValue,
+            listen: runtime.listen,
+            security: service == .gateway ? .tls(runtime.tls) : .mutualTLS(runtime.tls),
+            services: assembly.rpcServices,
+            interceptors: service == .gateway ? [] : [ServicePeerInterceptor()],
+            health: health,
+            maxMessageBytes: runtime.maxMessageBytes,
+            portFile: runtime.portFile,
+            logger: logger
+        )
+        // Services stop in reverse order: the server drains first, then the clients it used close.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: assembly.background.map { .init(service: $0) } + [.init(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}
+
+/// What one process serves and runs. `atrium serve` and the tests' in-process set-ups share this.
+struct ServiceAssembly {
+    var rpcServices: [any RegistrableRPCService]
+    var background: [any Service] = []
+    var healthNames: [String]
+
+    init(service: ServiceName, runtime: RuntimeConfiguration, values: ConfigValues, logger: Logger) throws {
+        switch service {
+        case .gateway:
+            let gateway = try Gateway(runtime: runtime, configuration: GatewayConfiguration(values: values), logger: logger)
+            rpcServices = gateway.rpcServices
+            background = gateway.clientRunners
+            healthNames = []
+        case .security:
+            let security = try SecurityService(configuration: SecurityConfiguration(runtime: runtime, values: values), logger: logger)
+            rpcServices = security.rpcServices
+            healthNames = [Atrium_V1_SecurityAdmin.descriptor, Atrium_V1_Account.descriptor, Atrium_V1_SecurityInternal.descriptor].map(\.fullyQualifiedService)
+        case .registry:
+            let registry = try RegistryService(configuration: RegistryConfiguration(runtime: runtime, values: values), logger: logger)
+            rpcServices = registry.rpcServices
+            healthNames = [Atrium_V1_Registry.descriptor, Atrium_V1_RegistryInternal.descriptor].map(\.fullyQualifiedService)
+        case .delivery:
+            let registry = try ClientFactory.makeClient(to: runtime.address(of: .registry), security: .mutualTLS(runtime.tls))
+            rpcServices = DeliveryService(registry: registry, logger: logger).rpcServices
+            background = [ClientRunner(registry)]
+            healthNames = [Atrium_V1_Delivery.descriptor, Atrium_V1_DeliveryInternal.descriptor].map(\.fullyQualifiedService)
+        case .processing:
+            rpcServices = ProcessingService().rpcServices
+            healthNames = [Atrium_V1_Processing.descriptor, Atrium_V1_ProcessingInternal.descriptor].map(\.fullyQualifiedService)
+        case .catalog:
+            rpcServices = CatalogService().rpcServices
+            healthNames = [Atrium_V1_Catalog.descriptor, Atrium_V1_CatalogInternal.descriptor].map(\.fullyQualifiedService)
+        case .backup:
+            rpcServices = BackupService().rpcServices
+            healthNames = [Atrium_V1_Backup.descriptor].map(\.fullyQualifiedService)
+        }
+    }
+}

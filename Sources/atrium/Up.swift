@@ -1,0 +1,95 @@
+import ArgumentParser
+import AtriumCore
+import AtriumRuntime
+import AtriumSecurity
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+struct Up: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the whole mesh on this machine until Ctrl-C.",
+        discussion: """
+            Starts every service as its own `atrium serve` process (two processing instances), with state under
+            --data-dir and a development PKI made on first start in <data-dir>/pki. The first start creates an
+            operator and prints its API key once. Logs go to <data-dir>/log/<process>.log.
+            """
+    )
+
+    @Option(help: "Where state, PKI and logs live.")
+    var dataDir = "./var"
+
+    @Option(help: "Number of processing instances.")
+    var processing = 2
+
+    @Flag(help: "Let every process pick a free port instead of the defaults (gateway 7443, backends 7501-7507).")
+    var ephemeralPorts = false
+
+    func run() async throws {
+        LineLogHandler.bootstrap(level: .info, format: .text)
+        let dataDirectory = URL(fileURLWithPath: dataDir).standardizedFileURL.path
+        let started = ContinuousClock.now
+        let plan = LocalMesh.Plan(
+            binary: try ExecutablePath.current(),
+            dataDirectory: dataDirectory,
+            processingInstances: processing,
+            ephemeralPorts: ephemeralPorts
+        )
+        try DevelopmentPKI.ensure(directory: plan.pkiDirectory)
+        let operatorKey = try SecurityService.bootstrapOperator(databasePath: SecurityConfiguration.databasePath(dataDirectory: dataDirectory))
+        let mesh = try await LocalMesh.start(plan)
+        let identity = TLSFiles.service(.gateway, in: plan.pkiDirectory)
+        say("Atrium is up (\(AtriumVersion.text)); data in \(dataDirectory)")
+        for (instance, address) in mesh.endpoints {
+            let status = (try? await HealthProbe.check(address: address, files: identity, timeout: .seconds(10))) ?? "NO ANSWER"
+            let role = instance.service == .gateway ? "public, TLS" : "internal, mTLS"
+            say("  \(instance.description.padding(toLength: 13, withPad: " ", startingAt: 0)) \(address.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(role)")
+        }
+        say("all processes answered their health checks in \(started.duration(to: .now).formatted(.units(allowed: [.seconds, .milliseconds])))")
+        if let (subscriberID, key) = operatorKey {
+            say("""
+
+                Created the operator \(subscriberID). Its API key is shown only this once:
+                  export ATRIUM_API_KEY=\(key)
+                  export ATRIUM_GATEWAY=\(mesh.gatewayAddress) ATRIUM_CA=\(plan.pkiDirectory)/ca.pem
+                """)
+        }
+        say("\nPress Ctrl-C to stop.")
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: MeshService(mesh: mesh))],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: Logger(label: "atrium.up")
+        ))
+        try await group.run()
+        say("stopped")
+    }
+}
+
+/// Keeps the mesh running inside a ServiceGroup; stops every process on shutdown or when one dies.
+struct MeshService: Service {
+    let mesh: LocalMesh
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            if let exited = await mesh.firstExit() {
+                say("\(exited) exited; see \(mesh.logPath(of: exited)). Stopping the mesh.")
+            }
+        } onGracefulShutdown: {
+            mesh.stop()
+        }
+        mesh.stop()
+    }
+}
+
+enum ExecutablePath {
+    /// The path of the running executable.
+    static func current() throws -> String {
+        try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    }
+}
+
+/// Writes a line to standard output at once (print is block-buffered when stdout is a pipe).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
