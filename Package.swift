@@ -76,9 +76,16 @@ let package = Package(
             swiftSettings: settings
         ),
         // Test support: launching the real mesh as processes, fixtures, PKI helpers.
-        .target(name: "AtriumTesting", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumClient", grpcCore, crypto, logging], swiftSettings: settings),
-        .testTarget(name: "AtriumStorageTests", dependencies: ["AtriumStorage", "AtriumTesting"], swiftSettings: settings),
-        .testTarget(name: "AtriumRuntimeTests", dependencies: ["AtriumRuntime", "AtriumTesting", "AtriumAPI", grpcCore, grpcHTTP2], swiftSettings: settings),
-        .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumAPI", grpcCore, grdb, crypto], swiftSettings: settings),
+        .target(name: "AtriumTesting", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumClient", grpcCore, logging], swiftSettings: settings),
+        .testTarget(name: "AtriumStorageTests", dependencies: ["AtriumStorage", "AtriumTesting", "AtriumCore", grdb, crypto], swiftSettings: settings),
+        .testTarget(
+            name: "AtriumRuntimeTests",
+            dependencies: [
+                "AtriumRuntime", "AtriumTesting", "AtriumAPI", "AtriumCore", grpcCore, swiftProtobuf, x509, asn1,
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+            ],
+            swiftSettings: settings
+        ),
+        .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto], swiftSettings: settings),
     ]
 )

@@ -15,6 +15,7 @@ public final class HealthStatus: Sendable {
         var statuses: [String: ServingStatus]
         var watchers: [Int: (service: String, continuation: AsyncStream<ServingStatus>.Continuation)] = [:]
         var nextWatcher = 0
+        var closed = false
     }
 
     private let state: Mutex<State>
@@ -35,6 +36,22 @@ public final class HealthStatus: Sendable {
         }
     }
 
+    /// Reports NOT_SERVING and ends every `Watch` stream, so that long-lived watchers do not hold up a
+    /// graceful shutdown. Later watchers get the status and an immediate end.
+    public func shutDown() {
+        let watchers = state.withLock { state in
+            state.closed = true
+            for key in state.statuses.keys { state.statuses[key] = .notServing }
+            let watchers = state.watchers.values.map(\.continuation)
+            state.watchers.removeAll()
+            return watchers
+        }
+        for continuation in watchers {
+            continuation.yield(.notServing)
+            continuation.finish()
+        }
+    }
+
     /// Whether the whole process reports SERVING.
     public var isServing: Bool {
         state.withLock { $0.statuses[""] == .serving }
@@ -49,8 +66,12 @@ public final class HealthStatus: Sendable {
         let id = state.withLock { state in
             let id = state.nextWatcher
             state.nextWatcher += 1
-            state.watchers[id] = (service, continuation)
             continuation.yield(state.statuses[service] ?? .serviceUnknown)
+            if state.closed {
+                continuation.finish()
+            } else {
+                state.watchers[id] = (service, continuation)
+            }
             return id
         }
         return (id, stream)

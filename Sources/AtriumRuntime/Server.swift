@@ -107,7 +107,7 @@ public struct GRPCServerService: Service {
             }
         } onGracefulShutdown: {
             logger.info("draining", metadata: ["service": "\(name)"])
-            health.setServing(false)
+            health.shutDown()
             server.beginGracefulShutdown()
         }
     }

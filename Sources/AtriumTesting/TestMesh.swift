@@ -1,0 +1,161 @@
+public import AtriumClient
+import AtriumCore
+public import AtriumRuntime
+import Foundation
+
+/// A temporary directory, removed when the value is released.
+public final class TemporaryDirectory: Sendable {
+    /// Its path.
+    public let path: String
+
+    /// Creates a new, empty directory under the system's temp directory.
+    public init(prefix: String = "atrium-test") throws {
+        let base = FileManager.default.temporaryDirectory.path
+        path = "\(base)/\(prefix)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// The `atrium` executable under test: `$ATRIUM_BINARY`, else `.build/debug/atrium` in this package.
+public enum AtriumBinary {
+    /// Its path.
+    public static var path: String {
+        if let path = ProcessInfo.processInfo.environment["ATRIUM_BINARY"], !path.isEmpty { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/atrium").path
+    }
+
+    /// Runs the executable to completion and returns its standard output. Throws on a non-zero exit.
+    @discardableResult
+    public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw ConfigurationError(key: "atrium \(arguments.joined(separator: " "))", problem: "exit \(process.terminationStatus): \(text)")
+        }
+        return text
+    }
+}
+
+/// The real mesh as separate `atrium serve` processes on ephemeral loopback ports, with TLS and mTLS, in a
+/// temporary data directory; and an operator API key to call it with.
+public final class TestMesh: Sendable {
+    /// The running processes.
+    public let mesh: LocalMesh
+    /// The data directory (removed with the mesh).
+    public let directory: TemporaryDirectory
+    /// The operator's API key.
+    public let operatorKey: String
+
+    /// Starts the mesh. Call ``stop()`` when done.
+    public init(processingInstances: Int = 2, environment: [String: String] = [:]) async throws {
+        let directory = try TemporaryDirectory(prefix: "atrium-mesh")
+        self.directory = directory
+        let bootstrap = try AtriumBinary.run(["security", "bootstrap", "--data-dir", directory.path])
+        guard let line = bootstrap.split(separator: "\n").first(where: { $0.hasPrefix("ATRIUM_API_KEY=") }) else {
+            throw ConfigurationError(key: "bootstrap", problem: bootstrap)
+        }
+        operatorKey = String(line.dropFirst("ATRIUM_API_KEY=".count))
+        let plan = LocalMesh.Plan(
+            binary: AtriumBinary.path,
+            dataDirectory: directory.path,
+            processingInstances: processingInstances,
+            ephemeralPorts: true,
+            environment: environment
+        )
+        mesh = try await LocalMesh.start(plan)
+    }
+
+    /// The PKI directory.
+    public var pkiDirectory: String { "\(directory.path)/pki" }
+
+    /// The SDK configuration for calling the gateway with `apiKey` (the operator's by default).
+    public func clientConfiguration(apiKey: String? = nil) -> AtriumClientConfiguration {
+        AtriumClientConfiguration(gateway: mesh.gatewayAddress, caPath: "\(pkiDirectory)/ca.pem", apiKey: apiKey ?? operatorKey)
+    }
+
+    /// Creates a subscriber with an API key through the offline admin command; returns (ID, key).
+    public func addSubscriber(name: String, kind: String, roles: String) throws -> (id: String, key: String) {
+        let output = try AtriumBinary.run(["security", "add-subscriber", "--data-dir", directory.path, "--name", name, "--kind", kind, "--roles", roles])
+        var id = "", key = ""
+        for line in output.split(separator: "\n") {
+            if line.hasPrefix("subscriber ") { id = String(line.dropFirst("subscriber ".count)) }
+            if line.hasPrefix("ATRIUM_API_KEY=") { key = String(line.dropFirst("ATRIUM_API_KEY=".count)) }
+        }
+        return (id, key)
+    }
+
+    /// Stops every process.
+    public func stop() {
+        mesh.stop()
+    }
+}
+
+/// Memory figures of a process, from `/proc`.
+public enum ProcessMemory {
+    /// Peak resident set size (VmHWM) in bytes, or `nil` when the process is gone.
+    public static func peakResidentBytes(of pid: Int32) -> UInt64? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count >= 2, let kilobytes = UInt64(fields[1]) { return kilobytes * 1024 }
+        }
+        return nil
+    }
+}
+
+/// Test inputs.
+public enum Fixtures {
+    /// A file shaped like DICOM Part 10 (zero preamble, `DICM`, then `payloadBytes` pseudo-random bytes).
+    ///
+    /// The registry checks only the Part 10 marker until the DICOM reader lands (#4); the random payload
+    /// makes every byte matter in a round trip. Written in 1 MiB pieces, so memory stays small.
+    public static func writePartTenFile(at path: String, payloadBytes: Int, seed: UInt64 = 42) throws {
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.write(contentsOf: Data(repeating: 0, count: 128) + Data("DICM".utf8))
+        var generator = SplitMix64(seed: seed)
+        var remaining = payloadBytes
+        while remaining > 0 {
+            let count = min(remaining, 1 << 20)
+            var piece = Data(count: count)
+            piece.withUnsafeMutableBytes { buffer in
+                for index in stride(from: 0, to: count - 7, by: 8) {
+                    buffer.storeBytes(of: generator.next(), toByteOffset: index, as: UInt64.self)
+                }
+            }
+            try handle.write(contentsOf: piece)
+            remaining -= count
+        }
+    }
+}
+
+/// A small deterministic generator for test data.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    /// A generator from a seed.
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

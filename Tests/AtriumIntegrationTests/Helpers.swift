@@ -1,0 +1,20 @@
+import AtriumCore
+import Crypto
+import Foundation
+import GRPCCore
+
+/// SHA-256 of a file, read in 1 MiB pieces.
+func sha256(ofFile path: String) throws -> String {
+    let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    var hasher = SHA256()
+    while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty {
+        hasher.update(data: data)
+    }
+    return Hex.encode(hasher.finalize())
+}
+
+/// The gRPC status code of an error, if it is an RPCError.
+func code(of error: any Error) -> RPCError.Code? {
+    (error as? RPCError)?.code
+}

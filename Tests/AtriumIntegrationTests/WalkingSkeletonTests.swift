@@ -1,0 +1,116 @@
+import AtriumAPI
+import AtriumClient
+import AtriumCore
+import AtriumRuntime
+import AtriumTesting
+import Foundation
+import GRPCCore
+import SwiftProtobuf
+import Testing
+
+/// The walking skeleton end to end: the real mesh as separate processes, TLS to the gateway, mTLS behind it.
+@Suite("Walking skeleton through the gateway", .serialized)
+struct WalkingSkeletonTests {
+    @Test("a 50 MiB image registered through the gateway comes back byte-identical, and no process exceeds 150 MiB")
+    func roundTrip() async throws {
+        let mesh = try await TestMesh()
+        defer { mesh.stop() }
+        let source = "\(mesh.directory.path)/source.dcm"
+        let fetched = "\(mesh.directory.path)/fetched.dcm"
+        try Fixtures.writePartTenFile(at: source, payloadBytes: 50 << 20)
+        let expected = try sha256(ofFile: source)
+
+        let receipt = try await AtriumClient.with(mesh.clientConfiguration()) { atrium in
+            let receipt = try await atrium.registerImage(file: source)
+            try await atrium.fetchImage(id: receipt.imageID, to: fetched)
+            return receipt
+        }
+        #expect(receipt.digest.sha256 == expected)
+        #expect(receipt.digest.sizeBytes == UInt64(50 << 20) + 132)
+        #expect(try sha256(ofFile: fetched) == expected)
+
+        for (instance, _) in mesh.mesh.endpoints {
+            let pid = try #require(mesh.mesh.processIdentifier(of: instance))
+            let peak = try #require(ProcessMemory.peakResidentBytes(of: pid))
+            #expect(peak < 150 << 20, "\(instance) peaked at \(peak >> 20) MiB")
+        }
+    }
+
+    @Test("calls without a key or with a wrong key are UNAUTHENTICATED; unknown images are NOT_FOUND")
+    func refusals() async throws {
+        let mesh = try await TestMesh(processingInstances: 1)
+        defer { mesh.stop() }
+        let wrongKeys = ["", "not-a-key", "atr_aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", String(mesh.operatorKey.dropLast()) + "x"]
+        for key in wrongKeys {
+            await #expect {
+                try await AtriumClient.with(mesh.clientConfiguration(apiKey: key)) { try await $0.image(id: "img_x") }
+            } throws: { code(of: $0) == .unauthenticated }
+        }
+        await #expect {
+            try await AtriumClient.with(mesh.clientConfiguration()) { try await $0.image(id: "img_doesnotexist") }
+        } throws: { code(of: $0) == .notFound }
+        await #expect {
+            try await AtriumClient.with(mesh.clientConfiguration()) { try await $0.fetchImage(id: "img_doesnotexist", to: "\(mesh.directory.path)/x") }
+        } throws: { code(of: $0) == .notFound }
+    }
+
+    @Test("a stranger cannot see another subscriber's image; malformed uploads are refused and store nothing")
+    func visibilityAndMalformedInput() async throws {
+        let mesh = try await TestMesh(processingInstances: 1)
+        defer { mesh.stop() }
+        let hospital = try mesh.addSubscriber(name: "General Hospital", kind: "hospital", roles: "register,receive")
+        let stranger = try mesh.addSubscriber(name: "Other Clinic", kind: "hospital", roles: "register,receive")
+        let file = "\(mesh.directory.path)/one.dcm"
+        try Fixtures.writePartTenFile(at: file, payloadBytes: 300_000)
+        let receipt = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { try await $0.registerImage(file: file) }
+        let record = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { try await $0.image(id: receipt.imageID) }
+        #expect(record.registrantID == hospital.id)
+        await #expect {
+            try await AtriumClient.with(mesh.clientConfiguration(apiKey: stranger.key)) { try await $0.image(id: receipt.imageID) }
+        } throws: { code(of: $0) == .notFound }
+        await #expect {
+            try await AtriumClient.with(mesh.clientConfiguration(apiKey: stranger.key)) {
+                try await $0.fetchImage(id: receipt.imageID, to: "\(mesh.directory.path)/stolen.dcm")
+            }
+        } throws: { code(of: $0) == .notFound }
+        #expect(!FileManager.default.fileExists(atPath: "\(mesh.directory.path)/stolen.dcm"))
+        // The operator sees everything.
+        _ = try await AtriumClient.with(mesh.clientConfiguration()) { try await $0.image(id: receipt.imageID) }
+
+        let blobsBefore = try BlobTree(root: "\(mesh.directory.path)/registry/blobs").files
+        for bytes in [Data("too short".utf8), Data(repeating: 7, count: 5000)] {
+            await #expect {
+                try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { try await $0.registerImage(bytes: bytes) }
+            } throws: { error in
+                code(of: error) == .invalidArgument && (error as? RPCError)?.message.contains("DICM") == true
+            }
+        }
+        #expect(try BlobTree(root: "\(mesh.directory.path)/registry/blobs").files == blobsBefore)
+    }
+
+    @Test("stub RPCs answer UNIMPLEMENTED and name the issue that delivers them")
+    func stubsAreHonest() async throws {
+        let mesh = try await TestMesh(processingInstances: 1)
+        defer { mesh.stop() }
+        await #expect {
+            try await AtriumClient.with(mesh.clientConfiguration()) { atrium in
+                try await atrium.registry.listImages(request: ClientRequest(message: .init(), metadata: ["authorization": "Bearer \(mesh.operatorKey)"]))
+            }
+        } throws: { error in
+            code(of: error) == .unimplemented && (error as? RPCError)?.message.contains("#4") == true
+        }
+    }
+}
+
+/// The files of a blob store, for before/after comparisons.
+struct BlobTree {
+    let files: Set<String>
+
+    init(root: String) throws {
+        var files: Set<String> = []
+        if let enumerator = FileManager.default.enumerator(atPath: "\(root)/sha256") {
+            for case let path as String in enumerator where path.count > 64 { files.insert(path) }
+        }
+        self.files = files
+    }
+}
