@@ -18,7 +18,7 @@ BIN            ?= .build/$(CONFIGURATION)/atrium
 PLUGINS        ?= .build-plugins/release
 GENERATED      ?= Sources/AtriumAPI/Generated
 PROTOS         := $(sort $(wildcard proto/atrium/v1/*.proto)) proto/grpc/health/v1/health.proto
-APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler python3-pip
+APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler
 PIP_PACKAGES   ?= jsonschema pyyaml pydicom numpy
 
 .PHONY: run up test bench proto proto-check compose-check lint build deps pydeps plugins clean
@@ -31,6 +31,7 @@ deps:
 	fi
 
 pydeps:
+	@$(PYTHON) -m pip --version >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip; }
 	@$(PYTHON) -c "import jsonschema, yaml, pydicom, numpy" 2>/dev/null || \
 	  $(PYTHON) -m pip install -q $(PIP_PACKAGES) 2>/dev/null || \
 	  $(PYTHON) -m pip install -q --break-system-packages $(PIP_PACKAGES)
@@ -51,9 +52,13 @@ bench: deps pydeps
 	$(SWIFT) build -c release --product atrium
 	$(PYTHON) bench/run_bench.py --binary .build/release/atrium
 
-plugins:
+plugins: $(PLUGINS)/protoc-gen-swift $(PLUGINS)/protoc-gen-grpc-swift-2
+
+# The protoc plugins, built once from the pinned swift-protobuf and grpc-swift-protobuf (about 4 minutes).
+$(PLUGINS)/protoc-gen-swift $(PLUGINS)/protoc-gen-grpc-swift-2 &: Package.swift
 	$(SWIFT) build -c release --scratch-path .build-plugins --product protoc-gen-swift
 	$(SWIFT) build -c release --scratch-path .build-plugins --product protoc-gen-grpc-swift-2
+	touch $(PLUGINS)/protoc-gen-swift $(PLUGINS)/protoc-gen-grpc-swift-2
 
 # Generates into $(1).
 define generate

@@ -119,20 +119,13 @@ public struct AtriumClient: Sendable {
         try await registry.getImage(request: ClientRequest(message: .with { $0.imageID = id }, metadata: metadata))
     }
 
-    /// Fetches an image into `path`: written to `<path>.part`, checked against the SHA-256 the server sends,
-    /// then renamed into place. Throws the refusal's status (e.g. NOT_FOUND) if the image is not delivered.
+    /// Fetches an image, handing each piece of its bytes to `consume` in order, and checks the whole against
+    /// the SHA-256 the server sends. Throws the refusal's status (e.g. NOT_FOUND) if the image is not delivered,
+    /// and DATA_LOSS if the bytes do not match.
     @discardableResult
-    public func fetchImage(id: String, to path: String) async throws -> Atrium_V1_Digest {
-        let partPath = path + ".part"
-        _ = FileManager.default.createFile(atPath: partPath, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: partPath))
-        var completed = false
-        defer {
-            try? handle.close()
-            if !completed { try? FileManager.default.removeItem(atPath: partPath) }
-        }
+    public func fetchImage(id: String, consume: @escaping @Sendable (Data) throws -> Void) async throws -> Atrium_V1_Digest {
         let request = ClientRequest<Atrium_V1_FetchRequest>(message: .with { $0.imageIds = [id]; $0.encoding = .original }, metadata: metadata)
-        let digest = try await delivery.fetch(request: request) { response in
+        return try await delivery.fetch(request: request) { response in
             var hasher = SHA256()
             var received: UInt64 = 0
             var digest: Atrium_V1_Digest?
@@ -141,7 +134,7 @@ public struct AtriumClient: Sendable {
                 case .begin: break
                 case .chunk(let chunk):
                     guard chunk.offset == received else { throw RPCError(code: .dataLoss, message: "chunk out of order") }
-                    try handle.write(contentsOf: chunk.data)
+                    try consume(chunk.data)
                     hasher.update(data: chunk.data)
                     received += UInt64(chunk.data.count)
                 case .end(let end):
@@ -158,6 +151,21 @@ public struct AtriumClient: Sendable {
             guard let digest else { throw RPCError(code: .dataLoss, message: "the stream of '\(id)' ended early") }
             return digest
         }
+    }
+
+    /// Fetches an image into `path`: written to `<path>.part`, checked against the SHA-256 the server sends,
+    /// fsynced, then renamed into place, so `path` only ever holds a complete, verified image.
+    @discardableResult
+    public func fetchImage(id: String, to path: String) async throws -> Atrium_V1_Digest {
+        let partPath = path + ".part"
+        _ = FileManager.default.createFile(atPath: partPath, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: partPath))
+        var completed = false
+        defer {
+            try? handle.close()
+            if !completed { try? FileManager.default.removeItem(atPath: partPath) }
+        }
+        let digest = try await fetchImage(id: id) { data in try handle.write(contentsOf: data) }
         try handle.synchronize()
         try handle.close()
         if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }

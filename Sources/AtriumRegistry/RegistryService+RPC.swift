@@ -106,7 +106,7 @@ struct InternalRegistry: Atrium_V1_RegistryInternal.ServiceProtocol {
         guard message.offset <= UInt64(row.sizeBytes) else {
             throw RegistryError.invalidArgument("offset \(message.offset) is past the end of image '\(row.id)' (\(row.sizeBytes) bytes)")
         }
-        let chunkSize = message.chunkSize == 0 ? 256 << 10 : Int(message.chunkSize)
+        let chunkSize = message.chunkSize == 0 ? 1 << 20 : Int(message.chunkSize)
         guard (64 << 10)...(1 << 20) ~= chunkSize else {
             throw RegistryError.invalidArgument("chunk_size must be 0 or 65536 to 1048576 bytes")
         }

@@ -41,10 +41,17 @@ struct Up: AsyncParsableCommand {
         let mesh = try await LocalMesh.start(plan)
         let identity = TLSFiles.service(.gateway, in: plan.pkiDirectory)
         say("Atrium is up (\(AtriumVersion.text)); data in \(dataDirectory)")
+        var silent: [String] = []
         for (instance, address) in mesh.endpoints {
             let status = (try? await HealthProbe.check(address: address, files: identity, timeout: .seconds(10))) ?? "NO ANSWER"
+            if status != "SERVING" { silent.append(instance.description) }
             let role = instance.service == .gateway ? "public, TLS" : "internal, mTLS"
             say("  \(instance.description.padding(toLength: 13, withPad: " ", startingAt: 0)) \(address.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(role)")
+        }
+        guard silent.isEmpty else {
+            say("not serving: \(silent.joined(separator: ", ")); see \(dataDirectory)/log/. Stopping.")
+            mesh.stop()
+            throw ExitCode(1)
         }
         say("all processes answered their health checks in \(started.duration(to: .now).formatted(.units(allowed: [.seconds, .milliseconds])))")
         if let (subscriberID, key) = operatorKey {

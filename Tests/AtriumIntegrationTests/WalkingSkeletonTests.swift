@@ -88,6 +88,28 @@ struct WalkingSkeletonTests {
         #expect(try BlobTree(root: "\(mesh.directory.path)/registry/blobs").files == blobsBefore)
     }
 
+    @Test("the gateway does not expose internal services, even to an operator")
+    func internalServicesAreNotPublic() async throws {
+        let mesh = try await TestMesh(processingInstances: 1)
+        defer { mesh.stop() }
+        let client = try ClientFactory.makeClient(to: mesh.mesh.gatewayAddress, security: .tls(caPath: "\(mesh.pkiDirectory)/ca.pem"))
+        await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await client.runConnections() }
+            defer { client.beginGracefulShutdown() }
+            let metadata: Metadata = ["authorization": "Bearer \(mesh.operatorKey)"]
+            await #expect {
+                try await Atrium_V1_RegistryInternal.Client(wrapping: client).resolveImage(
+                    request: ClientRequest(message: .with { $0.imageID = "img_x"; $0.caller.subscriberID = "sub_x" }, metadata: metadata)
+                )
+            } throws: { code(of: $0) == .unimplemented }
+            await #expect {
+                try await Atrium_V1_SecurityInternal.Client(wrapping: client).authorize(
+                    request: ClientRequest(message: .with { $0.apiKey = mesh.operatorKey }, metadata: metadata)
+                )
+            } throws: { code(of: $0) == .unimplemented }
+        }
+    }
+
     @Test("stub RPCs answer UNIMPLEMENTED and name the issue that delivers them")
     func stubsAreHonest() async throws {
         let mesh = try await TestMesh(processingInstances: 1)
