@@ -1289,7 +1289,7 @@ public nonisolated struct Atrium_V1_ReadImageRequest: Sendable {
   /// Start reading at this byte offset; must not exceed the size.
   public var offset: UInt64 = 0
 
-  /// Preferred chunk size in bytes, 64 KiB to 1 MiB; 0 means 256 KiB.
+  /// Preferred chunk size in bytes, 64 KiB to 1 MiB; 0 means 1 MiB.
   public var chunkSize: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
