@@ -4,6 +4,7 @@ import AtriumRuntime
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import Synchronization
 
 /// The gateway's only service: every public method, authenticated and forwarded to its backend as a stream
 /// of opaque messages, message by message, with no buffering of whole payloads.
@@ -14,11 +15,18 @@ import Logging
 struct ForwardingService: RegistrableRPCService {
     private let authenticator: Authenticator
     private let backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>]
+    private let maxMessageBytes: Int
     private let logger: Logger
 
-    init(authenticator: Authenticator, backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>], logger: Logger) {
+    init(
+        authenticator: Authenticator,
+        backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>],
+        maxMessageBytes: Int,
+        logger: Logger
+    ) {
         self.authenticator = authenticator
         self.backends = backends
+        self.maxMessageBytes = maxMessageBytes
         self.logger = logger
     }
 
@@ -73,11 +81,36 @@ struct ForwardingService: RegistrableRPCService {
         writer: RPCWriter<GRPCNIOTransportBytes>,
         onSuccess: @escaping @Sendable () -> Void
     ) async throws -> Metadata {
+        // The message-size cap is enforced here, not only by the transport, so that an oversized message gets a
+        // RESOURCE_EXHAUSTED status instead of a reset stream.
+        let limit = maxMessageBytes
+        let refusal = Mutex<RPCError?>(nil)
         let forwarded = StreamingClientRequest<GRPCNIOTransportBytes>(metadata: metadata) { backendWriter in
             for try await message in request.messages {
+                guard message.count <= limit else {
+                    let error = RPCError(code: .resourceExhausted, message: "a message of \(message.count) bytes exceeds the \(limit)-byte limit")
+                    refusal.withLock { $0 = error }
+                    throw error
+                }
                 try await backendWriter.write(message)
             }
         }
+        do {
+            return try await forward(forwarded, method: method, options: options, client: client, writer: writer, onSuccess: onSuccess)
+        } catch {
+            if let refused = refusal.withLock({ $0 }) { throw refused }
+            throw error
+        }
+    }
+
+    private func forward(
+        _ forwarded: StreamingClientRequest<GRPCNIOTransportBytes>,
+        method: MethodDescriptor,
+        options: CallOptions,
+        client: GRPCClient<HTTP2ClientTransport.Posix>,
+        writer: RPCWriter<GRPCNIOTransportBytes>,
+        onSuccess: @escaping @Sendable () -> Void
+    ) async throws -> Metadata {
         return try await client.bidirectionalStreaming(
             request: forwarded,
             descriptor: method,

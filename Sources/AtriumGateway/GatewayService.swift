@@ -27,6 +27,12 @@ public struct Gateway: Sendable {
     /// The background services the process must run (the backend clients' connections).
     public let clientRunners: [any Service]
 
+    /// The transport's own limit on a message for the gateway's listener: above the enforced cap, so that the
+    /// gateway can answer an oversized message with RESOURCE_EXHAUSTED rather than a reset stream.
+    public static func transportMessageLimit(for cap: Int) -> Int {
+        min(cap * 4, 64 << 20)
+    }
+
     /// Wires the gateway to the backends named in `runtime`.
     public init(runtime: RuntimeConfiguration, configuration: GatewayConfiguration, logger: Logger) throws {
         var backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>] = [:]
@@ -34,7 +40,9 @@ public struct Gateway: Sendable {
             backends[backend] = try ClientFactory.makeClient(to: runtime.address(of: backend), security: .mutualTLS(runtime.tls))
         }
         let authenticator = Authenticator(security: backends[.security]!, maximumTTL: configuration.authorizationCacheTTL, logger: logger)
-        self.rpcServices = [ForwardingService(authenticator: authenticator, backends: backends, logger: logger)]
+        self.rpcServices = [
+            ForwardingService(authenticator: authenticator, backends: backends, maxMessageBytes: runtime.maxMessageBytes, logger: logger)
+        ]
         self.clientRunners = backends.values.map { ClientRunner($0) }
     }
 }

@@ -41,7 +41,7 @@ struct Serve: AsyncParsableCommand {
             services: assembly.rpcServices,
             interceptors: service == .gateway ? [] : [ServicePeerInterceptor()],
             health: health,
-            maxMessageBytes: runtime.maxMessageBytes,
+            maxMessageBytes: service == .gateway ? Gateway.transportMessageLimit(for: runtime.maxMessageBytes) : runtime.maxMessageBytes,
             portFile: runtime.portFile,
             logger: logger
         )

@@ -2,6 +2,7 @@ import AtriumCore
 import Crypto
 import Foundation
 import GRPCCore
+import Testing
 
 /// SHA-256 of a file, read in 1 MiB pieces.
 func sha256(ofFile path: String) throws -> String {
@@ -18,3 +19,9 @@ func sha256(ofFile path: String) throws -> String {
 func code(of error: any Error) -> RPCError.Code? {
     (error as? RPCError)?.code
 }
+
+/// Every integration suite runs inside this one, one test at a time: each test starts a whole mesh of eight
+/// processes on a 2-core machine, and running meshes side by side would make the timing and memory
+/// figures the tests check depend on whatever else happens to run.
+@Suite("Integration: the real mesh", .serialized)
+struct IntegrationTests {}

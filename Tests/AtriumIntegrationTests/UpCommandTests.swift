@@ -3,53 +3,55 @@ import AtriumTesting
 import Foundation
 import Testing
 
-/// `atrium up`, as a user runs it.
-@Suite("atrium up", .serialized)
-struct UpCommandTests {
-    @Test("starts every process, each answers its health check within 10 s, and Ctrl-C stops them all")
-    func upAndDown() async throws {
-        let directory = try TemporaryDirectory(prefix: "atrium-up")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: AtriumBinary.path)
-        process.arguments = ["up", "--ephemeral-ports", "--data-dir", directory.path]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        let started = ContinuousClock.now
-        try process.run()
-        defer { if process.isRunning { process.interrupt(); process.waitUntilExit() } }
+extension IntegrationTests {
+    /// `atrium up`, as a user runs it.
+    @Suite("atrium up", .serialized)
+    struct UpCommandTests {
+        @Test("starts every process, each answers its health check within 10 s, and Ctrl-C stops them all")
+        func upAndDown() async throws {
+            let directory = try TemporaryDirectory(prefix: "atrium-up")
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: AtriumBinary.path)
+            process.arguments = ["up", "--ephemeral-ports", "--data-dir", directory.path]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            let started = ContinuousClock.now
+            try process.run()
+            defer { if process.isRunning { process.interrupt(); process.waitUntilExit() } }
 
-        var text = ""
-        let reader = output.fileHandleForReading
-        while !text.contains("Press Ctrl-C"), ContinuousClock.now - started < .seconds(30) {
-            let data = reader.availableData
-            if data.isEmpty { break }
-            text += String(decoding: data, as: UTF8.self)
-        }
-        let elapsed = ContinuousClock.now - started
-        #expect(elapsed < .seconds(10), "up took \(elapsed)")
-        let processLines = text.split(separator: "\n").filter { $0.contains("127.0.0.1:") && !$0.contains("export") }
-        #expect(processLines.count == 8, "\(text)")
-        for line in processLines {
-            #expect(line.contains("SERVING"), "\(line)")
-        }
-        #expect(text.contains("export ATRIUM_API_KEY=atr_"))
+            var text = ""
+            let reader = output.fileHandleForReading
+            while !text.contains("Press Ctrl-C"), ContinuousClock.now - started < .seconds(30) {
+                let data = reader.availableData
+                if data.isEmpty { break }
+                text += String(decoding: data, as: UTF8.self)
+            }
+            let elapsed = ContinuousClock.now - started
+            #expect(elapsed < .seconds(10), "up took \(elapsed)")
+            let processLines = text.split(separator: "\n").filter { $0.contains("127.0.0.1:") && !$0.contains("export") }
+            #expect(processLines.count == 8, "\(text)")
+            for line in processLines {
+                #expect(line.contains("SERVING"), "\(line)")
+            }
+            #expect(text.contains("export ATRIUM_API_KEY=atr_"))
 
-        // Every listed process really answers `atrium health`.
-        for line in processLines {
-            let address = try #require(line.split(separator: " ").first { $0.hasPrefix("127.0.0.1:") })
-            let status = try AtriumBinary.run(["health", "--pki-dir", "\(directory.path)/pki", String(address)])
-            #expect(status.contains("SERVING"))
-        }
+            // Every listed process really answers `atrium health`.
+            for line in processLines {
+                let address = try #require(line.split(separator: " ").first { $0.hasPrefix("127.0.0.1:") })
+                let status = try AtriumBinary.run(["health", "--pki-dir", "\(directory.path)/pki", String(address)])
+                #expect(status.contains("SERVING"))
+            }
 
-        let pids = try FileManager.default.contentsOfDirectory(atPath: "\(directory.path)/run").count
-        #expect(pids == 8)
-        process.interrupt()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        // No `atrium serve` child outlives `atrium up`.
-        let survivors = try AtriumBinary.ps(matching: directory.path)
-        #expect(survivors.isEmpty, "still running: \(survivors)")
+            let pids = try FileManager.default.contentsOfDirectory(atPath: "\(directory.path)/run").count
+            #expect(pids == 8)
+            process.interrupt()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            // No `atrium serve` child outlives `atrium up`.
+            let survivors = try AtriumBinary.ps(matching: directory.path)
+            #expect(survivors.isEmpty, "still running: \(survivors)")
+        }
     }
 }
 

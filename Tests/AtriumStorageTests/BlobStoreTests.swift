@@ -81,7 +81,7 @@ struct BlobStoreTests {
     func staleTemporaries() throws {
         let directory = try TemporaryDirectory()
         let store = try BlobStore(root: directory.path)
-        FileManager.default.createFile(atPath: "\(directory.path)/tmp/crashed.part", contents: Data(repeating: 3, count: 100))
+        _ = FileManager.default.createFile(atPath: "\(directory.path)/tmp/crashed.part", contents: Data(repeating: 3, count: 100))
         #expect(try store.allDigests().isEmpty)
         #expect(try store.removeStaleTemporaries() == 1)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory.path)/tmp").isEmpty)
