@@ -96,30 +96,14 @@ struct ForwardingService: RegistrableRPCService {
             }
         }
         do {
-            return try await forward(forwarded, method: method, options: options, client: client, writer: writer, onSuccess: onSuccess)
-        } catch {
-            if let refused = refusal.withLock({ $0 }) { throw refused }
-            throw error
-        }
-    }
-
-    private func forward(
-        _ forwarded: StreamingClientRequest<GRPCNIOTransportBytes>,
-        method: MethodDescriptor,
-        options: CallOptions,
-        client: GRPCClient<HTTP2ClientTransport.Posix>,
-        writer: RPCWriter<GRPCNIOTransportBytes>,
-        onSuccess: @escaping @Sendable () -> Void
-    ) async throws -> Metadata {
-        return try await client.bidirectionalStreaming(
-            request: forwarded,
-            descriptor: method,
-            serializer: PassthroughCoder(),
-            deserializer: PassthroughCoder(),
-            options: options
-        ) { response in
-            switch response.accepted {
-            case .success(let contents):
+            return try await client.bidirectionalStreaming(
+                request: forwarded,
+                descriptor: method,
+                serializer: PassthroughCoder(),
+                deserializer: PassthroughCoder(),
+                options: options
+            ) { response in
+                let contents = try response.accepted.get()
                 var trailers = Metadata()
                 for try await part in contents.bodyParts {
                     switch part {
@@ -129,9 +113,10 @@ struct ForwardingService: RegistrableRPCService {
                 }
                 onSuccess()
                 return Forwarding.sanitized(trailers)
-            case .failure(let error):
-                throw error
             }
+        } catch {
+            if let refused = refusal.withLock({ $0 }) { throw refused }
+            throw error
         }
     }
 }
