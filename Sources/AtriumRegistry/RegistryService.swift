@@ -76,7 +76,7 @@ public struct RegistryService: Sendable {
             writer.abort()
             throw RegistryError.invalidArgument(problem)
         }
-        let commit = try commitOrFail(writer, header: header, requestID: registrant.requestID)
+        let commit = try await commitOrFail(writer, header: header, requestID: registrant.requestID)
         let row = ImageRow(
             id: Identifier.make(prefix: "img"),
             registrantID: registrant.subscriberID,
@@ -86,7 +86,7 @@ public struct RegistryService: Sendable {
             registeredAt: Date()
         )
         do {
-            try store.insert(row)
+            try await store.insert(row)
         } catch {
             logger.error("cannot commit an image record", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
             throw RegistryError.storageUnavailable
@@ -132,9 +132,9 @@ public struct RegistryService: Sendable {
         }
     }
 
-    private func commitOrFail(_ writer: BlobWriter, header: Atrium_V1_RegisterHeader, requestID: String) throws -> BlobCommit {
+    private func commitOrFail(_ writer: BlobWriter, header: Atrium_V1_RegisterHeader, requestID: String) async throws -> BlobCommit {
         do {
-            return try writer.commit(
+            return try await writer.commitOffloaded(
                 expectingSHA256: header.sha256.isEmpty ? nil : header.sha256,
                 size: header.sizeBytes == 0 ? nil : header.sizeBytes
             )

@@ -1,5 +1,6 @@
 import AtriumCore
 import Crypto
+import Dispatch
 public import Foundation
 
 #if canImport(Glibc)
@@ -177,6 +178,20 @@ public final class BlobWriter {
         }
         try FileSystem.syncDirectory(directory)
         return BlobCommit(sha256: digest, size: byteCount, alreadyStored: false)
+    }
+
+    /// ``commit(expectingSHA256:size:)`` on a dispatch queue, so that its fsyncs (milliseconds each) never
+    /// block one of the few threads that run Swift tasks. The caller must not touch the writer meanwhile.
+    public func commitOffloaded(expectingSHA256 expectedSHA256: String? = nil, size expectedSize: UInt64? = nil) async throws(StorageError) -> BlobCommit {
+        nonisolated(unsafe) let writer = self
+        let result: Result<BlobCommit, StorageError> = await withCheckedContinuation { continuation in
+            DispatchQueue.global(qos: .userInitiated).async {
+                continuation.resume(returning: Result { () throws(StorageError) in
+                    try writer.commit(expectingSHA256: expectedSHA256, size: expectedSize)
+                })
+            }
+        }
+        return try result.get()
     }
 
     /// Discards everything written.

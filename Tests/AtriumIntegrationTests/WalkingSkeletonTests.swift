@@ -50,7 +50,7 @@ extension IntegrationTests {
         func refusals() async throws {
             let mesh = try await TestMesh(processingInstances: 1)
             defer { mesh.stop() }
-            let wrongKeys = ["", "not-a-key", "atr_aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", String(mesh.operatorKey.dropLast()) + "x"]
+            let wrongKeys = ["", "not-a-key", "atr_aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", String(mesh.operatorKey.dropLast()) + (mesh.operatorKey.hasSuffix("x") ? "y" : "x")]
             for key in wrongKeys {
                 await #expect {
                     try await AtriumClient.with(mesh.clientConfiguration(apiKey: key)) { try await $0.image(id: "img_x") }

@@ -11,9 +11,10 @@ struct RegistryStore: Sendable {
         self.database = try ServiceDatabase.open(path: path, migrator: RegistryMigrations.migrator)
     }
 
-    /// Commits a new record. The blob it names must already be durable.
-    func insert(_ row: ImageRow) throws {
-        try database.write { db in try row.insert(db) }
+    /// Commits a new record (on GRDB's writer queue, not on a task thread). The blob it names must already
+    /// be durable.
+    func insert(_ row: ImageRow) async throws {
+        try await database.write { db in try row.insert(db) }
     }
 
     /// The record with `id`, if any.
