@@ -86,6 +86,7 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
+        .testTarget(name: "AtriumGatewayTests", dependencies: ["AtriumGateway", "AtriumRuntime", "AtriumCore", grpcCore], swiftSettings: settings),
         .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto], swiftSettings: settings),
     ]
 )

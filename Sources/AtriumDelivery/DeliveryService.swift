@@ -72,6 +72,9 @@ public struct DeliveryService: Sendable {
                         $0.message = error.message
                     }
                 })
+            } catch let error as RPCError {
+                // The registry's status passes on, without the registry's response headers.
+                throw error.withoutTransportHeaders
             }
         }
     }

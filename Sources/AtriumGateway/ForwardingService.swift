@@ -52,7 +52,7 @@ struct ForwardingService: RegistrableRPCService {
             logger.info("refused", metadata: [LogKey.method: "\(method)", LogKey.requestID: "\(requestID)", LogKey.status: "\(error.code)"])
             throw error
         }
-        var forwardedMetadata = Forwarding.sanitized(request.metadata)
+        var forwardedMetadata = request.metadata.forwardable
         forwardedMetadata.add(contentsOf: caller.metadata)
         let metadata = forwardedMetadata
         var callOptions = CallOptions.fastFailing
@@ -67,7 +67,7 @@ struct ForwardingService: RegistrableRPCService {
             } catch let error as RPCError {
                 // A backend's error carries the headers of its response; pass on only the caller-visible ones,
                 // or the pseudo-headers in them would make the trailers invalid and reset the stream.
-                throw RPCError(code: error.code, message: error.message, metadata: Forwarding.sanitized(error.metadata))
+                throw error.withoutTransportHeaders
             }
         }
     }
@@ -112,7 +112,7 @@ struct ForwardingService: RegistrableRPCService {
                     }
                 }
                 onSuccess()
-                return Forwarding.sanitized(trailers)
+                return trailers.forwardable
             }
         } catch {
             if let refused = refusal.withLock({ $0 }) { throw refused }
@@ -121,27 +121,13 @@ struct ForwardingService: RegistrableRPCService {
     }
 }
 
-/// Header hygiene for forwarding.
+/// Deadlines for forwarding.
 enum Forwarding {
-    /// `metadata` without pseudo-headers, transport-owned headers, credentials and identity headers.
-    static func sanitized(_ metadata: Metadata) -> Metadata {
-        var result = Metadata()
-        for (key, value) in metadata {
-            let lower = key.lowercased()
-            if lower.hasPrefix(":") || lower.hasPrefix("grpc-") || lower.hasPrefix("atrium-") { continue }
-            if ["content-type", "te", "user-agent", "authorization", "x-api-key"].contains(lower) { continue }
-            switch value {
-            case .string(let text): result.addString(text, forKey: key)
-            case .binary(let bytes): result.addBinary(bytes, forKey: key)
-            }
-        }
-        return result
-    }
-
     /// The caller's deadline from `grpc-timeout` (`<1–8 digits><H|M|S|m|u|n>`), if any.
     static func timeout(in metadata: Metadata) -> Duration? {
-        guard let text = metadata[stringValues: "grpc-timeout"].first(where: { _ in true }), text.count >= 2,
-            let amount = Int64(text.dropLast()), amount >= 0
+        // The gRPC spec allows at most 8 digits, which keeps every product below within Int64.
+        guard let text = metadata[stringValues: "grpc-timeout"].first(where: { _ in true }), (2...9).contains(text.utf8.count),
+            text.dropLast().allSatisfy(\.isASCII), let amount = Int64(text.dropLast()), amount >= 0
         else { return nil }
         switch text.last {
         case "H": return .seconds(amount * 3600)

@@ -85,7 +85,11 @@ public struct RegistryService: Sendable {
             sha256: commit.sha256,
             registeredAt: Date()
         )
+        let alreadyHad: Bool
         do {
+            // Deduplication is reported against the caller's own images only: whether another subscriber
+            // stored the same bytes is not the caller's to learn.
+            alreadyHad = try await store.registrant(registrant.subscriberID, hasBytes: commit.sha256)
             try await store.insert(row)
         } catch {
             logger.error("cannot commit an image record", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
@@ -98,7 +102,7 @@ public struct RegistryService: Sendable {
         return .with {
             $0.imageID = row.id
             $0.digest = .with { $0.sha256 = commit.sha256; $0.sizeBytes = commit.size }
-            $0.deduplicated = commit.alreadyStored
+            $0.deduplicated = alreadyHad
         }
     }
 

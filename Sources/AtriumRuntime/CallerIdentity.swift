@@ -24,6 +24,33 @@ public enum AtriumMetadata {
     public static let all = [subscriber, kind, roles, patientIDs, requestID]
 }
 
+extension Metadata {
+    /// This metadata without what must not travel to another hop: pseudo-headers and transport headers
+    /// (`:status`, `content-type`, `te`, `grpc-*`), credentials (`authorization`, `x-api-key`) and identity
+    /// headers (`atrium-*`). Pseudo-headers inside trailers make a peer reset the stream.
+    public var forwardable: Metadata {
+        var result = Metadata()
+        for (key, value) in self {
+            let lower = key.lowercased()
+            if lower.hasPrefix(":") || lower.hasPrefix("grpc-") || lower.hasPrefix("atrium-") { continue }
+            if ["content-type", "te", "user-agent", "authorization", "x-api-key"].contains(lower) { continue }
+            switch value {
+            case .string(let text): result.addString(text, forKey: key)
+            case .binary(let bytes): result.addBinary(bytes, forKey: key)
+            }
+        }
+        return result
+    }
+}
+
+extension RPCError {
+    /// The same error with only ``GRPCCore/Metadata/forwardable`` metadata: how a service passes on an error
+    /// it received from another service.
+    public var withoutTransportHeaders: RPCError {
+        RPCError(code: code, message: message, metadata: metadata.forwardable)
+    }
+}
+
 /// Who is at the other end of a server connection, from the TLS client certificate it presented.
 public enum PeerIdentity {
     /// The verified client certificate of the peer, if the listener uses mTLS and the peer sent one.
@@ -101,6 +128,9 @@ public struct VerifiedCaller: Sendable, Hashable {
     public init(metadata: Metadata, context: ServerContext) throws(RPCError) {
         guard PeerIdentity.service(of: context) == .gateway else {
             throw RPCError(code: .unauthenticated, message: "caller identity is accepted only from the Atrium gateway")
+        }
+        for key in AtriumMetadata.all where Array(metadata[stringValues: key]).count > 1 {
+            throw RPCError(code: .unauthenticated, message: "caller identity header '\(key)' appears more than once")
         }
         guard let subscriber = metadata[stringValues: AtriumMetadata.subscriber].first(where: { _ in true }), !subscriber.isEmpty else {
             throw RPCError(code: .unauthenticated, message: "the gateway sent no caller identity")

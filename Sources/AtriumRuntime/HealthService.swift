@@ -27,10 +27,12 @@ public final class HealthStatus: Sendable {
         self.state = Mutex(State(statuses: statuses))
     }
 
-    /// Marks the process and every service as serving or not, and tells the watchers.
+    /// Marks the process and every service as serving or not, and tells the watchers. Once
+    /// ``shutDown()`` has run, the status stays NOT_SERVING.
     public func setServing(_ serving: Bool) {
         let status: ServingStatus = serving ? .serving : .notServing
         state.withLock { state in
+            guard !state.closed else { return }
             for key in state.statuses.keys { state.statuses[key] = status }
             for watcher in state.watchers.values { watcher.continuation.yield(status) }
         }

@@ -43,7 +43,7 @@ public struct GRPCServerService: Service {
         listen: HostAndPort,
         security: ServerSecurity,
         services: [any RegistrableRPCService],
-        interceptors: [any ServerInterceptor] = [],
+        interceptors: [ConditionalInterceptor<any ServerInterceptor>] = [],
         health: HealthStatus,
         maxMessageBytes: Int,
         portFile: String? = nil,
@@ -83,7 +83,7 @@ public struct GRPCServerService: Service {
         self.server = GRPCServer(
             transport: transport,
             services: services + [HealthService(status: health)],
-            interceptors: interceptors
+            interceptorPipeline: interceptors
         )
         self.health = health
         self.portFile = portFile

@@ -157,15 +157,21 @@ public final class BlobWriter {
         finished = true
         defer { close(descriptor) }
         let finalPath = try store.path(for: digest)
+        let directory = String(finalPath[..<finalPath.lastIndex(of: "/")!])
         if FileSystem.size(ofExisting: finalPath) == byteCount {
             unlink(tempPath)
+            // Another upload may have renamed it a moment ago and not yet synced the directory: sync it here
+            // too, so that this caller is never acknowledged ahead of the bytes being durable.
+            try FileSystem.syncDirectory(directory)
             return BlobCommit(sha256: digest, size: byteCount, alreadyStored: true)
         }
         guard fsync(descriptor) == 0 else {
             unlink(tempPath)
             throw .io("fsync \(tempPath): \(FileSystem.errnoText())")
         }
-        let directory = String(finalPath[..<finalPath.lastIndex(of: "/")!])
+        // `sha256/ab/cd/`: a directory created here is only durable once its parent is synced too.
+        let parent = String(directory[..<directory.lastIndex(of: "/")!])
+        let created = (parent: FileSystem.size(ofExisting: parent) == nil, leaf: FileSystem.size(ofExisting: directory) == nil)
         do {
             try FileSystem.makeDirectories(directory)
         } catch {
@@ -177,6 +183,8 @@ public final class BlobWriter {
             throw .io("rename \(tempPath) -> \(finalPath): \(FileSystem.errnoText())")
         }
         try FileSystem.syncDirectory(directory)
+        if created.leaf { try FileSystem.syncDirectory(parent) }
+        if created.parent { try FileSystem.syncDirectory(String(parent[..<parent.lastIndex(of: "/")!])) }
         return BlobCommit(sha256: digest, size: byteCount, alreadyStored: false)
     }
 

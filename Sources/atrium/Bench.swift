@@ -22,6 +22,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Concurrent clients.")
     var clients = 1
 
+    func validate() throws {
+        guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
+    }
+
     func run() async throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".dcm") }.sorted().map { "\(dir)/\($0)" }
         guard !files.isEmpty else { throw ValidationError("no .dcm files in \(dir)") }

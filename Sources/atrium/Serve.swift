@@ -39,7 +39,7 @@ struct Serve: AsyncParsableCommand {
             listen: runtime.listen,
             security: service == .gateway ? .tls(runtime.tls) : .mutualTLS(runtime.tls),
             services: assembly.rpcServices,
-            interceptors: service == .gateway ? [] : [ServicePeerInterceptor()],
+            interceptors: assembly.peerChecks,
             health: health,
             maxMessageBytes: service == .gateway ? Gateway.transportMessageLimit(for: runtime.maxMessageBytes) : runtime.maxMessageBytes,
             portFile: runtime.portFile,
@@ -59,11 +59,23 @@ struct Serve: AsyncParsableCommand {
 
 /// What one process serves and runs. `atrium serve` and the tests' in-process set-ups share this.
 struct ServiceAssembly {
+    let service: ServiceName
     var rpcServices: [any RegistrableRPCService]
     var background: [any Service] = []
     var healthNames: [String]
+    /// Which services may call each internal service; every other peer gets UNAUTHENTICATED.
+    var internalCallers: [(service: ServiceDescriptor, callers: Set<ServiceName>)] = []
+
+    /// Backends accept only Atrium service certificates, and each internal service only the services that use it.
+    /// The gateway's public listener has no peer checks: its callers authenticate with credentials.
+    var peerChecks: [ConditionalInterceptor<any ServerInterceptor>] {
+        guard service != .gateway else { return [] }
+        return [.apply(ServicePeerInterceptor(), to: .all)]
+            + internalCallers.map { .apply(ServicePeerInterceptor(allowed: $0.callers), to: .services([$0.service])) }
+    }
 
     init(service: ServiceName, runtime: RuntimeConfiguration, values: ConfigValues, logger: Logger) throws {
+        self.service = service
         switch service {
         case .gateway:
             let gateway = try Gateway(runtime: runtime, configuration: GatewayConfiguration(values: values), logger: logger)
@@ -74,21 +86,26 @@ struct ServiceAssembly {
             let security = try SecurityService(configuration: SecurityConfiguration(runtime: runtime, values: values), logger: logger)
             rpcServices = security.rpcServices
             healthNames = [Atrium_V1_SecurityAdmin.descriptor, Atrium_V1_Account.descriptor, Atrium_V1_SecurityInternal.descriptor].map(\.fullyQualifiedService)
+            internalCallers = [(Atrium_V1_SecurityInternal.descriptor, Set(ServiceName.allCases).subtracting([.security]))]
         case .registry:
             let registry = try RegistryService(configuration: RegistryConfiguration(runtime: runtime, values: values), logger: logger)
             rpcServices = registry.rpcServices
             healthNames = [Atrium_V1_Registry.descriptor, Atrium_V1_RegistryInternal.descriptor].map(\.fullyQualifiedService)
+            internalCallers = [(Atrium_V1_RegistryInternal.descriptor, [.delivery, .processing, .backup])]
         case .delivery:
             let registry = try ClientFactory.makeClient(to: runtime.address(of: .registry), security: .mutualTLS(runtime.tls))
             rpcServices = DeliveryService(registry: registry, logger: logger).rpcServices
             background = [ClientRunner(registry)]
             healthNames = [Atrium_V1_Delivery.descriptor, Atrium_V1_DeliveryInternal.descriptor].map(\.fullyQualifiedService)
+            internalCallers = [(Atrium_V1_DeliveryInternal.descriptor, [.processing, .registry])]
         case .processing:
             rpcServices = ProcessingService().rpcServices
             healthNames = [Atrium_V1_Processing.descriptor, Atrium_V1_ProcessingInternal.descriptor].map(\.fullyQualifiedService)
+            internalCallers = [(Atrium_V1_ProcessingInternal.descriptor, [.gateway])]
         case .catalog:
             rpcServices = CatalogService().rpcServices
             healthNames = [Atrium_V1_Catalog.descriptor, Atrium_V1_CatalogInternal.descriptor].map(\.fullyQualifiedService)
+            internalCallers = [(Atrium_V1_CatalogInternal.descriptor, [.backup])]
         case .backup:
             rpcServices = BackupService().rpcServices
             healthNames = [Atrium_V1_Backup.descriptor].map(\.fullyQualifiedService)

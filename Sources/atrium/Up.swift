@@ -37,7 +37,14 @@ struct Up: AsyncParsableCommand {
             ephemeralPorts: ephemeralPorts
         )
         try DevelopmentPKI.ensure(directory: plan.pkiDirectory)
-        let operatorKey = try SecurityService.bootstrapOperator(databasePath: SecurityConfiguration.databasePath(dataDirectory: dataDirectory))
+        // Printed before anything else can fail: the key exists only in this output.
+        if let (subscriberID, key) = try SecurityService.bootstrapOperator(databasePath: SecurityConfiguration.databasePath(dataDirectory: dataDirectory)) {
+            say("""
+                Created the operator \(subscriberID). Its API key is shown only this once:
+                  export ATRIUM_API_KEY=\(key)
+
+                """)
+        }
         let mesh = try await LocalMesh.start(plan)
         let identity = TLSFiles.service(.gateway, in: plan.pkiDirectory)
         say("Atrium is up (\(AtriumVersion.text)); data in \(dataDirectory)")
@@ -54,14 +61,11 @@ struct Up: AsyncParsableCommand {
             throw ExitCode(1)
         }
         say("all processes answered their health checks in \(started.duration(to: .now).formatted(.units(allowed: [.seconds, .milliseconds])))")
-        if let (subscriberID, key) = operatorKey {
-            say("""
+        say("""
 
-                Created the operator \(subscriberID). Its API key is shown only this once:
-                  export ATRIUM_API_KEY=\(key)
-                  export ATRIUM_GATEWAY=\(mesh.gatewayAddress) ATRIUM_CA=\(plan.pkiDirectory)/ca.pem
-                """)
-        }
+            To use it from another terminal:
+              export ATRIUM_GATEWAY=\(mesh.gatewayAddress) ATRIUM_CA=\(plan.pkiDirectory)/ca.pem
+            """)
         say("\nPress Ctrl-C to stop.")
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: MeshService(mesh: mesh))],

@@ -105,6 +105,32 @@ extension IntegrationTests {
             #expect(try BlobTree(root: "\(mesh.directory.path)/registry/blobs").files == blobsBefore)
         }
 
+        @Test("identity headers a caller sends are ignored, and deduplication is reported per subscriber")
+        func forgedIdentityAndDeduplication() async throws {
+            let mesh = try await TestMesh(processingInstances: 1)
+            defer { mesh.stop() }
+            let owner = try mesh.addSubscriber(name: "Owner", kind: "hospital", roles: "register,receive")
+            let other = try mesh.addSubscriber(name: "Other", kind: "hospital", roles: "register,receive")
+            let bytes = Data(repeating: 0, count: 128) + Data("DICM".utf8) + Data(repeating: 9, count: 70_000)
+            let first = try await AtriumClient.with(mesh.clientConfiguration(apiKey: owner.key)) { try await $0.registerImage(bytes: bytes) }
+            #expect(!first.deduplicated)
+            // The same bytes from another subscriber: stored once, but that subscriber learns nothing about the owner.
+            let second = try await AtriumClient.with(mesh.clientConfiguration(apiKey: other.key)) { try await $0.registerImage(bytes: bytes) }
+            #expect(!second.deduplicated)
+            let again = try await AtriumClient.with(mesh.clientConfiguration(apiKey: owner.key)) { try await $0.registerImage(bytes: bytes) }
+            #expect(again.deduplicated)
+
+            let forged: Metadata = [
+                "authorization": "Bearer \(other.key)", "atrium-subscriber": .string(owner.id), "atrium-kind": "operator",
+                "atrium-roles": "admin,receive",
+            ]
+            await #expect {
+                try await AtriumClient.with(mesh.clientConfiguration(apiKey: other.key)) { atrium in
+                    try await atrium.registry.getImage(request: ClientRequest(message: .with { $0.imageID = first.imageID }, metadata: forged))
+                }
+            } throws: { code(of: $0) == .notFound }
+        }
+
         @Test("the gateway does not expose internal services, even to an operator")
         func internalServicesAreNotPublic() async throws {
             let mesh = try await TestMesh(processingInstances: 1)

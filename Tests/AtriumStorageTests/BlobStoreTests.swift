@@ -104,11 +104,12 @@ struct BlobStoreTests {
         #expect(throws: StorageError.readOnly("")) { try readOnly.makeWriter() }
     }
 
-    @Test("a 64 MiB blob streams through a writer without holding it in memory")
+    // Bounded memory is checked where it can be measured cleanly: on the registry process, in the integration
+    // tests. Here, other suites share this process, so its peak RSS says nothing about the writer.
+    @Test("a 64 MiB blob streams through a writer in pieces and hashes right")
     func largeBlobBoundedMemory() throws {
         let directory = try TemporaryDirectory()
         let store = try BlobStore(root: directory.path)
-        let before = ProcessMemory.peakResidentBytes(of: getpid()) ?? 0
         let writer = try store.makeWriter()
         var chunk = Data(repeating: 0, count: 1 << 20)
         var hasher = SHA256()
@@ -120,8 +121,7 @@ struct BlobStoreTests {
         let commit = try writer.commit()
         #expect(commit.sha256 == Hex.encode(hasher.finalize()))
         #expect(commit.size == 64 << 20)
-        let growth = (ProcessMemory.peakResidentBytes(of: getpid()) ?? 0) - before
-        #expect(growth < 32 << 20, "peak RSS grew by \(growth >> 20) MiB")
+        #expect(try store.openReader(commit.sha256).size == 64 << 20)
     }
 }
 

@@ -43,7 +43,7 @@ public nonisolated struct Atrium_V1_FetchRequest: Sendable {
   /// still of the whole delivered object.
   public var resumeOffsets: Dictionary<String,UInt64> = [:]
 
-  /// Preferred chunk size, 64 KiB to 1 MiB; 0 means 256 KiB.
+  /// Preferred chunk size, 64 KiB to 1 MiB; 0 means 1 MiB.
   public var chunkSize: UInt32 = 0
 
   /// For printers: the print job whose capability allows the fetch.

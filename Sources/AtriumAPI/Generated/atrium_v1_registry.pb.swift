@@ -289,7 +289,8 @@ public nonisolated struct Atrium_V1_RegisterResponse: Sendable {
   /// Clears the value of `digest`. Subsequent reads from it will return its default value.
   public mutating func clearDigest() {self._digest = nil}
 
-  /// True when the bytes or the record already existed and nothing new was written.
+  /// True when the caller had already registered these exact bytes (the store keeps one copy). Whether other
+  /// subscribers hold the same bytes is never revealed.
   public var deduplicated: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -17,6 +17,13 @@ struct RegistryStore: Sendable {
         try await database.write { db in try row.insert(db) }
     }
 
+    /// Whether `registrant` already has a record of these bytes.
+    func registrant(_ registrantID: String, hasBytes sha256: String) async throws -> Bool {
+        try await database.read { db in
+            try ImageRow.filter(Column("registrant_id") == registrantID && Column("sha256") == sha256).fetchCount(db) > 0
+        }
+    }
+
     /// The record with `id`, if any.
     func image(id: String) throws -> ImageRow? {
         try database.read { db in try ImageRow.fetchOne(db, key: id) }

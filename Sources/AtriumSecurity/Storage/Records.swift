@@ -25,7 +25,7 @@ struct ContractRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "contract"
     var subscriberID: String
     var version: Int
-    /// Role names, comma-separated (`register,receive`).
+    /// `Atrium_V1_Role` raw values, comma-separated and sorted (`1,2` is register and receive).
     var roles: String
     /// The whole `Atrium_V1_Contract` message, binary protobuf, for the terms later issues enforce.
     var terms: Data
