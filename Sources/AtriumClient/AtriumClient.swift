@@ -48,14 +48,8 @@ public struct AtriumClient: Sendable {
         _ configuration: AtriumClientConfiguration,
         _ body: (AtriumClient) async throws -> Result
     ) async throws -> Result {
-        let grpc = try ClientFactory.makeClient(
-            to: configuration.gateway,
-            security: configuration.caPath.map { .tls(caPath: $0) } ?? .plaintext
-        )
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await grpc.runConnections() }
-            defer { grpc.beginGracefulShutdown() }
-            return try await body(AtriumClient(grpc: grpc, configuration: configuration))
+        try await ClientFactory.withClient(to: configuration.gateway, security: configuration.caPath.map { .tls(caPath: $0) } ?? .plaintext) { grpc in
+            try await body(AtriumClient(grpc: grpc, configuration: configuration))
         }
     }
 

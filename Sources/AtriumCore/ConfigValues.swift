@@ -7,7 +7,7 @@ import Foundation
 /// `env_file` uses: `KEY=value` per line, `#` comments, optional single or double quotes around the value.
 public struct ConfigValues: Sendable {
     /// The merged key/value pairs.
-    public private(set) var values: [String: String]
+    public let values: [String: String]
 
     /// Values from a dictionary, e.g. in tests.
     public init(_ values: [String: String] = [:]) {
@@ -53,11 +53,6 @@ public struct ConfigValues: Sendable {
             result[key] = value
         }
         return result
-    }
-
-    /// Sets a value (used by `atrium up` to configure the processes it starts).
-    public mutating func set(_ key: String, _ value: String?) {
-        values[key] = value
     }
 
     /// The string value of `key`, or `nil` when absent or empty.

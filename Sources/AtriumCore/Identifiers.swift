@@ -17,12 +17,4 @@ public enum Identifier {
         }
         return String(decoding: out, as: UTF8.self)
     }
-
-    /// Whether `id` looks like an identifier made by ``make(prefix:)`` with that prefix.
-    public static func isWellFormed(_ id: String, prefix: String) -> Bool {
-        let expectedPrefix = prefix + "_"
-        guard id.hasPrefix(expectedPrefix) else { return false }
-        let body = id.utf8.dropFirst(expectedPrefix.utf8.count)
-        return body.count == 26 && body.allSatisfy { alphabet.contains($0) }
-    }
 }

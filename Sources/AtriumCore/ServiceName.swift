@@ -21,9 +21,6 @@ public enum ServiceName: String, CaseIterable, Sendable, Hashable, CustomStringC
         }
     }
 
-    /// Whether the service keeps durable state of its own (a data directory and a database).
-    public var isStateful: Bool { self != .gateway }
-
     /// The URI that identifies this service in the subject alternative name of its certificate.
     public var certificateURI: String { "atrium://service/\(rawValue)" }
 

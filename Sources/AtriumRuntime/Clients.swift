@@ -62,6 +62,22 @@ public enum ClientFactory {
 }
 
 extension ClientFactory {
+    /// Runs `body` with a connected client to `address`, then closes the client and waits for its
+    /// connections to end. For short-lived callers (the SDK, probes, tests); services use ``ClientRunner``.
+    public static func withClient<Result: Sendable>(
+        to address: HostAndPort,
+        security: ClientSecurity,
+        compression: Bool = false,
+        _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+    ) async throws -> Result {
+        let client = try makeClient(to: address, security: security, compression: compression)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await client.runConnections() }
+            defer { client.beginGracefulShutdown() }
+            return try await body(client)
+        }
+    }
+
     /// The resolver target for an address. IP literals get IP targets, because a DNS target would send the
     /// literal as the TLS server name, which TLS forbids (the connection would never come up).
     static func target(_ address: HostAndPort) -> any ResolvableTarget {

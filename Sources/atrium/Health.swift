@@ -42,10 +42,7 @@ struct Health: AsyncParsableCommand {
 /// One health check over mTLS.
 enum HealthProbe {
     static func check(address: HostAndPort, service: String = "", files: TLSFiles, timeout: Duration) async throws -> String {
-        let client = try ClientFactory.makeClient(to: address, security: .mutualTLS(files))
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.runConnections() }
-            defer { client.beginGracefulShutdown() }
+        try await ClientFactory.withClient(to: address, security: .mutualTLS(files)) { client in
             var options = CallOptions.defaults
             options.timeout = timeout
             options.waitForReady = true

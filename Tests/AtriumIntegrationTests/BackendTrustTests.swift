@@ -16,10 +16,7 @@ extension IntegrationTests {
         /// Calls Registry.GetImage on the registry directly, presenting `security`, with forged identity metadata.
         private func getImageDirectly(mesh: TestMesh, security: ClientSecurity) async throws {
             let address = mesh.mesh.address(of: .init(.registry))
-            let client = try ClientFactory.makeClient(to: address, security: security)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await client.runConnections() }
-                defer { client.beginGracefulShutdown() }
+            try await ClientFactory.withClient(to: address, security: security) { client in
                 let forged = VerifiedCaller(subscriberID: "sub_forged", kind: .operator, roles: [.admin, .receive], requestID: "req_forged")
                 var options = CallOptions.defaults
                 options.timeout = .seconds(5)
@@ -72,10 +69,7 @@ extension IntegrationTests {
             let mesh = try await TestMesh(processingInstances: 1)
             defer { mesh.stop() }
             for (identity, allowed) in [(ServiceName.gateway, false), (.catalog, false), (.delivery, true)] {
-                let client = try ClientFactory.makeClient(to: mesh.mesh.address(of: .init(.registry)), security: .mutualTLS(.service(identity, in: mesh.pkiDirectory)))
-                await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await client.runConnections() }
-                    defer { client.beginGracefulShutdown() }
+                try await ClientFactory.withClient(to: mesh.mesh.address(of: .init(.registry)), security: .mutualTLS(.service(identity, in: mesh.pkiDirectory))) { client in
                     let request = Atrium_V1_ResolveImageRequest.with {
                         $0.imageID = "img_x"
                         $0.caller = .with { $0.subscriberID = "sub_x"; $0.kind = .operator }

@@ -135,10 +135,7 @@ extension IntegrationTests {
         func internalServicesAreNotPublic() async throws {
             let mesh = try await TestMesh(processingInstances: 1)
             defer { mesh.stop() }
-            let client = try ClientFactory.makeClient(to: mesh.mesh.gatewayAddress, security: .tls(caPath: "\(mesh.pkiDirectory)/ca.pem"))
-            await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await client.runConnections() }
-                defer { client.beginGracefulShutdown() }
+            try await ClientFactory.withClient(to: mesh.mesh.gatewayAddress, security: .tls(caPath: "\(mesh.pkiDirectory)/ca.pem")) { client in
                 let metadata: Metadata = ["authorization": "Bearer \(mesh.operatorKey)"]
                 await #expect {
                     try await Atrium_V1_RegistryInternal.Client(wrapping: client).resolveImage(
