@@ -56,7 +56,7 @@ let package = Package(
             dependencies: ["AtriumAPI", "AtriumCore", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto, x509, asn1],
             swiftSettings: settings
         ),
-        .target(name: "AtriumSecurity", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
+        .target(name: "AtriumSecurity", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging, x509, asn1], swiftSettings: settings),
         .target(name: "AtriumRegistry", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
         .target(name: "AtriumDelivery", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, crypto, logging], swiftSettings: settings),
         .target(name: "AtriumProcessing", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
@@ -84,6 +84,11 @@ let package = Package(
                 "AtriumRuntime", "AtriumTesting", "AtriumAPI", "AtriumCore", grpcCore, swiftProtobuf, x509, asn1,
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             ],
+            swiftSettings: settings
+        ),
+        .testTarget(
+            name: "AtriumSecurityTests",
+            dependencies: ["AtriumSecurity", "AtriumRuntime", "AtriumTesting", "AtriumAPI", "AtriumCore", grpcCore, swiftProtobuf, grdb, x509, crypto, logging],
             swiftSettings: settings
         ),
         .testTarget(name: "AtriumGatewayTests", dependencies: ["AtriumGateway", "AtriumRuntime", "AtriumCore", grpcCore], swiftSettings: settings),

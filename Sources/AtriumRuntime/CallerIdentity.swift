@@ -3,6 +3,8 @@ public import AtriumAPI
 public import AtriumCore
 public import GRPCCore
 import GRPCNIOTransportHTTP2
+import Crypto
+import SwiftASN1
 public import X509
 
 /// The metadata keys that carry a caller's identity from the gateway to a backend. Backends believe them
@@ -65,6 +67,25 @@ public enum PeerIdentity {
             if case .uniformResourceIdentifier(let uri) = name { return uri }
             return nil
         }
+    }
+
+    /// The subscriber a client certificate was issued to (URI SAN `atrium://subscriber/<id>`), if any.
+    public static func subscriberID(of certificate: Certificate) -> String? {
+        let prefix = "atrium://subscriber/"
+        return uris(of: certificate).lazy.filter { $0.hasPrefix(prefix) && $0.utf8.count > prefix.utf8.count }
+            .map { String($0.dropFirst(prefix.count)) }.first
+    }
+
+    /// A certificate's serial number in lower-case hex.
+    public static func serial(of certificate: Certificate) -> String {
+        Hex.encode(certificate.serialNumber.bytes)
+    }
+
+    /// The lower-case hex SHA-256 of a certificate's DER encoding.
+    public static func fingerprint(of certificate: Certificate) throws -> String {
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        return Hex.encode(SHA256.hash(data: serializer.serializedBytes))
     }
 
     /// The Atrium service whose certificate the peer presented (URI SAN `atrium://service/<name>`), if any.

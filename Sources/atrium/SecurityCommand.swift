@@ -1,3 +1,4 @@
+import SwiftProtobuf
 import ArgumentParser
 import AtriumAPI
 import AtriumRuntime
@@ -8,7 +9,7 @@ struct SecurityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "security",
         abstract: "Offline administration of the security database (on the machine that runs security).",
-        discussion: "Online administration through the gateway (`atrium admin ...`) arrives with the security and gateway issue (#3).",
+        discussion: "For day-to-day administration through the gateway, use `atrium admin ...`.",
         subcommands: [Bootstrap.self, AddSubscriber.self]
     )
 
@@ -39,8 +40,11 @@ struct SecurityCommand: ParsableCommand {
         @Option(help: "hospital, individual, vendor, printer or operator.")
         var kind: String
 
-        @Option(help: "Comma-separated roles: register, receive, process, execute, publish, print, admin.")
-        var roles: String
+        @Option(help: "Comma-separated roles: register, receive, process, execute, publish, print, admin (default: the kind's).")
+        var roles: String = ""
+
+        @Option(help: "Storage quota in bytes.")
+        var storageQuotaBytes: UInt64 = 1 << 40
 
         func run() throws {
             guard let kind = Atrium_V1_SubscriberKind(name: kind) else { throw ValidationError("unknown kind '\(kind)'") }
@@ -53,7 +57,10 @@ struct SecurityCommand: ParsableCommand {
                 databasePath: SecurityConfiguration.databasePath(dataDirectory: dataDir),
                 displayName: name,
                 kind: kind,
-                roles: parsed
+                contract: .with {
+                    $0.roles = parsed
+                    $0.storageQuotaBytes = storageQuotaBytes
+                }
             )
             print("subscriber \(id)\nATRIUM_API_KEY=\(key)")
         }

@@ -5687,6 +5687,19 @@ public enum Atrium_V1_SecurityInternal: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CheckBudget" metadata.
+        public enum CheckBudget: Sendable {
+            /// Request type for "CheckBudget".
+            public typealias Input = Atrium_V1_CheckBudgetRequest
+            /// Response type for "CheckBudget".
+            public typealias Output = Atrium_V1_QuoteResponse
+            /// Descriptor for "CheckBudget".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "atrium.v1.SecurityInternal"),
+                method: "CheckBudget",
+                type: .unary
+            )
+        }
         /// Namespace for "LookupSubscribers" metadata.
         public enum LookupSubscribers: Sendable {
             /// Request type for "LookupSubscribers".
@@ -5733,6 +5746,7 @@ public enum Atrium_V1_SecurityInternal: Sendable {
             ReserveStorage.descriptor,
             SettleReservation.descriptor,
             AppendAudit.descriptor,
+            CheckBudget.descriptor,
             LookupSubscribers.descriptor,
             Export.descriptor,
             Restore.descriptor
@@ -5857,6 +5871,25 @@ extension Atrium_V1_SecurityInternal {
             request: GRPCCore.StreamingServerRequest<Atrium_V1_AppendAuditRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_AppendAuditResponse>
+
+        /// Handle the "CheckBudget" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Price a delivery or processing request for a subscriber before it runs, and refuse it with
+        /// > RESOURCE_EXHAUSTED when it would take the period's charges past the contract's budget cap.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Atrium_V1_CheckBudgetRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Atrium_V1_QuoteResponse` messages.
+        func checkBudget(
+            request: GRPCCore.StreamingServerRequest<Atrium_V1_CheckBudgetRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_QuoteResponse>
 
         /// Handle the "LookupSubscribers" method.
         ///
@@ -6017,6 +6050,25 @@ extension Atrium_V1_SecurityInternal {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Atrium_V1_AppendAuditResponse>
 
+        /// Handle the "CheckBudget" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Price a delivery or processing request for a subscriber before it runs, and refuse it with
+        /// > RESOURCE_EXHAUSTED when it would take the period's charges past the contract's budget cap.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_CheckBudgetRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Atrium_V1_QuoteResponse` message.
+        func checkBudget(
+            request: GRPCCore.ServerRequest<Atrium_V1_CheckBudgetRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Atrium_V1_QuoteResponse>
+
         /// Handle the "LookupSubscribers" method.
         ///
         /// > Source IDL Documentation:
@@ -6174,6 +6226,25 @@ extension Atrium_V1_SecurityInternal {
             context: GRPCCore.ServerContext
         ) async throws -> Atrium_V1_AppendAuditResponse
 
+        /// Handle the "CheckBudget" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Price a delivery or processing request for a subscriber before it runs, and refuse it with
+        /// > RESOURCE_EXHAUSTED when it would take the period's charges past the contract's budget cap.
+        ///
+        /// - Parameters:
+        ///   - request: A `Atrium_V1_CheckBudgetRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Atrium_V1_QuoteResponse` to respond with.
+        func checkBudget(
+            request: Atrium_V1_CheckBudgetRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Atrium_V1_QuoteResponse
+
         /// Handle the "LookupSubscribers" method.
         ///
         /// > Source IDL Documentation:
@@ -6291,6 +6362,17 @@ extension Atrium_V1_SecurityInternal.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Atrium_V1_SecurityInternal.Method.CheckBudget.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_CheckBudgetRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_QuoteResponse>(),
+            handler: { request, context in
+                try await self.checkBudget(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Atrium_V1_SecurityInternal.Method.LookupSubscribers.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_LookupSubscribersRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_LookupSubscribersResponse>(),
@@ -6378,6 +6460,17 @@ extension Atrium_V1_SecurityInternal.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_AppendAuditResponse> {
         let response = try await self.appendAudit(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func checkBudget(
+        request: GRPCCore.StreamingServerRequest<Atrium_V1_CheckBudgetRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_QuoteResponse> {
+        let response = try await self.checkBudget(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -6479,6 +6572,19 @@ extension Atrium_V1_SecurityInternal.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Atrium_V1_AppendAuditResponse> {
         return GRPCCore.ServerResponse<Atrium_V1_AppendAuditResponse>(
             message: try await self.appendAudit(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func checkBudget(
+        request: GRPCCore.ServerRequest<Atrium_V1_CheckBudgetRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Atrium_V1_QuoteResponse> {
+        return GRPCCore.ServerResponse<Atrium_V1_QuoteResponse>(
+            message: try await self.checkBudget(
                 request: request.message,
                 context: context
             ),
@@ -6658,6 +6764,30 @@ extension Atrium_V1_SecurityInternal {
             deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_AppendAuditResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_AppendAuditResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CheckBudget" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Price a delivery or processing request for a subscriber before it runs, and refuse it with
+        /// > RESOURCE_EXHAUSTED when it would take the period's charges past the contract's budget cap.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_CheckBudgetRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_CheckBudgetRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_QuoteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func checkBudget<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_CheckBudgetRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_CheckBudgetRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_QuoteResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_QuoteResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "LookupSubscribers" method.
@@ -6922,6 +7052,41 @@ extension Atrium_V1_SecurityInternal {
             )
         }
 
+        /// Call the "CheckBudget" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Price a delivery or processing request for a subscriber before it runs, and refuse it with
+        /// > RESOURCE_EXHAUSTED when it would take the period's charges past the contract's budget cap.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_CheckBudgetRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_CheckBudgetRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_QuoteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func checkBudget<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_CheckBudgetRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_CheckBudgetRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_QuoteResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_QuoteResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Atrium_V1_SecurityInternal.Method.CheckBudget.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "LookupSubscribers" method.
         ///
         /// > Source IDL Documentation:
@@ -7169,6 +7334,36 @@ extension Atrium_V1_SecurityInternal.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_AppendAuditRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_AppendAuditResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CheckBudget" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Price a delivery or processing request for a subscriber before it runs, and refuse it with
+    /// > RESOURCE_EXHAUSTED when it would take the period's charges past the contract's budget cap.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Atrium_V1_CheckBudgetRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func checkBudget<Result>(
+        request: GRPCCore.ClientRequest<Atrium_V1_CheckBudgetRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_QuoteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.checkBudget(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_CheckBudgetRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_QuoteResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -7424,6 +7619,40 @@ extension Atrium_V1_SecurityInternal.ClientProtocol {
             metadata: metadata
         )
         return try await self.appendAudit(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CheckBudget" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Price a delivery or processing request for a subscriber before it runs, and refuse it with
+    /// > RESOURCE_EXHAUSTED when it would take the period's charges past the contract's budget cap.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func checkBudget<Result>(
+        _ message: Atrium_V1_CheckBudgetRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_QuoteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Atrium_V1_CheckBudgetRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.checkBudget(
             request: request,
             options: options,
             onResponse: handleResponse

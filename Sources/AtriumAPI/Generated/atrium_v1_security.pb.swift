@@ -1015,8 +1015,14 @@ public nonisolated struct Atrium_V1_AuditEntry: Sendable {
   /// The patient whose data was accessed, if any (never logged elsewhere).
   public var patientID: String = String()
 
-  /// Hex SHA-256(previous hash ‖ canonical entry).
+  /// Hex SHA-256(previous hash ‖ canonical entry). The previous hash of entry 1 is 32 zero bytes. The
+  /// canonical entry is, in order: sequence and time (Unix milliseconds) as 8-byte big-endian integers, then
+  /// subscriber_id, method, resource_id, resource_owner_id, patient_id, outcome and request_id, each as its
+  /// UTF-8 bytes preceded by their length as a 4-byte big-endian integer.
   public var hash: String = String()
+
+  /// The subscriber the resource belongs to (an image's registrant), so that it can list who saw its data.
+  public var resourceOwnerID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1464,6 +1470,29 @@ public nonisolated struct Atrium_V1_AppendAuditResponse: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+public nonisolated struct Atrium_V1_CheckBudgetRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var subscriberID: String = String()
+
+  public var request: Atrium_V1_QuoteRequest {
+    get {_request ?? Atrium_V1_QuoteRequest()}
+    set {_request = newValue}
+  }
+  /// Returns true if `request` has been explicitly set.
+  public var hasRequest: Bool {self._request != nil}
+  /// Clears the value of `request`. Subsequent reads from it will return its default value.
+  public mutating func clearRequest() {self._request = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _request: Atrium_V1_QuoteRequest? = nil
 }
 
 public nonisolated struct Atrium_V1_LookupSubscribersRequest: Sendable {
@@ -3249,7 +3278,7 @@ nonisolated extension Atrium_V1_ListNotificationsResponse: SwiftProtobuf.Message
 
 nonisolated extension Atrium_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AuditEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}time\0\u{3}subscriber_id\0\u{1}method\0\u{3}resource_id\0\u{1}outcome\0\u{3}request_id\0\u{3}patient_id\0\u{1}hash\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}time\0\u{3}subscriber_id\0\u{1}method\0\u{3}resource_id\0\u{1}outcome\0\u{3}request_id\0\u{3}patient_id\0\u{1}hash\0\u{3}resource_owner_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3266,6 +3295,7 @@ nonisolated extension Atrium_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf
       case 7: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.patientID) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.hash) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.resourceOwnerID) }()
       default: break
       }
     }
@@ -3303,6 +3333,9 @@ nonisolated extension Atrium_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf
     if !self.hash.isEmpty {
       try visitor.visitSingularStringField(value: self.hash, fieldNumber: 9)
     }
+    if !self.resourceOwnerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.resourceOwnerID, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3316,6 +3349,7 @@ nonisolated extension Atrium_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.requestID != rhs.requestID {return false}
     if lhs.patientID != rhs.patientID {return false}
     if lhs.hash != rhs.hash {return false}
+    if lhs.resourceOwnerID != rhs.resourceOwnerID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4131,6 +4165,45 @@ nonisolated extension Atrium_V1_AppendAuditResponse: SwiftProtobuf.Message, Swif
 
   public static func ==(lhs: Atrium_V1_AppendAuditResponse, rhs: Atrium_V1_AppendAuditResponse) -> Bool {
     if lhs.lastSequence != rhs.lastSequence {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Atrium_V1_CheckBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CheckBudgetRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{1}request\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._request) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 1)
+    }
+    try { if let v = self._request {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Atrium_V1_CheckBudgetRequest, rhs: Atrium_V1_CheckBudgetRequest) -> Bool {
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs._request != rhs._request {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

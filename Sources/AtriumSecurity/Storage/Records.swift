@@ -53,3 +53,144 @@ struct ApiKeyRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
             revokedAt = "revoked_at"
     }
 }
+
+/// A row of `subscriber_patient`: an individual subscriber linked to a patient ID.
+struct SubscriberPatientRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "subscriber_patient"
+    var subscriberID: String
+    var patientID: String
+
+    enum CodingKeys: String, CodingKey { case subscriberID = "subscriber_id", patientID = "patient_id" }
+}
+
+/// A row of `enrollment_token`: only the SHA-256 of the token is kept.
+struct EnrollmentTokenRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "enrollment_token"
+    var tokenHash: Data
+    var subscriberID: String
+    var createdAt: Date
+    var expiresAt: Date
+    var usedAt: Date?
+
+    enum CodingKeys: String, CodingKey {
+        case tokenHash = "token_hash", subscriberID = "subscriber_id", createdAt = "created_at", expiresAt = "expires_at", usedAt = "used_at"
+    }
+}
+
+/// A row of `certificate`: a client certificate the Atrium CA issued at enrolment.
+struct CertificateRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "certificate"
+    /// Lower-case hex serial number.
+    var serial: String
+    var subscriberID: String
+    /// Lower-case hex SHA-256 of the DER certificate.
+    var sha256: String
+    var notBefore: Date
+    var notAfter: Date
+    var revokedAt: Date?
+
+    enum CodingKeys: String, CodingKey {
+        case serial, subscriberID = "subscriber_id", sha256, notBefore = "not_before", notAfter = "not_after", revokedAt = "revoked_at"
+    }
+}
+
+/// A row of `storage_account`: committed bytes now.
+struct StorageAccountRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "storage_account"
+    var subscriberID: String
+    var usedBytes: Int64
+    var lastChangeAt: Date
+    var warning: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case subscriberID = "subscriber_id", usedBytes = "used_bytes", lastChangeAt = "last_change_at", warning
+    }
+}
+
+/// A row of `storage_reservation`: bytes held for an upload in progress.
+struct StorageReservationRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "storage_reservation"
+    var id: String
+    var subscriberID: String
+    var bytes: Int64
+    var expiresAt: Date
+    var settledAt: Date?
+
+    enum CodingKeys: String, CodingKey { case id, subscriberID = "subscriber_id", bytes, expiresAt = "expires_at", settledAt = "settled_at" }
+}
+
+/// A row of `storage_period`: stored bytes integrated over one calendar month.
+struct StoragePeriodRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "storage_period"
+    var subscriberID: String
+    var period: String
+    var gigaByteMilliseconds: Int64
+    var remainderByteMilliseconds: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case subscriberID = "subscriber_id", period, gigaByteMilliseconds = "giga_byte_ms", remainderByteMilliseconds = "remainder_byte_ms"
+    }
+
+    /// The integral in byte-milliseconds.
+    var byteMilliseconds: Int128 { Int128(gigaByteMilliseconds) * 1_000_000_000 + Int128(remainderByteMilliseconds) }
+
+    /// Adds byte-milliseconds, carrying whole units of 10^9.
+    mutating func add(byteMilliseconds: Int128) {
+        let total = self.byteMilliseconds + byteMilliseconds
+        gigaByteMilliseconds = Int64(total / 1_000_000_000)
+        remainderByteMilliseconds = Int64(total % 1_000_000_000)
+    }
+}
+
+/// A row of `usage_event`: one metered event, kept once per event ID.
+struct UsageEventRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "usage_event"
+    var eventID: String
+    var subscriberID: String
+    var period: String
+    var time: Date
+    var storedBytesDelta: Int64 = 0
+    var deliveries: Int64 = 0
+    var deliveredBytes: Int64 = 0
+    var processedImages: Int64 = 0
+    var processedBytes: Int64 = 0
+    var cpuMilliseconds: Int64 = 0
+
+    enum CodingKeys: String, CodingKey {
+        case eventID = "event_id", subscriberID = "subscriber_id", period, time, storedBytesDelta = "stored_bytes_delta",
+            deliveries, deliveredBytes = "delivered_bytes", processedImages = "processed_images", processedBytes = "processed_bytes",
+            cpuMilliseconds = "cpu_milliseconds"
+    }
+}
+
+/// A row of `notification`.
+struct NotificationRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "notification"
+    var id: String
+    var subscriberID: String
+    var kind: String
+    var message: String
+    var createdAt: Date
+
+    enum CodingKeys: String, CodingKey { case id, subscriberID = "subscriber_id", kind, message, createdAt = "created_at" }
+}
+
+/// A row of `audit`.
+struct AuditRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "audit"
+    var sequence: Int64
+    var timeMilliseconds: Int64
+    var subscriberID: String
+    var method: String
+    var resourceID: String
+    var resourceOwnerID: String
+    var patientID: String
+    var outcome: String
+    var requestID: String
+    var hash: String
+
+    enum CodingKeys: String, CodingKey {
+        case sequence, timeMilliseconds = "time_ms", subscriberID = "subscriber_id", method, resourceID = "resource_id",
+            resourceOwnerID = "resource_owner_id", patientID = "patient_id", outcome, requestID = "request_id", hash
+    }
+}
