@@ -21,6 +21,9 @@ public enum ServiceName: String, CaseIterable, Sendable, Hashable, CustomStringC
         }
     }
 
+    /// The gateway's second public port, where subscribers present a client certificate instead of an API key.
+    public static let gatewayMutualTLSPort = 7444
+
     /// The URI that identifies this service in the subject alternative name of its certificate.
     public var certificateURI: String { "atrium://service/\(rawValue)" }
 

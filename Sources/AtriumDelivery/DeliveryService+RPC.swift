@@ -14,6 +14,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
     ) async throws -> StreamingServerResponse<Atrium_V1_FetchResponse> {
         let caller = try VerifiedCaller(metadata: request.metadata, context: context)
         try service.validate(request.message)
+        try await service.checkBudget(request.message, caller: caller)
         return StreamingServerResponse { writer in
             try await service.fetch(request.message, caller: caller, writer: writer)
             return [:]

@@ -7,20 +7,79 @@ import Foundation
 public import GRPCCore
 public import GRPCNIOTransportHTTP2
 public import Logging
+public import ServiceLifecycle
 
 /// Delivery: streams images to receivers.
 ///
 /// This first version delivers the stored bytes (`ENCODING_ORIGINAL`) read through the registry's internal
-/// read stream, with per-image visibility, resume offsets and an end-to-end SHA-256 check. Transcoding, direct
-/// blob-store reads, usage metering, printing and the inbox arrive with the delivery issue (#5).
+/// read stream, with per-image visibility, resume offsets and an end-to-end SHA-256 check. A fetch is
+/// checked against the caller's budget cap first; each delivered image is metered (one delivery, its bytes)
+/// and each image asked for leaves an audit entry. Transcoding, direct blob-store reads, printing and the
+/// inbox arrive with the delivery issue (#5).
 public struct DeliveryService: Sendable {
     private let registry: Atrium_V1_RegistryInternal.Client<HTTP2ClientTransport.Posix>
+    private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    private let meter: UsageMeter
+    private let audit: AuditTrail
     private let logger: Logger
 
-    /// A delivery service that reads through `registry` (a client presenting delivery's certificate).
-    public init(registry: GRPCClient<HTTP2ClientTransport.Posix>, logger: Logger) {
+    /// A delivery service that reads through `registry` and meters through `security` (clients presenting
+    /// delivery's certificate).
+    public init(registry: GRPCClient<HTTP2ClientTransport.Posix>, security: GRPCClient<HTTP2ClientTransport.Posix>, logger: Logger) {
         self.registry = Atrium_V1_RegistryInternal.Client(wrapping: registry)
+        self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
+        self.meter = UsageMeter(security: security, logger: logger)
+        self.audit = AuditTrail(security: security, logger: logger)
         self.logger = logger
+    }
+
+    /// What the process must run besides the server: the usage meter and the audit trail.
+    public var background: [any Service] { [meter, audit] }
+
+    /// Refuses a fetch that would take the caller past its budget cap (RESOURCE_EXHAUSTED).
+    func checkBudget(_ request: Atrium_V1_FetchRequest, caller: VerifiedCaller) async throws {
+        do {
+            _ = try await security.checkBudget(
+                .with {
+                    $0.subscriberID = caller.subscriberID
+                    $0.request = .with { $0.delivery = .with { $0.imageCount = UInt32(request.imageIds.count) } }
+                },
+                options: .internalCall
+            )
+        } catch let error as RPCError where error.code == .resourceExhausted {
+            throw RPCError(code: .resourceExhausted, message: error.message)
+        } catch {
+            logger.error("cannot check the budget", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
+            throw RPCError(code: .unavailable, message: "the budget cannot be checked right now; try again")
+        }
+    }
+
+    /// Meters and audits one image delivered (or refused, with `outcome`).
+    private func account(_ imageID: String, record: Atrium_V1_ImageRecord?, caller: VerifiedCaller, outcome: String) {
+        audit.enqueue(
+            .with {
+                $0.time = .init(date: Date())
+                $0.subscriberID = caller.subscriberID
+                $0.method = Atrium_V1_Delivery.Method.Fetch.descriptor.fullyQualifiedMethod
+                $0.resourceID = imageID
+                $0.resourceOwnerID = record?.registrantID ?? ""
+                $0.patientID = record?.patientID ?? ""
+                $0.outcome = outcome
+                $0.requestID = caller.requestID
+            }
+        )
+        guard let record, outcome == "ok" else { return }
+        meter.enqueue(
+            .with {
+                $0.eventID = "delivery:\(caller.requestID):\(imageID)"
+                $0.subscriberID = caller.subscriberID
+                $0.time = .init(date: Date())
+                $0.delivery = .with {
+                    $0.imageID = imageID
+                    $0.bytes = record.digest.sizeBytes
+                }
+            }
+        )
     }
 
     /// Every RPC service the delivery process serves.
@@ -61,10 +120,12 @@ public struct DeliveryService: Sendable {
                 $0.chunkSize = request.chunkSize
             }
             do {
-                try await registry.readImage(read) { response in
+                let record = try await registry.readImage(read) { response in
                     try await relay(response.messages, imageID: imageID, startOffset: offset, writer: writer)
                 }
+                account(imageID, record: record, caller: caller, outcome: "ok")
             } catch let error as RPCError where error.code == .notFound {
+                account(imageID, record: nil, caller: caller, outcome: error.code.statusName)
                 try await writer.write(.with {
                     $0.refused = .with {
                         $0.id = imageID
@@ -84,7 +145,7 @@ public struct DeliveryService: Sendable {
         imageID: String,
         startOffset: UInt64,
         writer: RPCWriter<Atrium_V1_FetchResponse>
-    ) async throws {
+    ) async throws -> Atrium_V1_ImageRecord {
         var record: Atrium_V1_ImageRecord?
         var hasher = SHA256()
         var next = startOffset
@@ -130,6 +191,7 @@ public struct DeliveryService: Sendable {
                 $0.digest = record.digest
             }
         })
+        return record
     }
 }
 

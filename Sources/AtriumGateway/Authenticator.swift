@@ -8,69 +8,143 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import Synchronization
+import X509
 
-/// Turns the credential on a call into a verified caller, by asking the security service, and caches the
-/// answer for the TTL security allows (5 s by default), so that revocation takes effect within that window.
+/// A call the gateway let through: who is calling (absent for open methods such as `Enroll`) and the terms
+/// the gateway enforces itself.
+struct Admission: Sendable {
+    var caller: VerifiedCaller?
+    var limits: RateLimits
+    /// The largest message accepted from this caller.
+    var maxMessageBytes: Int
+    /// The key its rate limits are kept under: the subscriber, or the remote address for open methods.
+    var limiterKey: String
+}
+
+/// The credential on a call.
+enum Credential: Sendable {
+    case apiKey(String)
+    case certificate(Atrium_V1_ClientCertificate)
+
+    /// A stable key for the cache that does not hold the secret itself.
+    var cacheKey: String {
+        switch self {
+        case .apiKey(let key): "k:" + Hex.encode(SHA256.hash(data: Data(key.utf8)))
+        case .certificate(let certificate): "c:" + certificate.sha256
+        }
+    }
+}
+
+/// Turns the credential on a call into an admission or a refusal, by asking security's `Authorize`, and
+/// caches each (credential, method) decision for the TTL security allows (5 s by default), so revocation takes
+/// effect within that window.
 ///
-/// A credential is an API key, sent as `authorization: Bearer atr_…` or `x-api-key: atr_…`. Calls without
-/// one, or with one security does not know, get UNAUTHENTICATED and are never cached.
+/// A credential is an API key (`authorization: Bearer atr_…` or `x-api-key: atr_…`) or, on the mTLS listener,
+/// a client certificate that the Atrium CA issued at enrolment. Unknown credentials are never cached.
 final class Authenticator: Sendable {
     private struct Entry {
-        var caller: VerifiedCaller
+        /// The admitted caller and its contract, or the refusal.
+        var decision: Result<(VerifiedCaller, Atrium_V1_Contract), RPCError>
         var expires: ContinuousClock.Instant
     }
 
     private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
     private let cache = Mutex<[String: Entry]>([:])
+    private let statistics = Mutex<(hits: Int, misses: Int)>((0, 0))
     private let maximumTTL: Duration
+    private let defaultMaxMessageBytes: Int
     private let logger: Logger
 
-    init(security: GRPCClient<HTTP2ClientTransport.Posix>, maximumTTL: Duration, logger: Logger) {
+    init(security: GRPCClient<HTTP2ClientTransport.Posix>, maximumTTL: Duration, defaultMaxMessageBytes: Int, logger: Logger) {
         self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
         self.maximumTTL = maximumTTL
+        self.defaultMaxMessageBytes = defaultMaxMessageBytes
         self.logger = logger
     }
 
-    /// The caller of a call with `metadata` to `method`, with `requestID` as its request ID.
-    func authenticate(metadata: Metadata, method: MethodDescriptor, requestID: String) async throws -> VerifiedCaller {
-        guard let key = Self.apiKey(in: metadata) else {
-            throw RPCError(code: .unauthenticated, message: "no credential: send an API key as 'authorization: Bearer atr_…'")
+    /// Cache hits and misses since start.
+    var cacheStatistics: (hits: Int, misses: Int) { statistics.withLock { $0 } }
+
+    /// Admits a call to `method` or throws the refusal (UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE).
+    func admit(metadata: Metadata, context: ServerContext, method: MethodDescriptor, requestID: String) async throws -> Admission {
+        let access = MethodPolicy.access(for: method)
+        if access == .open {
+            return Admission(caller: nil, limits: Self.openLimits, maxMessageBytes: defaultMaxMessageBytes, limiterKey: "peer:" + Self.host(of: context.remotePeer))
         }
-        let cacheKey = Hex.encode(SHA256.hash(data: Data(key.utf8)))
+        guard let credential = try Self.credential(metadata: metadata, context: context) else {
+            throw RPCError(
+                code: .unauthenticated,
+                message: "no credential: send an API key as 'authorization: Bearer atr_…', or a client certificate to the mTLS port"
+            )
+        }
+        let (caller, contract) = try await decide(credential, method: method, requestID: requestID)
+        var stamped = caller
+        stamped.requestID = requestID
+        let cap = contract.maxMessageBytes == 0 ? defaultMaxMessageBytes : min(Int(contract.maxMessageBytes), defaultMaxMessageBytes)
+        return Admission(caller: stamped, limits: RateLimits(contract), maxMessageBytes: cap, limiterKey: "sub:" + caller.subscriberID)
+    }
+
+    private func decide(_ credential: Credential, method: MethodDescriptor, requestID: String) async throws -> (VerifiedCaller, Atrium_V1_Contract) {
+        let key = credential.cacheKey + " " + method.fullyQualifiedMethod
         let now = ContinuousClock.now
-        if let entry = cache.withLock({ $0[cacheKey] }), entry.expires > now {
-            var caller = entry.caller
-            caller.requestID = requestID
-            return caller
+        if let entry = cache.withLock({ $0[key] }), entry.expires > now {
+            statistics.withLock { $0.hits += 1 }
+            return try entry.decision.get()
         }
+        statistics.withLock { $0.misses += 1 }
         let response: Atrium_V1_AuthorizeResponse
         do {
             response = try await security.authorize(
                 .with {
-                    $0.apiKey = key
+                    switch credential {
+                    case .apiKey(let text): $0.apiKey = text
+                    case .certificate(let certificate): $0.certificate = certificate
+                    }
                     $0.method = method.fullyQualifiedMethod
                     $0.requestID = requestID
                 },
-                options: .fastFailing
+                options: .internalCall
             )
-        } catch let error as RPCError {
+        } catch {
             logger.error("security did not answer Authorize", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
             throw RPCError(code: .unavailable, message: "the gateway cannot verify credentials right now; try again")
         }
-        guard response.allowed else {
-            let code = RPCError.Code(Status.Code(rawValue: Int(response.code)) ?? .permissionDenied) ?? .permissionDenied
-            throw RPCError(code: code, message: response.message)
+        let decision: Result<(VerifiedCaller, Atrium_V1_Contract), RPCError>
+        if response.allowed {
+            decision = .success((try VerifiedCaller(message: response.caller), response.contract))
+        } else {
+            let code = Status.Code(rawValue: Int(response.code)).flatMap(RPCError.Code.init) ?? .permissionDenied
+            decision = .failure(RPCError(code: code, message: response.message))
         }
-        var caller = try VerifiedCaller(message: response.caller)
-        caller.requestID = requestID
+        // An unknown or revoked credential is not cached: the next call asks again.
         let ttl = min(maximumTTL, .milliseconds(Int(response.cacheTtlMs)))
-        if ttl > .zero {
+        if ttl > .zero, response.hasCaller {
             cache.withLock { cache in
-                if cache.count > 10_000 { cache.removeAll() }
-                cache[cacheKey] = Entry(caller: caller, expires: now + ttl)
+                if cache.count > 100_000 { cache.removeAll() }
+                cache[key] = Entry(decision: decision, expires: now + ttl)
             }
         }
-        return caller
+        return try decision.get()
+    }
+
+    /// Open methods (enrolment) are limited per remote address: 5 requests/s, bursts of 10.
+    static let openLimits = RateLimits(requestsPerSecond: 5, requestBurst: 10, bytesPerSecond: 0, byteBurst: 0)
+
+    /// The credential on a call: the client certificate if the peer presented one, else an API key header.
+    static func credential(metadata: Metadata, context: ServerContext) throws -> Credential? {
+        if let certificate = PeerIdentity.certificate(of: context) {
+            guard let subscriberID = PeerIdentity.subscriberID(of: certificate) else {
+                throw RPCError(code: .unauthenticated, message: "the client certificate does not name an Atrium subscriber")
+            }
+            return .certificate(
+                .with {
+                    $0.serial = PeerIdentity.serial(of: certificate)
+                    $0.subscriberID = subscriberID
+                    $0.sha256 = (try? PeerIdentity.fingerprint(of: certificate)) ?? ""
+                }
+            )
+        }
+        return apiKey(in: metadata).map(Credential.apiKey)
     }
 
     /// The API key in `authorization: Bearer …` or `x-api-key`, if any.
@@ -84,14 +158,13 @@ final class Authenticator: Sendable {
         }
         return nil
     }
-}
 
-extension CallOptions {
-    /// Calls to backends fail at once when the backend is down, instead of waiting for it.
-    static var fastFailing: CallOptions {
-        var options = CallOptions.defaults
-        options.waitForReady = false
-        options.timeout = .seconds(10)
-        return options
+    /// The host part of a gRPC peer string such as `ipv4:127.0.0.1:5000` or `ipv6:[::1]:5000`.
+    static func host(of peer: String) -> String {
+        if let open = peer.firstIndex(of: "["), let close = peer.firstIndex(of: "]"), open < close {
+            return String(peer[peer.index(after: open)..<close])
+        }
+        let parts = peer.split(separator: ":")
+        return parts.count >= 3 ? String(parts[1]) : peer
     }
 }

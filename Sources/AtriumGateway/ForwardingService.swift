@@ -1,98 +1,188 @@
+import SwiftProtobuf
 import AtriumAPI
 import AtriumCore
 import AtriumRuntime
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import Synchronization
 
-/// The gateway's only service: every public method, authenticated and forwarded to its backend as a stream
-/// of opaque messages, message by message, with no buffering of whole payloads.
+/// The gateway's only service: every public method, admitted against the caller's contract and forwarded to
+/// its backend as a stream of opaque messages, message by message, with no buffering of whole payloads.
 ///
-/// Each call gets a request ID. The caller's credential headers and any `atrium-*` headers it sent are
-/// removed, and the verified identity is added (see ``VerifiedCaller``); backends accept that identity
-/// only because this process presents the gateway's certificate. Deadlines are passed on.
+/// For each call: a request ID; the credential checked and the method's role required (``Authenticator``);
+/// the request rate limit, then the byte rate and the message-size cap on every message in either
+/// direction (``RateLimiter``); the caller's credential headers and any `atrium-*` headers removed and the
+/// verified identity added (see ``VerifiedCaller``), which backends accept only because this process
+/// presents the gateway's certificate; the deadline passed on; and one audit entry with the outcome.
+/// Processing calls go to an instance of the ``ProcessingPool``.
 struct ForwardingService: RegistrableRPCService {
-    private let authenticator: Authenticator
-    private let backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>]
-    private let maxMessageBytes: Int
-    private let logger: Logger
-
-    init(
-        authenticator: Authenticator,
-        backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>],
-        maxMessageBytes: Int,
-        logger: Logger
-    ) {
-        self.authenticator = authenticator
-        self.backends = backends
-        self.maxMessageBytes = maxMessageBytes
-        self.logger = logger
-    }
+    let authenticator: Authenticator
+    let limiter: RateLimiter
+    let backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>]
+    let pool: ProcessingPool?
+    let audit: AuditTrail
+    let logger: Logger
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         for (method, backend) in PublicRoutes.methods {
-            guard let client = backends[backend] else { continue }
             router.registerHandler(forMethod: method, deserializer: PassthroughCoder(), serializer: PassthroughCoder()) { request, context in
-                try await forward(request, method: method, to: client)
+                try await forward(request, context: context, method: method, backend: backend)
             }
         }
     }
 
     private func forward(
         _ request: StreamingServerRequest<GRPCNIOTransportBytes>,
+        context: ServerContext,
         method: MethodDescriptor,
-        to client: GRPCClient<HTTP2ClientTransport.Posix>
+        backend: ServiceName
     ) async throws -> StreamingServerResponse<GRPCNIOTransportBytes> {
         let requestID = Identifier.make(prefix: "req")
-        let caller: VerifiedCaller
+        let admission: Admission
         do {
-            caller = try await authenticator.authenticate(metadata: request.metadata, method: method, requestID: requestID)
+            admission = try await authenticator.admit(metadata: request.metadata, context: context, method: method, requestID: requestID)
+            if let retry = limiter.admit(admission.limiterKey, limits: admission.limits) {
+                let milliseconds = retry.components.seconds * 1000 + retry.components.attoseconds / 1_000_000_000_000_000 + 1
+                throw RPCError(
+                    code: .resourceExhausted,
+                    message: "rate limit of \(admission.limits.requestsPerSecond) requests/s exceeded; retry in \(milliseconds) ms"
+                )
+            }
         } catch let error as RPCError {
+            record(method: method, subscriber: "", requestID: requestID, code: error.code)
             logger.info("refused", metadata: [LogKey.method: "\(method)", LogKey.requestID: "\(requestID)", LogKey.status: "\(error.code)"])
             throw error
         }
-        var forwardedMetadata = request.metadata.forwardable
-        forwardedMetadata.add(contentsOf: caller.metadata)
-        let metadata = forwardedMetadata
-        var callOptions = CallOptions.fastFailing
-        callOptions.timeout = Forwarding.timeout(in: request.metadata)
-        let options = callOptions
-        let logger = self.logger
+        var metadata = request.metadata.forwardable
+        if let caller = admission.caller {
+            metadata.add(contentsOf: caller.metadata)
+        } else {
+            metadata.addString(requestID, forKey: AtriumMetadata.requestID)
+        }
+        let call = Call(
+            requestID: requestID,
+            method: method,
+            metadata: metadata,
+            options: { var options = CallOptions.internalCall; options.timeout = Forwarding.timeout(in: request.metadata); return options }(),
+            admission: admission,
+            limiter: limiter
+        )
+        let subscriber = admission.caller?.subscriberID ?? ""
         return StreamingServerResponse { writer in
             do {
-                return try await relay(request, metadata: metadata, options: options, method: method, client: client, writer: writer) {
-                    logger.debug("forwarded", metadata: [LogKey.method: "\(method)", LogKey.requestID: "\(requestID)", LogKey.subscriberID: "\(caller.subscriberID)"])
-                }
+                let trailers = try await relay(request.messages, call: call, backend: backend, writer: writer)
+                record(method: method, subscriber: subscriber, requestID: requestID, code: nil)
+                return trailers
             } catch let error as RPCError {
+                record(method: method, subscriber: subscriber, requestID: requestID, code: error.code)
                 // A backend's error carries the headers of its response; pass on only the caller-visible ones,
                 // or the pseudo-headers in them would make the trailers invalid and reset the stream.
                 throw error.withoutTransportHeaders
+            } catch {
+                record(method: method, subscriber: subscriber, requestID: requestID, code: .unknown)
+                throw error
             }
         }
     }
 
+    private func record(method: MethodDescriptor, subscriber: String, requestID: String, code: RPCError.Code?) {
+        audit.enqueue(
+            .with {
+                $0.time = .init(date: Date())
+                $0.subscriberID = subscriber
+                $0.method = method.fullyQualifiedMethod
+                $0.outcome = code.map(\.statusName) ?? "ok"
+                $0.requestID = requestID
+            }
+        )
+    }
+
+    /// Relays a call to its backend; processing calls go to a pool instance, and move to another instance
+    /// when the chosen one cannot be reached before anything but the first request message was consumed.
     private func relay(
-        _ request: StreamingServerRequest<GRPCNIOTransportBytes>,
-        metadata: Metadata,
-        options: CallOptions,
-        method: MethodDescriptor,
-        client: GRPCClient<HTTP2ClientTransport.Posix>,
-        writer: RPCWriter<GRPCNIOTransportBytes>,
-        onSuccess: @escaping @Sendable () -> Void
+        _ messages: RPCAsyncSequence<GRPCNIOTransportBytes, any Error>,
+        call: Call,
+        backend: ServiceName,
+        writer: RPCWriter<GRPCNIOTransportBytes>
     ) async throws -> Metadata {
+        let source = RequestSource(messages)
+        guard backend == .processing, let pool else {
+            guard let client = backends[backend] else {
+                throw RPCError(code: .unavailable, message: "the \(backend) service is not configured on this gateway")
+            }
+            return try await call.relay(source, client: client, writer: writer)
+        }
+        // Read the first message before choosing, so that it can be sent again to another instance.
+        try await source.prime(limit: call.admission.maxMessageBytes)
+        var attempts = 0
+        while true {
+            attempts += 1
+            guard let instance = pool.pick() else {
+                throw RPCError(code: .unavailable, message: "no processing instance is serving; try again")
+            }
+            instance.begin()
+            defer { instance.end() }
+            do {
+                return try await call.relay(source, client: instance.client, writer: writer)
+            } catch let error as RPCError where error.code == .unavailable && attempts < 3 && source.replayable && !call.responded {
+                pool.markFailed(instance)
+                logger.info("retrying on another processing instance", metadata: [LogKey.requestID: "\(call.requestID)"])
+            }
+        }
+    }
+}
+
+/// One admitted call on its way to a backend.
+private final class Call: Sendable {
+    let requestID: String
+    let method: MethodDescriptor
+    let metadata: Metadata
+    let options: CallOptions
+    let admission: Admission
+    let limiter: RateLimiter
+    private let state = Mutex<(responded: Bool, refusal: RPCError?)>((false, nil))
+
+    init(requestID: String, method: MethodDescriptor, metadata: Metadata, options: CallOptions, admission: Admission, limiter: RateLimiter) {
+        self.requestID = requestID
+        self.method = method
+        self.metadata = metadata
+        self.options = options
+        self.admission = admission
+        self.limiter = limiter
+    }
+
+    /// Whether any response message has reached the caller.
+    var responded: Bool { state.withLock { $0.responded } }
+
+    /// Takes byte tokens for one message, waiting while the caller is above its byte rate.
+    func meter(_ count: Int) async throws {
+        guard let wait = limiter.take(bytes: count, admission.limiterKey, limits: admission.limits) else {
+            throw RPCError(
+                code: .resourceExhausted,
+                message: "byte rate limit of \(Int(admission.limits.bytesPerSecond)) bytes/s exceeded"
+            )
+        }
+        if wait > .zero { try await Task.sleep(for: wait) }
+    }
+
+    /// One attempt against one backend client.
+    func relay(_ source: RequestSource, client: GRPCClient<HTTP2ClientTransport.Posix>, writer: RPCWriter<GRPCNIOTransportBytes>) async throws -> Metadata {
         // The message-size cap is enforced here, not only by the transport, so that an oversized message gets a
         // RESOURCE_EXHAUSTED status instead of a reset stream.
-        let limit = maxMessageBytes
-        let refusal = Mutex<RPCError?>(nil)
+        let limit = admission.maxMessageBytes
         let forwarded = StreamingClientRequest<GRPCNIOTransportBytes>(metadata: metadata) { backendWriter in
-            for try await message in request.messages {
-                guard message.count <= limit else {
-                    let error = RPCError(code: .resourceExhausted, message: "a message of \(message.count) bytes exceeds the \(limit)-byte limit")
-                    refusal.withLock { $0 = error }
+            var index = 0
+            while let message = try await source.message(at: index, limit: limit) {
+                do {
+                    try await self.meter(message.count)
+                } catch let error as RPCError {
+                    self.state.withLock { $0.refusal = error }
                     throw error
                 }
                 try await backendWriter.write(message)
+                index += 1
             }
         }
         do {
@@ -107,17 +197,63 @@ struct ForwardingService: RegistrableRPCService {
                 var trailers = Metadata()
                 for try await part in contents.bodyParts {
                     switch part {
-                    case .message(let message): try await writer.write(message)
+                    case .message(let message):
+                        try await self.meter(message.count)
+                        self.state.withLock { $0.responded = true }
+                        try await writer.write(message)
                     case .trailingMetadata(let metadata): trailers = metadata
                     }
                 }
-                onSuccess()
                 return trailers.forwardable
             }
         } catch {
-            if let refused = refusal.withLock({ $0 }) { throw refused }
+            if let refused = source.refusal ?? state.withLock({ $0.refusal }) { throw refused }
             throw error
         }
+    }
+}
+
+/// The caller's request messages, read once, with the first one kept so that it can be sent again.
+///
+/// Only one attempt reads at a time: a retry starts after the previous attempt ended, and only while nothing
+/// past the first message was consumed (so no attempt is left waiting on the caller's stream).
+private final class RequestSource: @unchecked Sendable {
+    private var iterator: RPCAsyncSequence<GRPCNIOTransportBytes, any Error>.AsyncIterator
+    private var first: GRPCNIOTransportBytes??
+    private let lock = Mutex<(beyondFirst: Bool, refusal: RPCError?)>((false, nil))
+
+    init(_ messages: RPCAsyncSequence<GRPCNIOTransportBytes, any Error>) {
+        self.iterator = messages.makeAsyncIterator()
+    }
+
+    /// Whether only the first message has been consumed, so the call can be replayed.
+    var replayable: Bool { lock.withLock { !$0.beyondFirst } }
+
+    /// A size refusal raised while reading.
+    var refusal: RPCError? { lock.withLock { $0.refusal } }
+
+    /// Reads and keeps the first message.
+    func prime(limit: Int) async throws {
+        _ = try await message(at: 0, limit: limit)
+    }
+
+    /// The message at `index`, or `nil` at the end of the stream.
+    func message(at index: Int, limit: Int) async throws -> GRPCNIOTransportBytes? {
+        let message: GRPCNIOTransportBytes?
+        if index == 0 {
+            if let first { return first }
+            message = try await iterator.next()
+            first = .some(message)
+        } else {
+            lock.withLock { $0.beyondFirst = true }
+            message = try await iterator.next()
+        }
+        if let message, message.count > limit {
+            let error = RPCError(code: .resourceExhausted, message: "a message of \(message.count) bytes exceeds the \(limit)-byte limit")
+            lock.withLock { $0.refusal = error }
+            throw error
+        }
+        return message
     }
 }
 

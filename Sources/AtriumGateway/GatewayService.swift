@@ -7,25 +7,49 @@ public import ServiceLifecycle
 
 /// The gateway's settings.
 ///
-/// Keys (besides the runtime's): `ATRIUM_GATEWAY_AUTH_CACHE_MS`: the longest time an authorization decision
-/// is cached (default 5000; 0 disables the cache).
+/// Keys (besides the runtime's):
+/// - `ATRIUM_GATEWAY_AUTH_CACHE_MS`: the longest time an authorization decision is cached (default 5000;
+///   0 disables the cache). Security may ask for less.
+/// - `ATRIUM_GATEWAY_MTLS_PORT`: the port of the second public listener, where subscribers authenticate with
+///   a client certificate from enrolment (default 7444; 0 picks a free one; `off` disables it). Its bound port
+///   is written to `<ATRIUM_PORT_FILE>.mtls` when a port file is configured.
+/// - `ATRIUM_GATEWAY_CLIENT_CA`: the CA that client certificates must chain to (default: `ATRIUM_TLS_CA`).
+/// - `ATRIUM_PROCESSING_RESOLVE_MS`, `ATRIUM_PROCESSING_PROBE_MS`: how often processing addresses are
+///   re-resolved (default 10000) and instances health-checked (default 1000).
 public struct GatewayConfiguration: Sendable {
     /// The longest time a decision is reused.
     public var authorizationCacheTTL: Duration
+    /// The client-certificate listener, if enabled.
+    public var mutualTLSListen: HostAndPort?
+    /// Trust roots for client certificates.
+    public var clientCAPath: String
+    /// Processing pool timings.
+    public var resolveInterval: Duration
+    public var probeInterval: Duration
 
     /// Settings from the process configuration.
-    public init(values: ConfigValues) throws(ConfigurationError) {
+    public init(runtime: RuntimeConfiguration, values: ConfigValues) throws(ConfigurationError) {
         authorizationCacheTTL = .milliseconds(try values.int("ATRIUM_GATEWAY_AUTH_CACHE_MS", default: 5000, range: 0...60_000))
+        if values.string("ATRIUM_GATEWAY_MTLS_PORT") == "off" {
+            mutualTLSListen = nil
+        } else {
+            let port = try values.int("ATRIUM_GATEWAY_MTLS_PORT", default: ServiceName.gatewayMutualTLSPort, range: 0...65535)
+            mutualTLSListen = HostAndPort(host: runtime.listen.host, port: port)
+        }
+        clientCAPath = values.string("ATRIUM_GATEWAY_CLIENT_CA", default: runtime.tls.caPath)
+        resolveInterval = .milliseconds(try values.int("ATRIUM_PROCESSING_RESOLVE_MS", default: 10_000, range: 100...3_600_000))
+        probeInterval = .milliseconds(try values.int("ATRIUM_PROCESSING_PROBE_MS", default: 1000, range: 50...60_000))
     }
 }
 
-/// Builds the gateway process: one client per backend (mTLS with the gateway's certificate) and the
-/// forwarding service. The public listener uses TLS; callers authenticate with an API key.
+/// Builds the gateway process: one client per backend (mTLS with the gateway's certificate), the processing
+/// pool, the audit trail, and the forwarding service. The public listener uses TLS and API keys; the second
+/// listener requires a client certificate from the Atrium CA.
 public struct Gateway: Sendable {
-    /// The gRPC services the gateway's server registers.
+    /// The gRPC services the gateway's servers register.
     public let rpcServices: [any RegistrableRPCService]
-    /// The background services the process must run (the backend clients' connections).
-    public let clientRunners: [any Service]
+    /// The background services the process must run: backend connections, the pool, the audit trail.
+    public let background: [any Service]
 
     /// The transport's own limit on a message for the gateway's listener: above the enforced cap, so that the
     /// gateway can answer an oversized message with RESOURCE_EXHAUSTED rather than a reset stream.
@@ -36,13 +60,29 @@ public struct Gateway: Sendable {
     /// Wires the gateway to the backends named in `runtime`.
     public init(runtime: RuntimeConfiguration, configuration: GatewayConfiguration, logger: Logger) throws {
         var backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>] = [:]
-        for backend in ServiceName.allCases where backend != .gateway {
+        for backend in ServiceName.allCases where backend != .gateway && backend != .processing {
             backends[backend] = try ClientFactory.makeClient(to: runtime.address(of: backend), security: .mutualTLS(runtime.tls))
         }
-        let authenticator = Authenticator(security: backends[.security]!, maximumTTL: configuration.authorizationCacheTTL, logger: logger)
+        let tls = runtime.tls
+        let pool = ProcessingPool(
+            addresses: runtime.peers[.processing] ?? [],
+            resolveInterval: configuration.resolveInterval,
+            probeInterval: configuration.probeInterval,
+            logger: logger
+        ) { endpoint in
+            try ClientFactory.makeClient(to: endpoint.address, security: .mutualTLS(tls), authority: ClientFactory.isIPLiteral(endpoint.name) ? nil : endpoint.name)
+        }
+        let authenticator = Authenticator(
+            security: backends[.security]!,
+            maximumTTL: configuration.authorizationCacheTTL,
+            defaultMaxMessageBytes: runtime.maxMessageBytes,
+            logger: logger
+        )
+        let audit = AuditTrail(security: backends[.security]!, logger: logger)
         self.rpcServices = [
-            ForwardingService(authenticator: authenticator, backends: backends, maxMessageBytes: runtime.maxMessageBytes, logger: logger)
+            ForwardingService(authenticator: authenticator, limiter: RateLimiter(), backends: backends, pool: pool, audit: audit, logger: logger)
         ]
-        self.clientRunners = backends.values.map { ClientRunner($0) }
+        // Listed in start order; they stop in reverse, so the audit trail flushes before the clients close.
+        self.background = backends.values.map { ClientRunner($0) as any Service } + [pool, audit]
     }
 }

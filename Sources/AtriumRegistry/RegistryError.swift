@@ -26,6 +26,8 @@ public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
     static func unimplemented(_ message: String) -> Self { Self(.unimplemented, message) }
     /// Storage failed; nothing was acknowledged.
     static let storageUnavailable = Self(.unavailable, "the registry could not store or read data; nothing was acknowledged, try again")
+    /// Security could not be asked to reserve storage; nothing was stored.
+    static let quotaUnavailable = Self(.unavailable, "the storage quota cannot be checked right now; nothing was stored, try again")
     /// A stored blob is missing or does not match its record.
     static func blobDamaged(_ id: String) -> Self { Self(.dataLoss, "the stored bytes of image '\(id)' are damaged") }
 

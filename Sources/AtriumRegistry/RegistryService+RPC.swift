@@ -24,7 +24,9 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ImageRecord> {
         let caller = try VerifiedCaller(metadata: request.metadata, context: context)
-        return ServerResponse(message: try service.visibleImage(id: request.message.imageID, caller: caller).message)
+        let row = try service.visibleImage(id: request.message.imageID, caller: caller)
+        service.record(caller, "GetImage", image: row)
+        return ServerResponse(message: row.message)
     }
 
     func setAcquisitionConditions(

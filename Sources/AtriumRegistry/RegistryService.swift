@@ -5,7 +5,9 @@ import AtriumRuntime
 import AtriumStorage
 import Foundation
 public import GRPCCore
+public import GRPCNIOTransportHTTP2
 public import Logging
+public import ServiceLifecycle
 
 /// The registry: accepts uploads into the blob store, keeps the index, and answers reads with visibility
 /// applied. `Registry` (public, through the gateway) and `RegistryInternal` (other services) are both
@@ -14,10 +16,13 @@ public struct RegistryService: Sendable {
     private let store: RegistryStore
     private let blobs: BlobStore
     private let configuration: RegistryConfiguration
+    private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    private let audit: AuditTrail
     private let logger: Logger
 
-    /// Opens the index and the blob store, and removes temp files an earlier crash left behind.
-    public init(configuration: RegistryConfiguration, logger: Logger) throws {
+    /// Opens the index and the blob store, and removes temp files an earlier crash left behind. Storage quotas
+    /// are reserved and audit entries written through `security` (a client presenting the registry's certificate).
+    public init(configuration: RegistryConfiguration, security: GRPCClient<HTTP2ClientTransport.Posix>, logger: Logger) throws {
         self.store = try RegistryStore(path: configuration.databasePath)
         self.blobs = try BlobStore(root: configuration.blobDirectory)
         let removed = try blobs.removeStaleTemporaries()
@@ -25,8 +30,13 @@ public struct RegistryService: Sendable {
             logger.notice("removed unfinished uploads left by an earlier stop", metadata: ["count": "\(removed)"])
         }
         self.configuration = configuration
+        self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
+        self.audit = AuditTrail(security: security, logger: logger)
         self.logger = logger
     }
+
+    /// What the process must run besides the server: the audit trail.
+    public var background: [any Service] { [audit] }
 
     /// Every RPC service the registry process serves.
     public var rpcServices: [any RegistrableRPCService] {
@@ -76,7 +86,20 @@ public struct RegistryService: Sendable {
             writer.abort()
             throw RegistryError.invalidArgument(problem)
         }
-        let commit = try await commitOrFail(writer, header: header, requestID: registrant.requestID)
+        let reservationID = Identifier.make(prefix: "rsv")
+        do {
+            try await reserve(writer.byteCount, for: registrant, reservationID: reservationID)
+        } catch {
+            writer.abort()
+            throw error
+        }
+        let commit: BlobCommit
+        do {
+            commit = try await commitOrFail(writer, header: header, requestID: registrant.requestID)
+        } catch {
+            await settle(reservationID, committedBytes: nil, requestID: registrant.requestID)
+            throw error
+        }
         let row = ImageRow(
             id: Identifier.make(prefix: "img"),
             registrantID: registrant.subscriberID,
@@ -93,8 +116,12 @@ public struct RegistryService: Sendable {
             try await store.insert(row)
         } catch {
             logger.error("cannot commit an image record", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
+            await settle(reservationID, committedBytes: nil, requestID: registrant.requestID)
             throw RegistryError.storageUnavailable
         }
+        // Bytes the registrant already had are not counted twice.
+        await settle(reservationID, committedBytes: alreadyHad ? 0 : commit.size, requestID: registrant.requestID)
+        record(registrant, "Register", image: row)
         logger.info("registered", metadata: [
             LogKey.imageID: "\(row.id)", LogKey.subscriberID: "\(registrant.subscriberID)", LogKey.requestID: "\(registrant.requestID)",
             "bytes": "\(commit.size)",
@@ -104,6 +131,69 @@ public struct RegistryService: Sendable {
             $0.digest = .with { $0.sha256 = commit.sha256; $0.sizeBytes = commit.size }
             $0.deduplicated = alreadyHad
         }
+    }
+
+    // MARK: - Quota and audit
+
+    /// Reserves `bytes` of the registrant's quota; RESOURCE_EXHAUSTED (with quota and usage) when it is full.
+    private func reserve(_ bytes: UInt64, for registrant: VerifiedCaller, reservationID: String) async throws {
+        do {
+            _ = try await security.reserveStorage(
+                .with {
+                    $0.subscriberID = registrant.subscriberID
+                    $0.bytes = bytes
+                    $0.reservationID = reservationID
+                },
+                options: .internalCall
+            )
+        } catch let error as RPCError where error.code == .resourceExhausted || error.code == .failedPrecondition {
+            throw RPCError(code: error.code == .resourceExhausted ? .resourceExhausted : .permissionDenied, message: error.message)
+        } catch {
+            logger.error("cannot reserve storage", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
+            throw RegistryError.quotaUnavailable
+        }
+    }
+
+    /// Commits a reservation (`committedBytes`) or releases it (`nil`). Retried briefly; a reservation that
+    /// cannot be settled expires on its own after an hour, and the failure is logged for the operator.
+    private func settle(_ reservationID: String, committedBytes: UInt64?, requestID: String) async {
+        for attempt in 1...3 {
+            do {
+                _ = try await security.settleReservation(
+                    .with {
+                        $0.reservationID = reservationID
+                        $0.commit = committedBytes != nil
+                        $0.committedBytes = committedBytes ?? 0
+                    },
+                    options: .internalCall
+                )
+                return
+            } catch {
+                if attempt == 3 {
+                    logger.error(
+                        "cannot settle a storage reservation; usage is out of step until it expires",
+                        metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)", "reservation": "\(reservationID)"]
+                    )
+                }
+                try? await Task.sleep(for: .milliseconds(100 * attempt))
+            }
+        }
+    }
+
+    /// Appends an access to patient data to the audit log.
+    func record(_ caller: VerifiedCaller, _ method: String, image row: ImageRow, outcome: String = "ok") {
+        audit.enqueue(
+            .with {
+                $0.time = .init(date: Date())
+                $0.subscriberID = caller.subscriberID
+                $0.method = "atrium.v1.Registry/\(method)"
+                $0.resourceID = row.id
+                $0.resourceOwnerID = row.registrantID
+                $0.patientID = row.patientID ?? ""
+                $0.outcome = outcome
+                $0.requestID = caller.requestID
+            }
+        )
     }
 
     private func validate(_ header: Atrium_V1_RegisterHeader) throws {

@@ -246,3 +246,16 @@ extension Atrium_V1_Role {
         self = role
     }
 }
+
+extension RPCError.Code {
+    /// The canonical upper-case name of the status, e.g. `PERMISSION_DENIED`, as the audit log records it.
+    public var statusName: String {
+        let names = [
+            "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+            "DATA_LOSS", "UNAUTHENTICATED",
+        ]
+        let raw = Status.Code(self).rawValue
+        return names.indices.contains(raw) ? names[raw] : "CODE_\(raw)"
+    }
+}

@@ -82,9 +82,26 @@ extension ClientFactory {
     /// literal as the TLS server name, which TLS forbids (the connection would never come up).
     static func target(_ address: HostAndPort) -> any ResolvableTarget {
         if address.host.contains(":") { return .ipv6(address: address.host, port: address.port) }
-        let parts = address.host.split(separator: ".", omittingEmptySubsequences: false)
-        if parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }) { return .ipv4(address: address.host, port: address.port) }
+        if isIPLiteral(address.host) { return .ipv4(address: address.host, port: address.port) }
         return .dns(host: address.host, port: address.port)
+    }
+
+    /// Whether `host` is an IPv4 or IPv6 literal rather than a name.
+    public static func isIPLiteral(_ host: String) -> Bool {
+        if host.contains(":") { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
+    }
+}
+
+extension CallOptions {
+    /// Calls between services: fail at once when the peer is down instead of waiting for it, and give up
+    /// after 10 s.
+    public static var internalCall: CallOptions {
+        var options = CallOptions.defaults
+        options.waitForReady = false
+        options.timeout = .seconds(10)
+        return options
     }
 }
 

@@ -45,10 +45,27 @@ struct Serve: AsyncParsableCommand {
             portFile: runtime.portFile,
             logger: logger
         )
-        // Services stop in reverse order: the server drains first, then the clients it used close.
+        var servers: [any Service] = [server]
+        if let listen = assembly.mutualTLSListen {
+            // The gateway's client-certificate door: same services, but the TLS handshake requires a certificate
+            // that chains to the client CA; the forwarding service then maps it to a subscriber.
+            servers.append(
+                GRPCServerService(
+                    name: "\(service)-mtls",
+                    listen: listen,
+                    security: .mutualTLS(TLSFiles(caPath: assembly.clientCAPath, certificatePath: runtime.tls.certificatePath, keyPath: runtime.tls.keyPath)),
+                    services: assembly.rpcServices,
+                    health: health,
+                    maxMessageBytes: Gateway.transportMessageLimit(for: runtime.maxMessageBytes),
+                    portFile: runtime.portFile.map { $0 + ".mtls" },
+                    logger: logger
+                )
+            )
+        }
+        // Services stop in reverse order: the servers drain first, then the clients they used close.
         let group = ServiceGroup(
             configuration: .init(
-                services: assembly.background.map { .init(service: $0) } + [.init(service: server)],
+                services: assembly.background.map { .init(service: $0) } + servers.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
@@ -65,6 +82,11 @@ struct ServiceAssembly {
     var healthNames: [String]
     /// Which services may call each internal service; every other peer gets UNAUTHENTICATED.
     var internalCallers: [(service: ServiceDescriptor, callers: Set<ServiceName>)] = []
+    /// Interceptors a service adds after the peer checks.
+    var extraInterceptors: [ConditionalInterceptor<any ServerInterceptor>] = []
+    /// The gateway's client-certificate listener and the CA its clients must chain to.
+    var mutualTLSListen: HostAndPort?
+    var clientCAPath = ""
 
     /// Backends accept only Atrium service certificates, and each internal service only the services that use it.
     /// The gateway's public listener has no peer checks: its callers authenticate with credentials.
@@ -72,15 +94,19 @@ struct ServiceAssembly {
         guard service != .gateway else { return [] }
         return [.apply(ServicePeerInterceptor(), to: .all)]
             + internalCallers.map { .apply(ServicePeerInterceptor(allowed: $0.callers), to: .services([$0.service])) }
+            + extraInterceptors
     }
 
     init(service: ServiceName, runtime: RuntimeConfiguration, values: ConfigValues, logger: Logger) throws {
         self.service = service
         switch service {
         case .gateway:
-            let gateway = try Gateway(runtime: runtime, configuration: GatewayConfiguration(values: values), logger: logger)
+            let configuration = try GatewayConfiguration(runtime: runtime, values: values)
+            let gateway = try Gateway(runtime: runtime, configuration: configuration, logger: logger)
             rpcServices = gateway.rpcServices
-            background = gateway.clientRunners
+            background = gateway.background
+            mutualTLSListen = configuration.mutualTLSListen
+            clientCAPath = configuration.clientCAPath
             healthNames = []
         case .security:
             let security = try SecurityService(configuration: SecurityConfiguration(runtime: runtime, values: values), logger: logger)
@@ -88,18 +114,26 @@ struct ServiceAssembly {
             healthNames = [Atrium_V1_SecurityAdmin.descriptor, Atrium_V1_Account.descriptor, Atrium_V1_SecurityInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_SecurityInternal.descriptor, Set(ServiceName.allCases).subtracting([.security]))]
         case .registry:
-            let registry = try RegistryService(configuration: RegistryConfiguration(runtime: runtime, values: values), logger: logger)
+            let security = try ClientFactory.makeClient(to: runtime.address(of: .security), security: .mutualTLS(runtime.tls))
+            let registry = try RegistryService(configuration: RegistryConfiguration(runtime: runtime, values: values), security: security, logger: logger)
             rpcServices = registry.rpcServices
+            background = [ClientRunner(security)] + registry.background
             healthNames = [Atrium_V1_Registry.descriptor, Atrium_V1_RegistryInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_RegistryInternal.descriptor, [.delivery, .processing, .backup])]
         case .delivery:
             let registry = try ClientFactory.makeClient(to: runtime.address(of: .registry), security: .mutualTLS(runtime.tls))
-            rpcServices = DeliveryService(registry: registry, logger: logger).rpcServices
-            background = [ClientRunner(registry)]
+            let security = try ClientFactory.makeClient(to: runtime.address(of: .security), security: .mutualTLS(runtime.tls))
+            let delivery = DeliveryService(registry: registry, security: security, logger: logger)
+            rpcServices = delivery.rpcServices
+            background = [ClientRunner(registry), ClientRunner(security)] + delivery.background
             healthNames = [Atrium_V1_Delivery.descriptor, Atrium_V1_DeliveryInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_DeliveryInternal.descriptor, [.processing, .registry])]
         case .processing:
-            rpcServices = ProcessingService().rpcServices
+            let processing = ProcessingService(
+                instanceID: values.string("ATRIUM_INSTANCE_ID", default: "\(ProcessInfo.processInfo.hostName):\(runtime.listen.port)")
+            )
+            rpcServices = processing.rpcServices
+            extraInterceptors = processing.interceptors
             healthNames = [Atrium_V1_Processing.descriptor, Atrium_V1_ProcessingInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_ProcessingInternal.descriptor, [.gateway])]
         case .catalog:

@@ -1,0 +1,216 @@
+import SwiftProtobuf
+import AtriumAPI
+import AtriumCore
+import AtriumRuntime
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The processing instances the gateway spreads calls over.
+///
+/// - Discovery: the configured addresses (`ATRIUM_PROCESSING_ADDRS`); an address whose host is a DNS name
+///   stands for every address it resolves to (compose or Kubernetes replicas), re-resolved every
+///   `resolveInterval`. Each resolved address gets its own client; TLS still checks the certificate against
+///   the configured name.
+/// - Health: every `probeInterval` each instance is asked `grpc.health.v1.Health/Check` for
+///   `atrium.v1.Processing` and `ProcessingInternal/GetLoad`. One that does not answer SERVING is taken out
+///   of rotation until it does again. A call that fails to connect takes its instance out at once.
+/// - Picking: power of two choices among healthy instances, on calls outstanding from this gateway plus the
+///   queue length the instance reports.
+final class ProcessingPool: Service, Sendable {
+    /// One resolved processing address.
+    struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+        /// The address to connect to (an IP literal after resolution).
+        var address: HostAndPort
+        /// The configured host name, for TLS verification.
+        var name: String
+
+        var description: String { "\(address.host):\(address.port)" }
+    }
+
+    /// A connected instance and what the pool knows about its load.
+    final class Instance: Sendable {
+        let endpoint: Endpoint
+        let client: GRPCClient<HTTP2ClientTransport.Posix>
+        private let state = Mutex<(healthy: Bool, outstanding: Int, reportedQueue: Int, served: Int)>((false, 0, 0, 0))
+
+        init(endpoint: Endpoint, client: GRPCClient<HTTP2ClientTransport.Posix>) {
+            self.endpoint = endpoint
+            self.client = client
+        }
+
+        var healthy: Bool { state.withLock { $0.healthy } }
+        var served: Int { state.withLock { $0.served } }
+        var score: Int { state.withLock { $0.outstanding + $0.reportedQueue } }
+
+        func setHealthy(_ healthy: Bool) { state.withLock { $0.healthy = healthy } }
+        func report(queue: Int) { state.withLock { $0.reportedQueue = queue } }
+        func begin() { state.withLock { $0.outstanding += 1; $0.served += 1 } }
+        func end() { state.withLock { $0.outstanding -= 1 } }
+    }
+
+    private let configured: [HostAndPort]
+    private let makeClient: @Sendable (Endpoint) throws -> GRPCClient<HTTP2ClientTransport.Posix>
+    private let instances = Mutex<[Endpoint: Instance]>([:])
+    private let resolveInterval: Duration
+    private let probeInterval: Duration
+    private let logger: Logger
+    /// Clients started by `run`, to run their connections; removed ones are shut down.
+    private let launches = AsyncStream<Instance>.makeStream()
+
+    init(
+        addresses: [HostAndPort],
+        resolveInterval: Duration = .seconds(10),
+        probeInterval: Duration = .seconds(1),
+        logger: Logger,
+        makeClient: @escaping @Sendable (Endpoint) throws -> GRPCClient<HTTP2ClientTransport.Posix>
+    ) {
+        self.configured = addresses
+        self.resolveInterval = resolveInterval
+        self.probeInterval = probeInterval
+        self.logger = logger
+        self.makeClient = makeClient
+    }
+
+    /// A healthy instance by power of two choices, or `nil` when none is healthy.
+    func pick() -> Instance? {
+        let healthy = instances.withLock { Array($0.values) }.filter(\.healthy)
+        guard healthy.count > 1 else { return healthy.first }
+        let first = Int.random(in: 0..<healthy.count)
+        var second = Int.random(in: 0..<(healthy.count - 1))
+        if second >= first { second += 1 }
+        return healthy[first].score <= healthy[second].score ? healthy[first] : healthy[second]
+    }
+
+    /// Every known instance (tests and the benchmark).
+    var all: [Instance] { instances.withLock { Array($0.values) } }
+
+    /// Takes an instance out of rotation after a failed connection; the next probe may put it back.
+    func markFailed(_ instance: Instance) {
+        if instance.healthy {
+            logger.warning("processing instance failed; out of rotation", metadata: ["instance": "\(instance.endpoint)"])
+        }
+        instance.setHealthy(false)
+    }
+
+    func run() async throws {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.loop(every: self.resolveInterval) { await self.resolve() } }
+            group.addTask { await self.loop(every: self.probeInterval) { await self.probeAll() } }
+            group.addTask {
+                try? await gracefulShutdown()
+                self.launches.continuation.finish()
+            }
+            for await instance in launches.stream {
+                group.addTask { try? await instance.client.runConnections() }
+            }
+            for instance in all { instance.client.beginGracefulShutdown() }
+            group.cancelAll()
+        }
+    }
+
+    private func loop(every interval: Duration, _ body: @Sendable () async -> Void) async {
+        while !Task.isCancelled {
+            await body()
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Brings the instance set in line with what the configured names resolve to now.
+    func resolve() async {
+        var wanted: Set<Endpoint> = []
+        for address in configured {
+            let resolved = await Self.resolve(address.host)
+            if resolved.isEmpty {
+                logger.warning("cannot resolve processing address", metadata: ["address": "\(address.host):\(address.port)"])
+            }
+            for host in resolved {
+                wanted.insert(Endpoint(address: HostAndPort(host: host, port: address.port), name: address.host))
+            }
+        }
+        // A name that stops resolving keeps its instances: DNS trouble should not empty the pool.
+        guard !wanted.isEmpty else { return }
+        var added: [Instance] = []
+        let removed: [Instance] = instances.withLock { instances in
+            for endpoint in wanted where instances[endpoint] == nil {
+                guard let client = try? makeClient(endpoint) else { continue }
+                let instance = Instance(endpoint: endpoint, client: client)
+                instances[endpoint] = instance
+                added.append(instance)
+            }
+            let gone = instances.keys.filter { !wanted.contains($0) }
+            return gone.compactMap { instances.removeValue(forKey: $0) }
+        }
+        for instance in added {
+            launches.continuation.yield(instance)
+            logger.info("processing instance added", metadata: ["instance": "\(instance.endpoint)"])
+            await probe(instance)
+        }
+        for instance in removed {
+            instance.client.beginGracefulShutdown()
+            logger.info("processing instance removed", metadata: ["instance": "\(instance.endpoint)"])
+        }
+    }
+
+    private func probeAll() async {
+        await withDiscardingTaskGroup { group in
+            for instance in all {
+                group.addTask { await self.probe(instance) }
+            }
+        }
+    }
+
+    /// Asks one instance for its health and load.
+    private func probe(_ instance: Instance) async {
+        var options = CallOptions.defaults
+        options.timeout = .seconds(1)
+        options.waitForReady = false
+        let health = Grpc_Health_V1_Health.Client(wrapping: instance.client)
+        let load = Atrium_V1_ProcessingInternal.Client(wrapping: instance.client)
+        let serving: Bool
+        do {
+            let status = try await health.check(.with { $0.service = Atrium_V1_Processing.descriptor.fullyQualifiedService }, options: options)
+            serving = status.status == .serving
+            if serving {
+                let report = try await load.getLoad(Atrium_V1_GetLoadRequest(), options: options)
+                instance.report(queue: Int(report.queueLength))
+            }
+        } catch {
+            if instance.healthy {
+                logger.warning("processing instance failed its health check", metadata: ["instance": "\(instance.endpoint)", LogKey.error: "\(error)"])
+            }
+            instance.setHealthy(false)
+            return
+        }
+        if serving != instance.healthy {
+            logger.info(serving ? "processing instance in rotation" : "processing instance not serving", metadata: ["instance": "\(instance.endpoint)"])
+        }
+        instance.setHealthy(serving)
+    }
+
+    /// The IP addresses of `host`: itself when it is an IP literal, else every A and AAAA record.
+    static func resolve(_ host: String) async -> [String] {
+        if ClientFactory.isIPLiteral(host) { return [host] }
+        return await Task.detached {
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            var result: UnsafeMutablePointer<addrinfo>?
+            guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return [] }
+            defer { freeaddrinfo(first) }
+            var addresses: [String] = []
+            var cursor: UnsafeMutablePointer<addrinfo>? = first
+            while let entry = cursor {
+                var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+                if getnameinfo(entry.pointee.ai_addr, entry.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                    let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                    if !addresses.contains(text) { addresses.append(text) }
+                }
+                cursor = entry.pointee.ai_next
+            }
+            return addresses
+        }.value
+    }
+}

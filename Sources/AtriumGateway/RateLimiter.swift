@@ -1,0 +1,117 @@
+import AtriumAPI
+import Synchronization
+
+/// A contract's rate limits as the gateway enforces them.
+struct RateLimits: Sendable, Hashable {
+    /// Sustained requests per second and the burst above it; a rate of 0 means unlimited.
+    var requestsPerSecond: Double
+    var requestBurst: Double
+    /// Sustained bytes per second (both directions together) and the burst; 0 means unlimited.
+    var bytesPerSecond: Double
+    var byteBurst: Double
+
+    /// No limits.
+    static let unlimited = RateLimits(requestsPerSecond: 0, requestBurst: 0, bytesPerSecond: 0, byteBurst: 0)
+
+    /// The limits of a contract. A burst left at 0 defaults to one second's worth (at least one request).
+    init(_ contract: Atrium_V1_Contract) {
+        self.requestsPerSecond = contract.requestsPerSecond
+        self.requestBurst = contract.requestBurst > 0 ? Double(contract.requestBurst) : max(1, contract.requestsPerSecond.rounded(.up))
+        self.bytesPerSecond = Double(contract.bytesPerSecond)
+        self.byteBurst = contract.byteBurst > 0 ? Double(contract.byteBurst) : Double(contract.bytesPerSecond)
+    }
+
+    init(requestsPerSecond: Double, requestBurst: Double, bytesPerSecond: Double, byteBurst: Double) {
+        self.requestsPerSecond = requestsPerSecond
+        self.requestBurst = requestBurst
+        self.bytesPerSecond = bytesPerSecond
+        self.byteBurst = byteBurst
+    }
+}
+
+/// Token buckets per subscriber, over requests and over bytes streamed.
+///
+/// A request takes one token or is refused. Bytes are counted per message, in both directions: a message
+/// takes its size in tokens and may leave the bucket in debt, and the stream then waits until the debt is
+/// repaid, so a long stream runs at the contracted byte rate. A wait longer than `maximumWait` is refused
+/// instead, so that no call hangs on a limit.
+final class RateLimiter: Sendable {
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+
+        mutating func refill(rate: Double, capacity: Double, now: ContinuousClock.Instant) {
+            let elapsed = updated.duration(to: now)
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            tokens = min(capacity, tokens + seconds * rate)
+            updated = now
+        }
+    }
+
+    private struct State {
+        var limits: RateLimits
+        var requests: Bucket
+        var bytes: Bucket
+    }
+
+    private let states = Mutex<[String: State]>([:])
+    private let maximumWait: Duration
+
+    init(maximumWait: Duration = .seconds(2)) {
+        self.maximumWait = maximumWait
+    }
+
+    /// Takes one request token. Returns `nil` when admitted, or how long until a token is available.
+    func admit(_ key: String, limits: RateLimits) -> Duration? {
+        guard limits.requestsPerSecond > 0 else { return nil }
+        let now = ContinuousClock.now
+        return states.withLock { states in
+            var state = Self.state(states[key], limits: limits, now: now)
+            state.requests.refill(rate: limits.requestsPerSecond, capacity: limits.requestBurst, now: now)
+            defer { states[key] = state }
+            guard state.requests.tokens >= 1 else {
+                return .seconds((1 - state.requests.tokens) / limits.requestsPerSecond)
+            }
+            state.requests.tokens -= 1
+            return nil
+        }
+    }
+
+    /// Takes `count` byte tokens. Returns how long the caller must wait before going on (zero when the bucket
+    /// covered it), or `nil` when that wait would exceed the maximum, in which case nothing is taken.
+    func take(bytes count: Int, _ key: String, limits: RateLimits) -> Duration? {
+        guard limits.bytesPerSecond > 0 else { return .zero }
+        let now = ContinuousClock.now
+        return states.withLock { states in
+            var state = Self.state(states[key], limits: limits, now: now)
+            state.bytes.refill(rate: limits.bytesPerSecond, capacity: limits.byteBurst, now: now)
+            defer { states[key] = state }
+            let after = state.bytes.tokens - Double(count)
+            guard after < 0 else {
+                state.bytes.tokens = after
+                return .zero
+            }
+            let wait = Duration.seconds(-after / limits.bytesPerSecond)
+            guard wait <= maximumWait else { return nil }
+            state.bytes.tokens = after
+            return wait
+        }
+    }
+
+    private static func state(_ existing: State?, limits: RateLimits, now: ContinuousClock.Instant) -> State {
+        guard var state = existing else {
+            return State(
+                limits: limits,
+                requests: Bucket(tokens: limits.requestBurst, updated: now),
+                bytes: Bucket(tokens: limits.byteBurst, updated: now)
+            )
+        }
+        if state.limits != limits {
+            // A new contract version: keep what was consumed, within the new capacity.
+            state.limits = limits
+            state.requests.tokens = min(state.requests.tokens, limits.requestBurst)
+            state.bytes.tokens = min(state.bytes.tokens, limits.byteBurst)
+        }
+        return state
+    }
+}

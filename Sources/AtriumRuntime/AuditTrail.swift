@@ -1,0 +1,117 @@
+import SwiftProtobuf
+public import AtriumAPI
+import AtriumCore
+public import GRPCCore
+public import GRPCNIOTransportHTTP2
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// Collects records in memory and sends them in batches, off the request path: every `interval`, and once
+/// more at graceful shutdown. When sending fails the records stay queued and are retried; past `capacity` the
+/// oldest are dropped, and the drop is logged as an error with its count.
+public final class BatchingQueue<Element: Sendable>: Service, Sendable {
+    private let pending = Mutex<[Element]>([])
+    private let dropped = Mutex<Int>(0)
+    private let capacity: Int
+    private let batchSize: Int
+    private let interval: Duration
+    private let name: String
+    private let logger: Logger
+    private let send: @Sendable ([Element]) async throws -> Void
+
+    /// - Parameters:
+    ///   - name: what is queued, for the log (e.g. "audit entries").
+    ///   - send: delivers one batch; throwing keeps the batch queued.
+    public init(
+        name: String,
+        capacity: Int = 100_000,
+        batchSize: Int = 2_000,
+        interval: Duration = .milliseconds(100),
+        logger: Logger,
+        send: @escaping @Sendable ([Element]) async throws -> Void
+    ) {
+        self.name = name
+        self.capacity = capacity
+        self.batchSize = batchSize
+        self.interval = interval
+        self.logger = logger
+        self.send = send
+    }
+
+    /// Queues one record; never blocks.
+    public func enqueue(_ element: Element) {
+        let overflow = pending.withLock { pending -> Bool in
+            pending.append(element)
+            guard pending.count > capacity else { return false }
+            pending.removeFirst(pending.count - capacity)
+            return true
+        }
+        if overflow { dropped.withLock { $0 += 1 } }
+    }
+
+    /// How many records wait to be sent.
+    public var count: Int { pending.withLock { $0.count } }
+
+    /// Sends everything queued now; returns whether the queue was emptied.
+    @discardableResult
+    public func flush() async -> Bool {
+        while true {
+            let batch = pending.withLock { pending -> [Element] in
+                let batch = Array(pending.prefix(batchSize))
+                pending.removeFirst(batch.count)
+                return batch
+            }
+            guard !batch.isEmpty else { return true }
+            do {
+                try await send(batch)
+            } catch {
+                pending.withLock { $0.insert(contentsOf: batch, at: 0) }
+                logger.warning("cannot send \(name); will retry", metadata: [LogKey.error: "\(error)", "queued": "\(count)"])
+                return false
+            }
+        }
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: self.interval)
+                await self.flush()
+                let lost = self.dropped.withLock { value in defer { value = 0 }; return value }
+                if lost > 0 {
+                    self.logger.error("dropped \(self.name): the queue was full", metadata: ["count": "\(lost)"])
+                }
+            }
+        }
+        await flush()
+    }
+}
+
+/// Sends audit entries to security's `AppendAudit`, batched. Services record accesses to patient data here;
+/// the gateway records every call's authorization and outcome.
+public typealias AuditTrail = BatchingQueue<Atrium_V1_AuditEntry>
+
+extension BatchingQueue where Element == Atrium_V1_AuditEntry {
+    /// A trail that sends through `security`.
+    public convenience init(security: GRPCClient<HTTP2ClientTransport.Posix>, logger: Logger) {
+        let client = Atrium_V1_SecurityInternal.Client(wrapping: security)
+        self.init(name: "audit entries", logger: logger) { entries in
+            _ = try await client.appendAudit(.with { $0.entries = entries })
+        }
+    }
+}
+
+/// Sends usage events to security's `RecordUsage`, batched (events are idempotent by ID, so a retried batch
+/// is counted once).
+public typealias UsageMeter = BatchingQueue<Atrium_V1_UsageEvent>
+
+extension BatchingQueue where Element == Atrium_V1_UsageEvent {
+    /// A meter that sends through `security`.
+    public convenience init(security: GRPCClient<HTTP2ClientTransport.Posix>, logger: Logger) {
+        let client = Atrium_V1_SecurityInternal.Client(wrapping: security)
+        self.init(name: "usage events", logger: logger) { events in
+            _ = try await client.recordUsage(.with { $0.events = events })
+        }
+    }
+}
