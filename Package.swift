@@ -64,7 +64,7 @@ let package = Package(
         .target(name: "AtriumBackup", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
         .target(name: "AtriumGateway", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, logging, lifecycle, crypto], swiftSettings: settings),
         // The SDK that hospital systems link.
-        .target(name: "AtriumClient", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, grpcProtobuf, crypto, logging], swiftSettings: settings),
+        .target(name: "AtriumClient", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, grpcProtobuf, crypto, logging, x509, asn1], swiftSettings: settings),
         // The one executable: `atrium serve <service>`, `atrium up`, and the CLI verbs.
         .executableTarget(
             name: "atrium",

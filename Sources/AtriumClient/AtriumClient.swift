@@ -4,30 +4,47 @@ public import AtriumCore
 import AtriumRuntime
 import Crypto
 public import Foundation
-import GRPCCore
+public import GRPCCore
 public import GRPCNIOTransportHTTP2
 
 /// How to reach an Atrium network: the gateway's address, the CA that signed its certificate, and the
-/// subscriber's API key.
+/// subscriber's credential: an API key, or the client certificate `enroll` stored.
 ///
-/// The CLI fills it from `--gateway`, `--ca` and `--api-key`, or `ATRIUM_GATEWAY`, `ATRIUM_CA` and
-/// `ATRIUM_API_KEY` (secret).
+/// The CLI fills it from `--gateway`, `--ca`, `--api-key` or `--identity`, or `ATRIUM_GATEWAY`, `ATRIUM_CA`,
+/// `ATRIUM_API_KEY` (secret) and `ATRIUM_IDENTITY`.
 public struct AtriumClientConfiguration: Sendable {
-    /// The gateway, e.g. `localhost:7443`.
+    /// The gateway, e.g. `localhost:7443` (API keys) or `localhost:7444` (client certificates).
     public var gateway: HostAndPort
     /// PEM file of the CA that signed the gateway's certificate; `nil` for plaintext (tests only).
     public var caPath: String?
-    /// The subscriber's API key, `atr_<prefix>_<secret>`.
+    /// The subscriber's API key, `atr_<prefix>_<secret>`; empty when a certificate is used or for enrolment.
     public var apiKey: String
+    /// The enrolled client certificate and its key (PEM files), presented in the TLS handshake.
+    public var clientCertificate: (certificatePath: String, keyPath: String)?
     /// Bytes per uploaded chunk, 64 KiB to 1 MiB.
     public var chunkSize: Int
 
-    /// A configuration.
+    /// A configuration with an API key.
     public init(gateway: HostAndPort, caPath: String?, apiKey: String, chunkSize: Int = 1 << 20) {
         self.gateway = gateway
         self.caPath = caPath
         self.apiKey = apiKey
         self.chunkSize = chunkSize
+    }
+
+    /// A configuration with an enrolled client certificate (see ``AtriumClient/enroll(gateway:caPath:token:into:)``).
+    public init(gateway: HostAndPort, caPath: String, identity: EnrolledIdentity, chunkSize: Int = 1 << 20) {
+        self.gateway = gateway
+        self.caPath = caPath
+        self.apiKey = ""
+        self.clientCertificate = (identity.certificatePath, identity.keyPath)
+        self.chunkSize = chunkSize
+    }
+
+    var security: ClientSecurity {
+        guard let caPath else { return .plaintext }
+        guard let certificate = clientCertificate else { return .tls(caPath: caPath) }
+        return .mutualTLS(TLSFiles(caPath: caPath, certificatePath: certificate.certificatePath, keyPath: certificate.keyPath))
     }
 }
 
@@ -48,7 +65,7 @@ public struct AtriumClient: Sendable {
         _ configuration: AtriumClientConfiguration,
         _ body: (AtriumClient) async throws -> Result
     ) async throws -> Result {
-        try await ClientFactory.withClient(to: configuration.gateway, security: configuration.caPath.map { .tls(caPath: $0) } ?? .plaintext) { grpc in
+        try await ClientFactory.withClient(to: configuration.gateway, security: configuration.security) { grpc in
             try await body(AtriumClient(grpc: grpc, configuration: configuration))
         }
     }
@@ -58,13 +75,22 @@ public struct AtriumClient: Sendable {
         self.configuration = configuration
     }
 
-    /// Per-call options and the credential header.
-    private var metadata: Metadata { ["authorization": "Bearer \(configuration.apiKey)"] }
+    /// The credential header to send with every call made through the raw stubs (empty with a certificate),
+    /// e.g. `try await atrium.account.getUsage(.init(), metadata: atrium.metadata)`.
+    public var metadata: Metadata {
+        configuration.apiKey.isEmpty ? [:] : ["authorization": "Bearer \(configuration.apiKey)"]
+    }
 
     /// The raw `Registry` stub with this client's connection, for calls the SDK does not wrap yet.
     public var registry: Atrium_V1_Registry.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
     /// The raw `Delivery` stub.
     public var delivery: Atrium_V1_Delivery.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+    /// The raw `SecurityAdmin` stub (operators).
+    public var admin: Atrium_V1_SecurityAdmin.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+    /// The raw `Account` stub: who am I, usage, statements, quotes, notifications, accesses.
+    public var account: Atrium_V1_Account.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+    /// The raw `Processing` stub.
+    public var processing: Atrium_V1_Processing.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
 
     /// Registers a DICOM Part 10 file, streaming it in chunks; memory stays bounded whatever its size.
     /// Returns once the registry has durably stored it.

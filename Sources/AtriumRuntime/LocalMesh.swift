@@ -62,6 +62,7 @@ public final class LocalMesh: @unchecked Sendable {
     private let lock = NSLock()
     private var processes: [Instance: Process] = [:]
     private var ports: [Instance: Int] = [:]
+    private var mutualTLSPort: Int?
 
     private init(plan: Plan) {
         self.plan = plan
@@ -91,6 +92,11 @@ public final class LocalMesh: @unchecked Sendable {
 
     /// The gateway's address.
     public var gatewayAddress: HostAndPort { address(of: Instance(.gateway)) }
+
+    /// The gateway's client-certificate listener.
+    public var gatewayMutualTLSAddress: HostAndPort {
+        HostAndPort(host: "127.0.0.1", port: lock.withLock { mutualTLSPort } ?? ServiceName.gatewayMutualTLSPort)
+    }
 
     /// Every instance with its address.
     public var endpoints: [(instance: Instance, address: HostAndPort)] {
@@ -156,6 +162,10 @@ public final class LocalMesh: @unchecked Sendable {
         let known = lock.withLock { ports }
         let fixedPort = instance.service.defaultPort + (instance.service == .processing ? instance.ordinal - 1 : 0)
         environment["ATRIUM_PORT"] = "\(known[instance] ?? (plan.ephemeralPorts ? 0 : fixedPort))"
+        if instance.service == .gateway {
+            let port = lock.withLock { mutualTLSPort } ?? (plan.ephemeralPorts ? 0 : ServiceName.gatewayMutualTLSPort)
+            environment["ATRIUM_GATEWAY_MTLS_PORT"] = "\(port)"
+        }
         for peer in plan.instances where peer.service != .gateway {
             guard let port = known[peer] else { continue }
             if peer.service == .processing {
@@ -175,6 +185,7 @@ public final class LocalMesh: @unchecked Sendable {
     private func launch(_ instance: Instance, timeout: Duration) async throws {
         let portFile = portFile(of: instance)
         try? FileManager.default.removeItem(atPath: portFile)
+        try? FileManager.default.removeItem(atPath: portFile + ".mtls")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: plan.binary)
         process.arguments = ["serve", instance.service.rawValue]
@@ -191,6 +202,14 @@ public final class LocalMesh: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let port = PortFile.read(portFile) {
+                // The gateway's client-certificate listener reports its port separately.
+                if instance.service == .gateway {
+                    guard let mutual = PortFile.read(portFile + ".mtls") else {
+                        try await Task.sleep(for: .milliseconds(25))
+                        continue
+                    }
+                    lock.withLock { mutualTLSPort = mutual }
+                }
                 lock.withLock { ports[instance] = port }
                 return
             }

@@ -94,10 +94,7 @@ public struct SecurityService: Sendable {
         let subscriber = try store.createSubscriber(
             displayName: "Operator",
             kind: .operator,
-            contract: .with {
-                $0.roles = Atrium_V1_SubscriberKind.operator.defaultRoles
-                $0.storageQuotaBytes = 1 << 40
-            },
+            contract: try Validate.contract(.with { $0.storageQuotaBytes = 1 << 40 }, kind: .operator),
             now: now
         )
         let (_, key) = try store.createApiKey(subscriberID: subscriber.record.id, label: "bootstrap", expiresAt: nil, now: now)

@@ -11,7 +11,10 @@ struct Atrium: AsyncParsableCommand {
             network with the client verbs (`atrium images ...`). See README.md.
             """,
         version: AtriumVersion.text,
-        subcommands: [Up.self, Serve.self, Health.self, Images.self, SecurityCommand.self, PKI.self, Bench.self, Version.self]
+        subcommands: [
+            Up.self, Serve.self, Health.self, Images.self, Enroll.self, WhoAmI.self, UsageCommand.self, StatementCommand.self, Audit.self, Admin.self,
+            SecurityCommand.self, PKI.self, Bench.self, Version.self,
+        ]
     )
 }
 

@@ -7,7 +7,7 @@ import Foundation
 
 /// Where the network is and who the caller is; shared by every client verb.
 struct ClientOptions: ParsableArguments {
-    @Option(help: "The gateway's host:port (default: $ATRIUM_GATEWAY, else localhost:7443).")
+    @Option(help: "The gateway's host:port (default: $ATRIUM_GATEWAY, else localhost:7443; localhost:7444 with --identity).")
     var gateway: String?
 
     @Option(help: "PEM file of the CA that signed the gateway's certificate (default: $ATRIUM_CA, else ./var/pki/ca.pem).")
@@ -16,14 +16,29 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "The subscriber's API key (default: $ATRIUM_API_KEY).")
     var apiKey: String?
 
+    @Option(help: "A directory written by `atrium enroll`: authenticate with its client certificate instead of an API key (default: $ATRIUM_IDENTITY).")
+    var identity: String?
+
     func configuration() throws -> AtriumClientConfiguration {
         let environment = ProcessInfo.processInfo.environment
-        let text = gateway ?? environment["ATRIUM_GATEWAY"] ?? "localhost:7443"
-        guard let address = HostAndPort(text) else { throw ValidationError("--gateway: expected host:port, got '\(text)'") }
-        guard let key = apiKey ?? environment["ATRIUM_API_KEY"], !key.isEmpty else {
-            throw ValidationError("no API key: pass --api-key or set ATRIUM_API_KEY")
+        let ca = self.ca ?? environment["ATRIUM_CA"] ?? "./var/pki/ca.pem"
+        if let directory = identity ?? environment["ATRIUM_IDENTITY"], apiKey == nil {
+            guard let enrolled = EnrolledIdentity(directory: directory) else {
+                throw ValidationError("--identity: no enrolled certificate in '\(directory)'; run `atrium enroll` first")
+            }
+            return AtriumClientConfiguration(gateway: try address(default: "localhost:\(ServiceName.gatewayMutualTLSPort)"), caPath: ca, identity: enrolled)
         }
-        return AtriumClientConfiguration(gateway: address, caPath: ca ?? environment["ATRIUM_CA"] ?? "./var/pki/ca.pem", apiKey: key)
+        guard let key = apiKey ?? environment["ATRIUM_API_KEY"], !key.isEmpty else {
+            throw ValidationError("no credential: pass --api-key, set ATRIUM_API_KEY, or use --identity after `atrium enroll`")
+        }
+        return AtriumClientConfiguration(gateway: try address(default: "localhost:7443"), caPath: ca, apiKey: key)
+    }
+
+    /// The gateway address from the option or the environment.
+    func address(default fallback: String) throws -> HostAndPort {
+        let text = gateway ?? ProcessInfo.processInfo.environment["ATRIUM_GATEWAY"] ?? fallback
+        guard let address = HostAndPort(text) else { throw ValidationError("--gateway: expected host:port, got '\(text)'") }
+        return address
     }
 }
 

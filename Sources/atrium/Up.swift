@@ -55,6 +55,7 @@ struct Up: AsyncParsableCommand {
             let role = instance.service == .gateway ? "public, TLS" : "internal, mTLS"
             say("  \(instance.description.padding(toLength: 13, withPad: " ", startingAt: 0)) \(address.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(role)")
         }
+        say("  gateway-mtls  \(mesh.gatewayMutualTLSAddress.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \("".padding(toLength: 10, withPad: " ", startingAt: 0)) public, client certificates")
         guard silent.isEmpty else {
             say("not serving: \(silent.joined(separator: ", ")); see \(dataDirectory)/log/. Stopping.")
             mesh.stop()
@@ -65,6 +66,8 @@ struct Up: AsyncParsableCommand {
 
             To use it from another terminal:
               export ATRIUM_GATEWAY=\(mesh.gatewayAddress) ATRIUM_CA=\(plan.pkiDirectory)/ca.pem
+              atrium whoami                      # the operator
+              atrium admin subscribers create --name "St Mary's" --kind hospital
             """)
         say("\nPress Ctrl-C to stop.")
         let group = ServiceGroup(configuration: .init(
