@@ -1,0 +1,66 @@
+import AtriumAPI
+import AtriumRuntime
+import GRPCCore
+import Testing
+
+@testable import AtriumGateway
+
+@Suite("Role table and rate limits")
+struct PolicyTests {
+    @Test("every public method the protos define is in the role table, and the table names nothing else")
+    func everyMethodMapped() {
+        let public_ = Set(PublicRoutes.methods.map(\.method.fullyQualifiedMethod))
+        let unmapped = public_.subtracting(MethodPolicy.methods)
+        #expect(unmapped.isEmpty, "unmapped: \(unmapped.sorted())")
+        let stale = MethodPolicy.methods.subtracting(public_)
+        #expect(stale.isEmpty, "mapped but not public: \(stale.sorted())")
+        #expect(public_.count == 71)
+    }
+
+    @Test("only enrolment is open, and every operator-only method needs 'admin'")
+    func openAndAdmin() {
+        let open = PublicRoutes.methods.filter { MethodPolicy.access(for: $0.method) == .open }.map(\.method.fullyQualifiedMethod)
+        #expect(open == ["atrium.v1.Account/Enroll"])
+        for method in Atrium_V1_SecurityAdmin.Method.descriptors + Atrium_V1_Backup.Method.descriptors {
+            #expect(MethodPolicy.access(for: method) == .anyOf([.admin]))
+        }
+    }
+
+    @Test("refusal messages name the missing role")
+    func messages() {
+        #expect(MethodAccess.anyOf([.receive]).refusal(roles: [.register]) == "contract lacks role 'receive'")
+        #expect(MethodAccess.anyOf([.receive, .print]).refusal(roles: []) == "contract lacks any of the roles 'print', 'receive'")
+        #expect(MethodAccess.anyOf([.receive, .print]).refusal(roles: [.print]) == nil)
+        #expect(MethodAccess.anySubscriber.refusal(roles: []) == nil)
+    }
+
+    @Test("a request bucket admits its burst, then refuses until it refills")
+    func requestBucket() async throws {
+        let limiter = RateLimiter()
+        let limits = RateLimits(requestsPerSecond: 50, requestBurst: 5, bytesPerSecond: 0, byteBurst: 0)
+        let admitted = (0..<20).filter { _ in limiter.admit("s", limits: limits) == nil }.count
+        #expect(admitted == 5)
+        let retry = try #require(limiter.admit("s", limits: limits))
+        #expect(retry > .zero && retry <= .milliseconds(20))
+        try await Task.sleep(for: .milliseconds(110))
+        let later = (0..<20).filter { _ in limiter.admit("s", limits: limits) == nil }.count
+        #expect((4...5).contains(later))
+        #expect(limiter.admit("other", limits: limits) == nil, "buckets are per subscriber")
+        #expect(limiter.admit("u", limits: .unlimited) == nil)
+    }
+
+    @Test("bytes beyond the bucket make the stream wait at the byte rate; a wait past the maximum is refused")
+    func byteBucket() {
+        let limiter = RateLimiter(maximumWait: .seconds(2))
+        let limits = RateLimits(requestsPerSecond: 0, requestBurst: 0, bytesPerSecond: 1000, byteBurst: 1000)
+        #expect(limiter.take(bytes: 1000, "s", limits: limits) == .zero)
+        let wait = try? #require(limiter.take(bytes: 500, "s", limits: limits))
+        #expect(wait.map { $0 > .milliseconds(490) && $0 <= .milliseconds(500) } == true)
+        #expect(limiter.take(bytes: 5000, "s", limits: limits) == nil)
+    }
+
+    @Test("peer strings give their host", arguments: [("ipv4:127.0.0.1:5000", "127.0.0.1"), ("ipv6:[::1]:5000", "::1"), ("unix:/tmp/x", "unix:/tmp/x")])
+    func hosts(peer: String, host: String) {
+        #expect(Authenticator.host(of: peer) == host)
+    }
+}
