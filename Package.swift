@@ -76,7 +76,7 @@ let package = Package(
             swiftSettings: settings
         ),
         // Test support: launching the real mesh as processes, fixtures, PKI helpers.
-        .target(name: "AtriumTesting", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumClient", grpcCore, logging], swiftSettings: settings),
+        .target(name: "AtriumTesting", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumClient", grpcCore, swiftProtobuf, logging], swiftSettings: settings),
         .testTarget(name: "AtriumStorageTests", dependencies: ["AtriumStorage", "AtriumTesting", "AtriumCore", grdb, crypto], swiftSettings: settings),
         .testTarget(
             name: "AtriumRuntimeTests",
@@ -92,6 +92,6 @@ let package = Package(
             swiftSettings: settings
         ),
         .testTarget(name: "AtriumGatewayTests", dependencies: ["AtriumGateway", "AtriumRuntime", "AtriumCore", grpcCore], swiftSettings: settings),
-        .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto], swiftSettings: settings),
+        .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumGateway", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto, x509], swiftSettings: settings),
     ]
 )

@@ -170,13 +170,14 @@ final class ProcessingPool: Service, Sendable {
         options.waitForReady = false
         let health = Grpc_Health_V1_Health.Client(wrapping: instance.client)
         let load = Atrium_V1_ProcessingInternal.Client(wrapping: instance.client)
-        let serving: Bool
+        var serving: Bool
         do {
             let status = try await health.check(.with { $0.service = Atrium_V1_Processing.descriptor.fullyQualifiedService }, options: options)
             serving = status.status == .serving
             if serving {
                 let report = try await load.getLoad(Atrium_V1_GetLoadRequest(), options: options)
                 instance.report(queue: Int(report.queueLength))
+                serving = !report.draining
             }
         } catch {
             if instance.healthy {

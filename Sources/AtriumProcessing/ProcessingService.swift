@@ -40,8 +40,10 @@ public struct ProcessingService: Sendable {
 /// Calls being processed now.
 final class LoadCounter: ServerInterceptor, Sendable {
     private let inFlight = Atomic<Int>(0)
+    private let served = Atomic<Int>(0)
 
     var current: Int { inFlight.load(ordering: .relaxed) }
+    var total: Int { served.load(ordering: .relaxed) }
 
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
@@ -49,6 +51,7 @@ final class LoadCounter: ServerInterceptor, Sendable {
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         inFlight.add(1, ordering: .relaxed)
+        served.add(1, ordering: .relaxed)
         defer { inFlight.subtract(1, ordering: .relaxed) }
         return try await next(request, context)
     }
@@ -72,6 +75,8 @@ struct LoadReporter: RegistrableRPCService {
                 $0.inFlight = UInt32(clamping: load.current)
                 $0.workerCount = UInt32(ProcessInfo.processInfo.activeProcessorCount)
                 $0.softwareVersion = "atrium.v1"
+                $0.callsServed = UInt64(load.total)
+                $0.measuredAt = .init(date: Date())
             }
             return StreamingServerResponse(single: ServerResponse(message: report))
         }

@@ -1,4 +1,6 @@
+public import AtriumAPI
 public import AtriumClient
+import SwiftProtobuf
 import AtriumCore
 public import AtriumRuntime
 import Foundation
@@ -97,6 +99,34 @@ public final class TestMesh: Sendable {
         }
         return (id, key)
     }
+
+    /// Creates a subscriber through the gateway's admin API, with an API key; returns (ID, key). Without a
+    /// contract, the kind's roles and a 1 TiB quota.
+    public func createSubscriber(
+        name: String,
+        kind: Atrium_V1_SubscriberKind,
+        patientIDs: [String] = [],
+        contract: Atrium_V1_Contract? = nil
+    ) async throws -> (id: String, key: String) {
+        var terms = contract ?? Atrium_V1_Contract()
+        if contract == nil { terms.storageQuotaBytes = 1 << 40 }
+        return try await AtriumClient.with(clientConfiguration()) { atrium in
+            let subscriber = try await atrium.admin.createSubscriber(
+                .with {
+                    $0.displayName = name
+                    $0.kind = kind
+                    $0.patientIds = patientIDs
+                    $0.contract = terms
+                },
+                metadata: atrium.metadata
+            )
+            let key = try await atrium.admin.createApiKey(.with { $0.subscriberID = subscriber.subscriberID }, metadata: atrium.metadata)
+            return (subscriber.subscriberID, key.secret)
+        }
+    }
+
+    /// The security service's SQLite file.
+    public var securityDatabasePath: String { "\(directory.path)/security/security.sqlite" }
 
     /// Stops every process.
     public func stop() {

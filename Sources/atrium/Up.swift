@@ -49,13 +49,13 @@ struct Up: AsyncParsableCommand {
         let identity = TLSFiles.service(.gateway, in: plan.pkiDirectory)
         say("Atrium is up (\(AtriumVersion.text)); data in \(dataDirectory)")
         var silent: [String] = []
-        for (instance, address) in mesh.endpoints {
-            let status = (try? await HealthProbe.check(address: address, files: identity, timeout: .seconds(10))) ?? "NO ANSWER"
-            if status != "SERVING" { silent.append(instance.description) }
-            let role = instance.service == .gateway ? "public, TLS" : "internal, mTLS"
-            say("  \(instance.description.padding(toLength: 13, withPad: " ", startingAt: 0)) \(address.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(role)")
+        var listeners = mesh.endpoints.map { (name: $0.instance.description, address: $0.address, role: $0.instance.service == .gateway ? "public, TLS" : "internal, mTLS") }
+        listeners.append((name: "gateway-mtls", address: mesh.gatewayMutualTLSAddress, role: "public, client certificates"))
+        for listener in listeners {
+            let status = (try? await HealthProbe.check(address: listener.address, files: identity, timeout: .seconds(10))) ?? "NO ANSWER"
+            if status != "SERVING" { silent.append(listener.name) }
+            say("  \(listener.name.padding(toLength: 13, withPad: " ", startingAt: 0)) \(listener.address.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(listener.role)")
         }
-        say("  gateway-mtls  \(mesh.gatewayMutualTLSAddress.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \("".padding(toLength: 10, withPad: " ", startingAt: 0)) public, client certificates")
         guard silent.isEmpty else {
             say("not serving: \(silent.joined(separator: ", ")); see \(dataDirectory)/log/. Stopping.")
             mesh.stop()

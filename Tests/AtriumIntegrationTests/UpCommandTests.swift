@@ -30,7 +30,8 @@ extension IntegrationTests {
             let elapsed = ContinuousClock.now - started
             #expect(elapsed < .seconds(10), "up took \(elapsed)")
             let processLines = text.split(separator: "\n").filter { $0.contains("127.0.0.1:") && !$0.contains("export") }
-            #expect(processLines.count == 8, "\(text)")
+            // Eight processes, and the gateway's second (client-certificate) listener.
+            #expect(processLines.count == 9, "\(text)")
             for line in processLines {
                 #expect(line.contains("SERVING"), "\(line)")
             }

@@ -1217,6 +1217,9 @@ public nonisolated struct Atrium_V1_LoadReport: Sendable {
   /// True while the instance is shutting down: finish what it has, send it no new work.
   public var draining: Bool = false
 
+  /// Calls to the public Processing service this instance has served since it started.
+  public var callsServed: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2710,7 +2713,7 @@ nonisolated extension Atrium_V1_GetLoadRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Atrium_V1_LoadReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LoadReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}instance_id\0\u{3}queue_length\0\u{3}in_flight\0\u{3}throughput_megapixels_per_second\0\u{3}worker_count\0\u{3}software_version\0\u{3}measured_at\0\u{1}draining\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}instance_id\0\u{3}queue_length\0\u{3}in_flight\0\u{3}throughput_megapixels_per_second\0\u{3}worker_count\0\u{3}software_version\0\u{3}measured_at\0\u{1}draining\0\u{3}calls_served\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2726,6 +2729,7 @@ nonisolated extension Atrium_V1_LoadReport: SwiftProtobuf.Message, SwiftProtobuf
       case 6: try { try decoder.decodeSingularStringField(value: &self.softwareVersion) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._measuredAt) }()
       case 8: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.callsServed) }()
       default: break
       }
     }
@@ -2760,6 +2764,9 @@ nonisolated extension Atrium_V1_LoadReport: SwiftProtobuf.Message, SwiftProtobuf
     if self.draining != false {
       try visitor.visitSingularBoolField(value: self.draining, fieldNumber: 8)
     }
+    if self.callsServed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.callsServed, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2772,6 +2779,7 @@ nonisolated extension Atrium_V1_LoadReport: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.softwareVersion != rhs.softwareVersion {return false}
     if lhs._measuredAt != rhs._measuredAt {return false}
     if lhs.draining != rhs.draining {return false}
+    if lhs.callsServed != rhs.callsServed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
