@@ -76,7 +76,7 @@ def run_once(binary, slices, clients):
                 break
         if not (gateway and key):
             raise SystemExit("atrium up did not start; see " + data + "/log")
-        out = subprocess.run([binary, "bench", "--dir", slices, "--clients", str(clients), "--gateway", gateway,
+        out = subprocess.run([binary, "bench", "images", "--dir", slices, "--clients", str(clients), "--gateway", gateway,
                               "--ca", os.path.join(data, "pki", "ca.pem"), "--api-key", key],
                              check=True, capture_output=True, text=True).stdout
         phases = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -97,6 +97,7 @@ def main():
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--clients", default="1,4")
     parser.add_argument("--data", default="var/bench")
+    parser.add_argument("--gateway-calls", type=int, default=5000)
     args = parser.parse_args()
     binary = os.path.abspath(args.binary)
     slices = os.path.abspath(os.path.join(args.data, f"ct{args.images}"))
@@ -122,6 +123,31 @@ def main():
               f"{r['p99_ms']:>7.1f} {ratio:>15}")
     print("\nOrthanc reference (plain HTTP, same slices, this machine kind): register 186/332 images/s, "
           "fetch 1315/2522 images/s with 1/4 clients (../shared/bench/README.md).")
+
+    gateway_bench(binary, args.gateway_calls)
+
+
+def gateway_bench(binary, calls):
+    """The gateway's added latency per unary call and its authorization-cache hit rate (`atrium bench gateway`)."""
+    out = subprocess.run([binary, "bench", "gateway", "--calls", str(calls)], check=True, capture_output=True,
+                         text=True, timeout=900).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    print()
+    print(f"Gateway overhead, unary Account/WhoAmI on loopback, {calls} sequential calls, release build")
+    header = f"{'transport':10} {'direct p50/p99 us':>18} {'gateway p50/p99 us':>19} {'added p50/p99 us':>17} {'goal p50':>9}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        if r["phase"] != "gateway-latency":
+            continue
+        verdict = "met" if r["added_p50_us"] < 1000 else "MISSED"
+        print(f"{r['transport']:10} {str(r['direct_p50_us']) + '/' + str(r['direct_p99_us']):>18} "
+              f"{str(r['gateway_p50_us']) + '/' + str(r['gateway_p99_us']):>19} "
+              f"{str(r['added_p50_us']) + '/' + str(r['added_p99_us']):>17} {verdict + ' (<1 ms)':>9}")
+    for r in rows:
+        if r["phase"] == "auth-cache":
+            print(f"authorization cache, {r['clients']} concurrent clients for {r['seconds']} s: {r['calls']} calls "
+                  f"({r['calls_per_second']}/s), hit rate {r['hit_rate'] * 100:.2f}% ({r['hits']} hits, {r['misses']} misses)")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,10 @@ public struct Gateway: Sendable {
     public let rpcServices: [any RegistrableRPCService]
     /// The background services the process must run: backend connections, the pool, the audit trail.
     public let background: [any Service]
+    private let authenticator: Authenticator
+
+    /// Authorization-cache hits and misses since start (the benchmark reports the hit rate).
+    public var authorizationCacheStatistics: (hits: Int, misses: Int) { authenticator.cacheStatistics }
 
     /// The transport's own limit on a message for the gateway's listener: above the enforced cap, so that the
     /// gateway can answer an oversized message with RESOURCE_EXHAUSTED rather than a reset stream.
@@ -57,20 +61,21 @@ public struct Gateway: Sendable {
         min(cap * 4, 64 << 20)
     }
 
-    /// Wires the gateway to the backends named in `runtime`.
-    public init(runtime: RuntimeConfiguration, configuration: GatewayConfiguration, logger: Logger) throws {
+    /// Wires the gateway to the backends named in `runtime`, with mTLS presenting the gateway's certificate
+    /// (`backendSecurity` overrides that for benchmarks that measure TLS's share of the cost).
+    public init(runtime: RuntimeConfiguration, configuration: GatewayConfiguration, logger: Logger, backendSecurity: ClientSecurity? = nil) throws {
+        let security = backendSecurity ?? .mutualTLS(runtime.tls)
         var backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>] = [:]
         for backend in ServiceName.allCases where backend != .gateway && backend != .processing {
-            backends[backend] = try ClientFactory.makeClient(to: runtime.address(of: backend), security: .mutualTLS(runtime.tls))
+            backends[backend] = try ClientFactory.makeClient(to: runtime.address(of: backend), security: security)
         }
-        let tls = runtime.tls
         let pool = ProcessingPool(
             addresses: runtime.peers[.processing] ?? [],
             resolveInterval: configuration.resolveInterval,
             probeInterval: configuration.probeInterval,
             logger: logger
         ) { endpoint in
-            try ClientFactory.makeClient(to: endpoint.address, security: .mutualTLS(tls), authority: ClientFactory.isIPLiteral(endpoint.name) ? nil : endpoint.name)
+            try ClientFactory.makeClient(to: endpoint.address, security: security, authority: ClientFactory.isIPLiteral(endpoint.name) ? nil : endpoint.name)
         }
         let authenticator = Authenticator(
             security: backends[.security]!,
@@ -79,6 +84,7 @@ public struct Gateway: Sendable {
             logger: logger
         )
         let audit = AuditTrail(security: backends[.security]!, logger: logger)
+        self.authenticator = authenticator
         self.rpcServices = [
             ForwardingService(authenticator: authenticator, limiter: RateLimiter(), backends: backends, pool: pool, audit: audit, logger: logger)
         ]

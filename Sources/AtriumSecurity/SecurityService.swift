@@ -85,6 +85,9 @@ public struct SecurityService: Sendable {
         [InternalSecurity(service: self), AdminSecurity(service: self), AccountSecurity(service: self)]
     }
 
+    /// `SecurityInternal` alone (the gateway benchmark serves it next to its own stand-in backend).
+    public var internalService: any RegistrableRPCService { InternalSecurity(service: self) }
+
     /// Creates the first operator and its API key if the database has no operator yet.
     ///
     /// - Returns: the new operator's ID and its API key (to be shown once), or `nil` when one already exists.

@@ -7,6 +7,16 @@ import Foundation
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure register and fetch throughput against a running network.",
+        subcommands: [ImagesBench.self, GatewayBench.self],
+        defaultSubcommand: ImagesBench.self
+    )
+}
+
+/// `atrium bench images` (the default): register and fetch throughput through the gateway.
+struct ImagesBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "images",
+        abstract: "Measure register and fetch throughput against a running network.",
         discussion: """
             Registers every file in --dir through the gateway, split across --clients concurrent clients (each with
             its own connection), then fetches every image back into memory and checks its SHA-256. Prints one JSON object per
