@@ -10,6 +10,12 @@ import Logging
 import Synchronization
 import X509
 
+/// A refused call: the status to return and, when the credential was valid, whose call it was (for the audit log).
+struct AdmissionRefusal: Error {
+    var error: RPCError
+    var subscriberID: String
+}
+
 /// A call the gateway let through: who is calling (absent for open methods such as `Enroll`) and the terms
 /// the gateway enforces itself.
 struct Admission: Sendable {
@@ -44,13 +50,15 @@ enum Credential: Sendable {
 final class Authenticator: Sendable {
     private struct Entry {
         /// The admitted caller and its contract, or the refusal.
-        var decision: Result<(VerifiedCaller, Atrium_V1_Contract), RPCError>
+        var decision: Result<(VerifiedCaller, Atrium_V1_Contract), AdmissionRefusal>
         var expires: ContinuousClock.Instant
     }
 
     private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
     private let cache = Mutex<[String: Entry]>([:])
     private let statistics = Mutex<(hits: Int, misses: Int)>((0, 0))
+    /// Failed authentications per remote address.
+    private let failures = RateLimiter()
     private let maximumTTL: Duration
     private let defaultMaxMessageBytes: Int
     private let logger: Logger
@@ -65,31 +73,51 @@ final class Authenticator: Sendable {
     /// Cache hits and misses since start.
     var cacheStatistics: (hits: Int, misses: Int) { statistics.withLock { $0 } }
 
-    /// Admits a call to `method` or throws the refusal (UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE).
-    func admit(metadata: Metadata, context: ServerContext, method: MethodDescriptor, requestID: String) async throws -> Admission {
+    /// Admits a call to `method` or throws an ``AdmissionRefusal`` (UNAUTHENTICATED, PERMISSION_DENIED,
+    /// RESOURCE_EXHAUSTED for an address with too many failed authentications, UNAVAILABLE).
+    func admit(metadata: Metadata, context: ServerContext, method: MethodDescriptor, requestID: String) async throws(AdmissionRefusal) -> Admission {
         let access = MethodPolicy.access(for: method)
         if access == .open {
             return Admission(caller: nil, limits: Self.openLimits, maxMessageBytes: defaultMaxMessageBytes, limiterKey: "peer:" + Self.host(of: context.remotePeer))
         }
-        guard let credential = try Self.credential(metadata: metadata, context: context) else {
-            throw RPCError(
-                code: .unauthenticated,
-                message: "no credential: send an API key as 'authorization: Bearer atr_…', or a client certificate to the mTLS port"
-            )
+        let credential: Credential
+        do throws(RPCError) {
+            guard let presented = try Self.credential(metadata: metadata, context: context) else {
+                throw RPCError(
+                    code: .unauthenticated,
+                    message: "no credential: send an API key as 'authorization: Bearer atr_…', or a client certificate to the mTLS port"
+                )
+            }
+            credential = presented
+        } catch {
+            throw AdmissionRefusal(error: error, subscriberID: "")
         }
-        let (caller, contract) = try await decide(credential, method: method, requestID: requestID)
+        let (caller, contract) = try await decide(credential, method: method, requestID: requestID, peer: Self.host(of: context.remotePeer))
         var stamped = caller
         stamped.requestID = requestID
         let cap = contract.maxMessageBytes == 0 ? defaultMaxMessageBytes : min(Int(contract.maxMessageBytes), defaultMaxMessageBytes)
         return Admission(caller: stamped, limits: RateLimits(contract), maxMessageBytes: cap, limiterKey: "sub:" + caller.subscriberID)
     }
 
-    private func decide(_ credential: Credential, method: MethodDescriptor, requestID: String) async throws -> (VerifiedCaller, Atrium_V1_Contract) {
+    private func decide(
+        _ credential: Credential,
+        method: MethodDescriptor,
+        requestID: String,
+        peer: String
+    ) async throws(AdmissionRefusal) -> (VerifiedCaller, Atrium_V1_Contract) {
         let key = credential.cacheKey + " " + method.fullyQualifiedMethod
         let now = ContinuousClock.now
         if let entry = cache.withLock({ $0[key] }), entry.expires > now {
             statistics.withLock { $0.hits += 1 }
             return try entry.decision.get()
+        }
+        // An address that keeps presenting bad credentials is cut off before it costs security a lookup.
+        let failureKey = "authfail:" + peer
+        guard failures.hasToken(failureKey, limits: Self.failureLimits) else {
+            throw AdmissionRefusal(
+                error: RPCError(code: .resourceExhausted, message: "too many failed authentications from this address; retry later"),
+                subscriberID: ""
+            )
         }
         statistics.withLock { $0.misses += 1 }
         let response: Atrium_V1_AuthorizeResponse
@@ -107,14 +135,15 @@ final class Authenticator: Sendable {
             )
         } catch {
             logger.error("security did not answer Authorize", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            throw RPCError(code: .unavailable, message: "the gateway cannot verify credentials right now; try again")
+            throw AdmissionRefusal(error: RPCError(code: .unavailable, message: "the gateway cannot verify credentials right now; try again"), subscriberID: "")
         }
-        let decision: Result<(VerifiedCaller, Atrium_V1_Contract), RPCError>
-        if response.allowed {
-            decision = .success((try VerifiedCaller(message: response.caller), response.contract))
+        let decision: Result<(VerifiedCaller, Atrium_V1_Contract), AdmissionRefusal>
+        if response.allowed, let caller = try? VerifiedCaller(message: response.caller) {
+            decision = .success((caller, response.contract))
         } else {
             let code = Status.Code(rawValue: Int(response.code)).flatMap(RPCError.Code.init) ?? .permissionDenied
-            decision = .failure(RPCError(code: code, message: response.message))
+            decision = .failure(AdmissionRefusal(error: RPCError(code: code, message: response.message), subscriberID: response.caller.subscriberID))
+            if code == .unauthenticated { _ = failures.admit(failureKey, limits: Self.failureLimits) }
         }
         // An unknown or revoked credential is not cached: the next call asks again.
         let ttl = min(maximumTTL, .milliseconds(Int(response.cacheTtlMs)))
@@ -127,11 +156,15 @@ final class Authenticator: Sendable {
         return try decision.get()
     }
 
+    /// Failed authentications allowed per remote address: 10/s, bursts of 20; past that, calls with credentials
+    /// not in the cache are refused without asking security.
+    static let failureLimits = RateLimits(requestsPerSecond: 10, requestBurst: 20, bytesPerSecond: 0, byteBurst: 0)
+
     /// Open methods (enrolment) are limited per remote address: 5 requests/s, bursts of 10.
     static let openLimits = RateLimits(requestsPerSecond: 5, requestBurst: 10, bytesPerSecond: 0, byteBurst: 0)
 
     /// The credential on a call: the client certificate if the peer presented one, else an API key header.
-    static func credential(metadata: Metadata, context: ServerContext) throws -> Credential? {
+    static func credential(metadata: Metadata, context: ServerContext) throws(RPCError) -> Credential? {
         if let certificate = PeerIdentity.certificate(of: context) {
             guard let subscriberID = PeerIdentity.subscriberID(of: certificate) else {
                 throw RPCError(code: .unauthenticated, message: "the client certificate does not name an Atrium subscriber")

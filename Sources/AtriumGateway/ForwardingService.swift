@@ -43,17 +43,16 @@ struct ForwardingService: RegistrableRPCService {
         let admission: Admission
         do {
             admission = try await authenticator.admit(metadata: request.metadata, context: context, method: method, requestID: requestID)
-            if let retry = limiter.admit(admission.limiterKey, limits: admission.limits) {
-                let milliseconds = retry.components.seconds * 1000 + retry.components.attoseconds / 1_000_000_000_000_000 + 1
-                throw RPCError(
-                    code: .resourceExhausted,
-                    message: "rate limit of \(admission.limits.requestsPerSecond) requests/s exceeded; retry in \(milliseconds) ms"
-                )
-            }
-        } catch let error as RPCError {
-            record(method: method, subscriber: "", requestID: requestID, code: error.code)
-            logger.info("refused", metadata: [LogKey.method: "\(method)", LogKey.requestID: "\(requestID)", LogKey.status: "\(error.code)"])
-            throw error
+        } catch {
+            try refuse(error.error, method: method, subscriber: error.subscriberID, requestID: requestID)
+        }
+        if let retry = limiter.admit(admission.limiterKey, limits: admission.limits) {
+            let milliseconds = retry.components.seconds * 1000 + retry.components.attoseconds / 1_000_000_000_000_000 + 1
+            let error = RPCError(
+                code: .resourceExhausted,
+                message: "rate limit of \(admission.limits.requestsPerSecond) requests/s exceeded; retry in \(milliseconds) ms"
+            )
+            try refuse(error, method: method, subscriber: admission.caller?.subscriberID ?? "", requestID: requestID)
         }
         var metadata = request.metadata.forwardable
         if let caller = admission.caller {
@@ -61,6 +60,8 @@ struct ForwardingService: RegistrableRPCService {
         } else {
             metadata.addString(requestID, forKey: AtriumMetadata.requestID)
         }
+        let authenticator = self.authenticator
+        let callerMetadata = request.metadata
         let call = Call(
             requestID: requestID,
             method: method,
@@ -68,7 +69,14 @@ struct ForwardingService: RegistrableRPCService {
             options: { var options = CallOptions.internalCall; options.timeout = Forwarding.timeout(in: request.metadata); return options }(),
             admission: admission,
             limiter: limiter
-        )
+        ) {
+            // A long stream is held to the same decision as a new call: revoked, suspended or terminated, it ends.
+            do {
+                _ = try await authenticator.admit(metadata: callerMetadata, context: context, method: method, requestID: requestID)
+            } catch let refusal as AdmissionRefusal {
+                throw refusal.error
+            }
+        }
         let subscriber = admission.caller?.subscriberID ?? ""
         return StreamingServerResponse { writer in
             do {
@@ -85,6 +93,13 @@ struct ForwardingService: RegistrableRPCService {
                 throw error
             }
         }
+    }
+
+    /// Audits and logs a refusal at the door, then throws it.
+    private func refuse(_ error: RPCError, method: MethodDescriptor, subscriber: String, requestID: String) throws -> Never {
+        record(method: method, subscriber: subscriber, requestID: requestID, code: error.code)
+        logger.info("refused", metadata: [LogKey.method: "\(method)", LogKey.requestID: "\(requestID)", LogKey.status: "\(error.code)"])
+        throw error
     }
 
     private func record(method: MethodDescriptor, subscriber: String, requestID: String, code: RPCError.Code?) {
@@ -142,22 +157,50 @@ private final class Call: Sendable {
     let options: CallOptions
     let admission: Admission
     let limiter: RateLimiter
-    private let state = Mutex<(responded: Bool, refusal: RPCError?)>((false, nil))
+    private let reauthorize: @Sendable () async throws -> Void
+    private let state = Mutex<(responded: Bool, refusal: RPCError?, checked: ContinuousClock.Instant)>((false, nil, .now))
 
-    init(requestID: String, method: MethodDescriptor, metadata: Metadata, options: CallOptions, admission: Admission, limiter: RateLimiter) {
+    /// How often an open stream's authorization is checked again (against the gateway's cache, so cheap):
+    /// revocation reaches a stream within the cache TTL plus this.
+    static let recheckInterval = Duration.seconds(1)
+
+    init(
+        requestID: String,
+        method: MethodDescriptor,
+        metadata: Metadata,
+        options: CallOptions,
+        admission: Admission,
+        limiter: RateLimiter,
+        reauthorize: @escaping @Sendable () async throws -> Void
+    ) {
         self.requestID = requestID
         self.method = method
         self.metadata = metadata
         self.options = options
         self.admission = admission
         self.limiter = limiter
+        self.reauthorize = reauthorize
     }
 
     /// Whether any response message has reached the caller.
     var responded: Bool { state.withLock { $0.responded } }
 
-    /// Takes byte tokens for one message, waiting while the caller is above its byte rate.
+    /// Checks the caller's authorization again when the last check is older than ``recheckInterval``, then
+    /// takes byte tokens for one message, waiting while the caller is above its byte rate.
     func meter(_ count: Int) async throws {
+        let due = state.withLock { state in
+            guard state.checked.duration(to: .now) >= Self.recheckInterval else { return false }
+            state.checked = .now
+            return true
+        }
+        if due, admission.caller != nil {
+            do {
+                try await reauthorize()
+            } catch let error as RPCError {
+                state.withLock { $0.refusal = error }
+                throw error
+            }
+        }
         guard let wait = limiter.take(bytes: count, admission.limiterKey, limits: admission.limits) else {
             throw RPCError(
                 code: .resourceExhausted,

@@ -33,17 +33,19 @@ struct RateLimits: Sendable, Hashable {
 ///
 /// A request takes one token or is refused. Bytes are counted per message, in both directions: a message
 /// takes its size in tokens and may leave the bucket in debt, and the stream then waits until the debt is
-/// repaid, so a long stream runs at the contracted byte rate. A wait longer than `maximumWait` is refused
-/// instead, so that no call hangs on a limit.
+/// repaid, so a long stream runs at the contracted byte rate, whatever the size of its messages. A message
+/// that arrives while the subscriber's debt already needs more than `maximumWait` to repay (several streams
+/// at once) is refused instead, so that no call queues behind a limit indefinitely.
+///
+/// Buckets idle for a minute are dropped once there are more than 10 000, so that callers keyed by address
+/// (enrolment) cannot grow the table without bound.
 final class RateLimiter: Sendable {
     private struct Bucket {
         var tokens: Double
         var updated: ContinuousClock.Instant
 
         mutating func refill(rate: Double, capacity: Double, now: ContinuousClock.Instant) {
-            let elapsed = updated.duration(to: now)
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-            tokens = min(capacity, tokens + seconds * rate)
+            tokens = min(capacity, tokens + updated.duration(to: now).seconds * rate)
             updated = now
         }
     }
@@ -66,6 +68,7 @@ final class RateLimiter: Sendable {
         guard limits.requestsPerSecond > 0 else { return nil }
         let now = ContinuousClock.now
         return states.withLock { states in
+            Self.evictIdle(&states, now: now)
             var state = Self.state(states[key], limits: limits, now: now)
             state.requests.refill(rate: limits.requestsPerSecond, capacity: limits.requestBurst, now: now)
             defer { states[key] = state }
@@ -86,16 +89,26 @@ final class RateLimiter: Sendable {
             var state = Self.state(states[key], limits: limits, now: now)
             state.bytes.refill(rate: limits.bytesPerSecond, capacity: limits.byteBurst, now: now)
             defer { states[key] = state }
-            let after = state.bytes.tokens - Double(count)
-            guard after < 0 else {
-                state.bytes.tokens = after
-                return .zero
-            }
-            let wait = Duration.seconds(-after / limits.bytesPerSecond)
-            guard wait <= maximumWait else { return nil }
-            state.bytes.tokens = after
-            return wait
+            guard state.bytes.tokens >= -limits.bytesPerSecond * maximumWait.seconds else { return nil }
+            state.bytes.tokens -= Double(count)
+            return state.bytes.tokens >= 0 ? .zero : .seconds(-state.bytes.tokens / limits.bytesPerSecond)
         }
+    }
+
+    /// Whether `key` has a request token, without taking it.
+    func hasToken(_ key: String, limits: RateLimits) -> Bool {
+        let now = ContinuousClock.now
+        return states.withLock { states in
+            var state = Self.state(states[key], limits: limits, now: now)
+            state.requests.refill(rate: limits.requestsPerSecond, capacity: limits.requestBurst, now: now)
+            states[key] = state
+            return state.requests.tokens >= 1
+        }
+    }
+
+    private static func evictIdle(_ states: inout [String: State], now: ContinuousClock.Instant) {
+        guard states.count > 10_000 else { return }
+        states = states.filter { $0.value.requests.updated.duration(to: now) < .seconds(60) || $0.value.bytes.updated.duration(to: now) < .seconds(60) }
     }
 
     private static func state(_ existing: State?, limits: RateLimits, now: ContinuousClock.Instant) -> State {
@@ -114,4 +127,9 @@ final class RateLimiter: Sendable {
         }
         return state
     }
+}
+
+extension Duration {
+    /// The duration in seconds, as a floating-point number.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }

@@ -52,8 +52,26 @@ final class LoadCounter: ServerInterceptor, Sendable {
     ) async throws -> StreamingServerResponse<Output> {
         inFlight.add(1, ordering: .relaxed)
         served.add(1, ordering: .relaxed)
-        defer { inFlight.subtract(1, ordering: .relaxed) }
-        return try await next(request, context)
+        let response: StreamingServerResponse<Output>
+        do {
+            response = try await next(request, context)
+        } catch {
+            inFlight.subtract(1, ordering: .relaxed)
+            throw error
+        }
+        // The call is in flight until its response body has been produced, not when the handler returns it.
+        guard case .success(var contents) = response.accepted else {
+            inFlight.subtract(1, ordering: .relaxed)
+            return response
+        }
+        let producer = contents.producer
+        contents.producer = { writer in
+            defer { self.inFlight.subtract(1, ordering: .relaxed) }
+            return try await producer(writer)
+        }
+        var wrapped = response
+        wrapped.accepted = .success(contents)
+        return wrapped
     }
 }
 

@@ -18,6 +18,7 @@ public struct RegistryService: Sendable {
     private let configuration: RegistryConfiguration
     private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
     private let audit: AuditTrail
+    private let settlements: SettlementSender
     private let logger: Logger
 
     /// Opens the index and the blob store, and removes temp files an earlier crash left behind. Storage quotas
@@ -32,11 +33,12 @@ public struct RegistryService: Sendable {
         self.configuration = configuration
         self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
         self.audit = AuditTrail(security: security, logger: logger)
+        self.settlements = SettlementSender(store: store, security: self.security, logger: logger)
         self.logger = logger
     }
 
-    /// What the process must run besides the server: the audit trail.
-    public var background: [any Service] { [audit] }
+    /// What the process must run besides the server: the audit trail and the settlement retrier.
+    public var background: [any Service] { [audit, settlements] }
 
     /// Every RPC service the registry process serves.
     public var rpcServices: [any RegistrableRPCService] {
@@ -97,7 +99,7 @@ public struct RegistryService: Sendable {
         do {
             commit = try await commitOrFail(writer, header: header, requestID: registrant.requestID)
         } catch {
-            await settle(reservationID, committedBytes: nil, requestID: registrant.requestID)
+            await release(reservationID, requestID: registrant.requestID)
             throw error
         }
         let row = ImageRow(
@@ -112,15 +114,14 @@ public struct RegistryService: Sendable {
         do {
             // Deduplication is reported against the caller's own images only: whether another subscriber
             // stored the same bytes is not the caller's to learn.
-            alreadyHad = try await store.registrant(registrant.subscriberID, hasBytes: commit.sha256)
-            try await store.insert(row)
+            alreadyHad = try await store.commit(row, reservationID: reservationID)
         } catch {
             logger.error("cannot commit an image record", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
-            await settle(reservationID, committedBytes: nil, requestID: registrant.requestID)
+            await release(reservationID, requestID: registrant.requestID)
             throw RegistryError.storageUnavailable
         }
-        // Bytes the registrant already had are not counted twice.
-        await settle(reservationID, committedBytes: alreadyHad ? 0 : commit.size, requestID: registrant.requestID)
+        // The settlement is durable in the outbox; try it now, and the retrier takes over if security is away.
+        await settlements.send(reservationID: reservationID, committedBytes: alreadyHad ? 0 : Int64(commit.size))
         record(registrant, "Register", image: row)
         logger.info("registered", metadata: [
             LogKey.imageID: "\(row.id)", LogKey.subscriberID: "\(registrant.subscriberID)", LogKey.requestID: "\(registrant.requestID)",
@@ -154,24 +155,17 @@ public struct RegistryService: Sendable {
         }
     }
 
-    /// Commits a reservation (`committedBytes`) or releases it (`nil`). Retried briefly; a reservation that
-    /// cannot be settled expires on its own after an hour, and the failure is logged for the operator.
-    private func settle(_ reservationID: String, committedBytes: UInt64?, requestID: String) async {
+    /// Gives a reservation back after a failed upload. Retried briefly; one that cannot be released stops
+    /// holding its bytes when it expires (an hour), which is harmless.
+    private func release(_ reservationID: String, requestID: String) async {
         for attempt in 1...3 {
             do {
-                _ = try await security.settleReservation(
-                    .with {
-                        $0.reservationID = reservationID
-                        $0.commit = committedBytes != nil
-                        $0.committedBytes = committedBytes ?? 0
-                    },
-                    options: .internalCall
-                )
+                _ = try await security.settleReservation(.with { $0.reservationID = reservationID; $0.commit = false }, options: .internalCall)
                 return
             } catch {
                 if attempt == 3 {
-                    logger.error(
-                        "cannot settle a storage reservation; usage is out of step until it expires",
+                    logger.warning(
+                        "cannot release a storage reservation; it expires on its own",
                         metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)", "reservation": "\(reservationID)"]
                     )
                 }

@@ -153,7 +153,7 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
         let caller = try administrator(metadata, context)
         let id = try Validate.subscriberID(request.subscriberID)
         guard request.label.utf8.count <= 100 else { throw SecurityError.invalidArgument("label is longer than 100 bytes") }
-        let expiry = request.hasExpiresAt ? request.expiresAt.date : nil
+        let expiry = request.hasExpiresAt ? try Validate.time(request.expiresAt, field: "expires_at") : nil
         if let expiry, expiry <= now { throw SecurityError.invalidArgument("expires_at is in the past") }
         let (record, secret) = try service.guarded(caller.requestID) {
             try store.createApiKey(subscriberID: id, label: request.label, expiresAt: expiry, now: now)
@@ -243,13 +243,14 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
 
     private func queryAuditLog(_ request: Atrium_V1_QueryAuditLogRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_QueryAuditLogResponse {
         let caller = try administrator(metadata, context)
+        let range = try Validate.range(request.time, field: "time")
         let filter = SecurityStore.AuditFilter(
             subscriberID: request.subscriberID.isEmpty ? nil : request.subscriberID,
             resourceID: request.resourceID.isEmpty ? nil : request.resourceID,
             patientID: request.patientID.isEmpty ? nil : request.patientID,
             method: request.method.isEmpty ? nil : request.method,
-            from: request.time.hasStart ? request.time.start.date : nil,
-            until: request.time.hasEnd ? request.time.end.date : nil
+            from: range.from,
+            until: range.until
         )
         return try service.auditPage(filter, page: request.page, requestID: caller.requestID)
     }
@@ -261,6 +262,7 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     private func verifyAuditLog(_ request: Atrium_V1_VerifyAuditLogRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_VerifyAuditLogResponse {
         let caller = try administrator(metadata, context)
         let result = try service.guarded(caller.requestID) { try store.verifyAudit() }
+        service.audit(caller, context.descriptor, resource: "", outcome: result.firstBroken == nil ? "ok" : "DATA_LOSS")
         return .with {
             $0.intact = result.firstBroken == nil
             $0.entriesChecked = UInt64(result.checked)
@@ -364,10 +366,11 @@ struct AccountSecurity: Atrium_V1_Account.ServiceProtocol {
     private func listNotifications(_ request: Atrium_V1_ListNotificationsRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_ListNotificationsResponse {
         let caller = try VerifiedCaller(metadata: metadata, context: context)
         let page = try Page(request.page)
-        let records = try service.guarded(caller.requestID) { try store.notifications(of: caller.subscriberID, before: page.after, limit: page.size) }
+        let before = page.after == nil ? nil : try page.afterSequence
+        let records = try service.guarded(caller.requestID) { try store.notifications(of: caller.subscriberID, before: before, limit: page.size) }
         return .with {
-            $0.notifications = records.map(\.notification)
-            $0.nextPageToken = page.nextToken(lastKey: records.last?.id, count: records.count)
+            $0.notifications = records.map(\.record.notification)
+            $0.nextPageToken = page.nextToken(lastKey: records.last.map { String($0.position) }, count: records.count)
         }
     }
 
@@ -377,11 +380,8 @@ struct AccountSecurity: Atrium_V1_Account.ServiceProtocol {
 
     private func listAccesses(_ request: Atrium_V1_ListAccessesRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_QueryAuditLogResponse {
         let caller = try VerifiedCaller(metadata: metadata, context: context)
-        let filter = SecurityStore.AuditFilter(
-            ownedBy: (caller.subscriberID, caller.patientIDs),
-            from: request.time.hasStart ? request.time.start.date : nil,
-            until: request.time.hasEnd ? request.time.end.date : nil
-        )
+        let range = try Validate.range(request.time, field: "time")
+        let filter = SecurityStore.AuditFilter(ownedBy: (caller.subscriberID, caller.patientIDs), from: range.from, until: range.until)
         return try service.auditPage(filter, page: request.page, requestID: caller.requestID)
     }
 }
@@ -416,7 +416,12 @@ struct InternalSecurity: Atrium_V1_SecurityInternal.SimpleServiceProtocol {
                 throw SecurityError.invalidArgument("every event needs an event_id of 1 to 200 bytes")
             }
             guard !event.subscriberID.isEmpty else { throw SecurityError.invalidArgument("event '\(event.eventID)' has no subscriber_id") }
-            var input = SecurityStore.UsageInput(eventID: event.eventID, subscriberID: event.subscriberID, time: event.hasTime ? event.time.date : now)
+            let time = event.hasTime ? try Validate.time(event.time, field: "event '\(event.eventID)' time") : now
+            // Storage is integrated month by month up to an event's time: keep times near the present.
+            guard time > now.addingTimeInterval(-400 * 86_400), time < now.addingTimeInterval(3600) else {
+                throw SecurityError.invalidArgument("event '\(event.eventID)' time must be within the last 400 days and not in the future")
+            }
+            var input = SecurityStore.UsageInput(eventID: event.eventID, subscriberID: event.subscriberID, time: time)
             switch event.kind {
             case .storedBytesDelta(let delta): input.storedBytesDelta = delta
             case .delivery(let delivery):
@@ -470,7 +475,7 @@ struct InternalSecurity: Atrium_V1_SecurityInternal.SimpleServiceProtocol {
         let entries = try request.entries.map { entry -> SecurityStore.AuditInput in
             guard !entry.method.isEmpty, !entry.outcome.isEmpty else { throw SecurityError.invalidArgument("every entry needs a method and an outcome") }
             return SecurityStore.AuditInput(
-                time: entry.hasTime ? entry.time.date : now,
+                time: entry.hasTime ? try Validate.time(entry.time, field: "entry time") : now,
                 subscriberID: entry.subscriberID,
                 method: entry.method,
                 resourceID: entry.resourceID,

@@ -49,14 +49,16 @@ struct PolicyTests {
         #expect(limiter.admit("u", limits: .unlimited) == nil)
     }
 
-    @Test("bytes beyond the bucket make the stream wait at the byte rate; a wait past the maximum is refused")
+    @Test("bytes beyond the bucket make the stream wait at the byte rate, even for a message larger than the burst; new messages are refused while the debt needs more than the maximum wait")
     func byteBucket() {
         let limiter = RateLimiter(maximumWait: .seconds(2))
         let limits = RateLimits(requestsPerSecond: 0, requestBurst: 0, bytesPerSecond: 1000, byteBurst: 1000)
         #expect(limiter.take(bytes: 1000, "s", limits: limits) == .zero)
-        let wait = try? #require(limiter.take(bytes: 500, "s", limits: limits))
+        let wait = limiter.take(bytes: 500, "s", limits: limits)
         #expect(wait.map { $0 > .milliseconds(490) && $0 <= .milliseconds(500) } == true)
-        #expect(limiter.take(bytes: 5000, "s", limits: limits) == nil)
+        let long = limiter.take(bytes: 5000, "s", limits: limits)
+        #expect(long.map { $0 > .milliseconds(5400) && $0 <= .milliseconds(5500) } == true, "a big message waits; it is not refused")
+        #expect(limiter.take(bytes: 1, "s", limits: limits) == nil, "5.5 s of debt is past the 2 s maximum")
     }
 
     @Test("peer strings give their host", arguments: [("ipv4:127.0.0.1:5000", "127.0.0.1"), ("ipv6:[::1]:5000", "::1"), ("unix:/tmp/x", "unix:/tmp/x")])

@@ -8,6 +8,7 @@ import GRDB
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 /// Calls WhoAmI with `configuration` until it fails; returns the status and how long that took.
@@ -95,6 +96,46 @@ extension IntegrationTests {
             // Registered images stay, for the operator's retention decision.
             let record = try await AtriumClient.with(mesh.clientConfiguration()) { try await $0.image(id: image) }
             #expect(record.registrantID == id)
+        }
+
+        @Test("a stream is paced at the contract's byte rate, and a key revoked mid-stream ends it within the cache TTL + 1 s")
+        func openStream() async throws {
+            let mesh = try await TestMesh(processingInstances: 1)
+            defer { mesh.stop() }
+            let (id, key) = try await mesh.createSubscriber(name: "Streaming", kind: .hospital)
+            let file = "\(mesh.directory.path)/big.dcm"
+            try Fixtures.writePartTenFile(at: file, payloadBytes: 20 << 20)
+            let image = try await AtriumClient.with(mesh.clientConfiguration(apiKey: key)) { try await $0.registerImage(file: file).imageID }
+            let rate: UInt64 = 2_000_000
+            try await AtriumClient.with(mesh.clientConfiguration()) { atrium in
+                let current = try await atrium.admin.getSubscriber(.with { $0.subscriberID = id }, metadata: atrium.metadata).contract
+                var limited = current
+                limited.bytesPerSecond = rate
+                limited.byteBurst = rate
+                _ = try await atrium.admin.setContract(.with { $0.subscriberID = id; $0.contract = limited }, metadata: atrium.metadata)
+            }
+            let received = Atomic<Int>(0)
+            let started = ContinuousClock.now
+            let prefix = String(key.split(separator: "_")[1])
+            async let revoke: Void = {
+                try await Task.sleep(for: .seconds(1))
+                try await AtriumClient.with(mesh.clientConfiguration()) { atrium in
+                    _ = try await atrium.admin.revokeApiKey(.with { $0.prefix = prefix }, metadata: atrium.metadata)
+                }
+            }()
+            await #expect {
+                try await AtriumClient.with(mesh.clientConfiguration(apiKey: key)) { atrium in
+                    try await atrium.fetchImage(id: image) { data in received.add(data.count, ordering: .relaxed) }
+                }
+            } throws: { code(of: $0) == .unauthenticated }
+            try await revoke
+            let elapsed = ContinuousClock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            #expect(elapsed < .seconds(8), "the revoked stream ran for \(elapsed)")
+            // Paced: never more than the burst plus the rate over the time the stream ran (plus one 1 MiB message).
+            let bytes = Double(received.load(ordering: .relaxed))
+            #expect(bytes <= Double(rate) * (1 + seconds) + Double(1 << 20), "\(bytes) bytes in \(seconds) s")
+            #expect(bytes < Double(20 << 20), "the whole image got through")
         }
 
         @Test("past the quota a registration is refused and stores nothing; usage is the exact sum; 80% warns once")

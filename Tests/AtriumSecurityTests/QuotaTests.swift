@@ -29,7 +29,7 @@ struct QuotaTests {
         let released = try store.settle(reservationID: "r10", commit: false, committedBytes: 0, now: fixture.now)
         #expect(released.state.usedBytes == 850 && released.state.reservedBytes == 0)
         #expect(try store.settle(reservationID: "r10", commit: true, committedBytes: 100, now: fixture.now).state.usedBytes == 850)
-        let warnings = try store.notifications(of: id, before: nil, limit: 10).filter { $0.kind == "storage.warning" }
+        let warnings = try store.notifications(of: id, before: nil, limit: 10).filter { $0.record.kind == "storage.warning" }
         #expect(warnings.count == 1)
     }
 
@@ -41,5 +41,23 @@ struct QuotaTests {
         #expect(throws: SecurityError.self) { try fixture.store.reserve(subscriberID: id, bytes: 200, reservationID: "x", now: fixture.now) }
         fixture.now = fixture.now.addingTimeInterval(SecurityStore.reservationLifetime + 1)
         _ = try fixture.store.reserve(subscriberID: id, bytes: 200, reservationID: "y", now: fixture.now)
+    }
+}
+
+@Suite("Extreme inputs never trap")
+struct ExtremeInputTests {
+    @Test("a quota near UInt64.max and an upload near Int64.max are arithmetic, not a crash")
+    func hugeQuota() throws {
+        let fixture = try SecurityFixture()
+        let id = try fixture.subscriber(contract: .with { $0.storageQuotaBytes = .max })
+        let state = try fixture.store.reserve(subscriberID: id, bytes: Int64.max - 1, reservationID: "huge", now: fixture.now)
+        #expect(state.reservedBytes == Int64.max - 1)
+        #expect(throws: SecurityError.self) { try fixture.store.reserve(subscriberID: id, bytes: 10, reservationID: "more", now: fixture.now) }
+    }
+
+    @Test("timestamps outside 1970–9999 are INVALID_ARGUMENT, and the store clamps rather than traps", arguments: [Int64.max, Int64.min, -1, 253_402_300_800])
+    func timestamps(seconds: Int64) throws {
+        #expect(throws: SecurityError.self) { try Validate.time(.with { $0.seconds = seconds }, field: "t") }
+        _ = SecurityStore.milliseconds(Date(timeIntervalSince1970: Double(seconds)))
     }
 }

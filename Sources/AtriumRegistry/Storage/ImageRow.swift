@@ -64,6 +64,26 @@ enum RegistryMigrations {
                 t.column("registered_at", .datetime).notNull()
             }
         }
+        // An outbox: the storage a committed image adds is owed to security's quota account. The row is written in
+        // the image's own transaction and removed once security has settled the reservation, so that a failed or
+        // interrupted settlement is retried, not lost.
+        migrator.registerMigration("v2 settlement outbox") { db in
+            try db.create(table: "settlement") { t in
+                t.primaryKey("reservation_id", .text)
+                t.column("committed_bytes", .integer).notNull()
+                t.column("created_at", .datetime).notNull()
+            }
+        }
         return migrator
     }
+}
+
+/// A row of `settlement`: a reservation to commit at security with the bytes the image added.
+struct SettlementRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "settlement"
+    var reservationID: String
+    var committedBytes: Int64
+    var createdAt: Date
+
+    enum CodingKeys: String, CodingKey { case reservationID = "reservation_id", committedBytes = "committed_bytes", createdAt = "created_at" }
 }

@@ -11,17 +11,28 @@ struct RegistryStore: Sendable {
         self.database = try ServiceDatabase.open(path: path, migrator: RegistryMigrations.migrator)
     }
 
-    /// Commits a new record (on GRDB's writer queue, not on a task thread). The blob it names must already
-    /// be durable.
-    func insert(_ row: ImageRow) async throws {
-        try await database.write { db in try row.insert(db) }
+    /// Commits a new record and the settlement it owes (on GRDB's writer queue, not on a task thread), in one
+    /// transaction. The blob it names must already be durable.
+    ///
+    /// - Returns: whether the registrant already had these bytes; if so, the settlement commits 0 bytes, since
+    ///   the stored bytes are counted once per subscriber.
+    func commit(_ row: ImageRow, reservationID: String) async throws -> Bool {
+        try await database.write { db in
+            let alreadyHad = try ImageRow.filter(Column("registrant_id") == row.registrantID && Column("sha256") == row.sha256).fetchCount(db) > 0
+            try row.insert(db)
+            try SettlementRow(reservationID: reservationID, committedBytes: alreadyHad ? 0 : row.sizeBytes, createdAt: row.registeredAt).insert(db)
+            return alreadyHad
+        }
     }
 
-    /// Whether `registrant` already has a record of these bytes.
-    func registrant(_ registrantID: String, hasBytes sha256: String) async throws -> Bool {
-        try await database.read { db in
-            try ImageRow.filter(Column("registrant_id") == registrantID && Column("sha256") == sha256).fetchCount(db) > 0
-        }
+    /// Settlements not yet acknowledged by security, oldest first.
+    func pendingSettlements(limit: Int) async throws -> [SettlementRow] {
+        try await database.read { db in try SettlementRow.order(Column("created_at")).limit(limit).fetchAll(db) }
+    }
+
+    /// Forgets a settlement security has acknowledged.
+    func removeSettlement(_ reservationID: String) async throws {
+        _ = try await database.write { db in try SettlementRow.deleteOne(db, key: reservationID) }
     }
 
     /// The record with `id`, if any.

@@ -102,6 +102,22 @@ struct Page {
 
 /// Validation of operator input.
 enum Validate {
+    /// A timestamp within years 1970 to 9999 with valid nanoseconds; INVALID_ARGUMENT naming `field` otherwise.
+    static func time(_ timestamp: Google_Protobuf_Timestamp, field: String) throws -> Date {
+        guard (0...253_402_300_799).contains(timestamp.seconds), (0..<1_000_000_000).contains(timestamp.nanos) else {
+            throw SecurityError.invalidArgument("\(field) must be between 1970 and 9999")
+        }
+        return timestamp.date
+    }
+
+    /// The bounds of an optional time range.
+    static func range(_ range: Atrium_V1_TimeRange, field: String) throws -> (from: Date?, until: Date?) {
+        (
+            range.hasStart ? try time(range.start, field: "\(field).start") : nil,
+            range.hasEnd ? try time(range.end, field: "\(field).end") : nil
+        )
+    }
+
     static func subscriberID(_ id: String, field: String = "subscriber_id") throws -> String {
         guard !id.isEmpty else { throw SecurityError.invalidArgument("\(field) is required") }
         guard id.utf8.count <= 64 else { throw SecurityError.invalidArgument("\(field) is longer than 64 bytes") }

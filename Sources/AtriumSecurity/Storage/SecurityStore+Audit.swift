@@ -109,7 +109,12 @@ extension SecurityStore {
                 previous = stored
                 expected += 1
             }
-            return AuditVerification(checked: expected - 1, firstBroken: nil, detail: "all \(expected - 1) entries follow the chain")
+            // The head is what an operator records elsewhere: removing the newest entries is visible only against it.
+            return AuditVerification(
+                checked: expected - 1,
+                firstBroken: nil,
+                detail: "all \(expected - 1) entries follow the chain; head \(expected - 1) is \(Hex.encode(previous))"
+            )
         }
     }
 }

@@ -29,8 +29,8 @@ extension SecurityStore {
                 return try Self.storageState(of: subscriberID, now: now, db: db)
             }
             let state = try Self.storageState(of: subscriberID, now: now, db: db)
-            let wanted = state.usedBytes + state.reservedBytes + bytes
-            guard wanted <= state.quotaBytes else {
+            let wanted = Int128(state.usedBytes) + Int128(state.reservedBytes) + Int128(bytes)
+            guard wanted <= Int128(state.quotaBytes) else {
                 throw SecurityError.resourceExhausted(
                     "storage quota exceeded: the upload needs \(bytes) bytes, and \(state.usedBytes) bytes of the \(state.quotaBytes)-byte quota are used and \(state.reservedBytes) reserved"
                 )
@@ -116,12 +116,15 @@ extension SecurityStore {
         }
     }
 
-    /// A subscriber's notifications, newest first, before the one with `before` (a notification ID).
-    func notifications(of subscriberID: String, before: String?, limit: Int) throws -> [NotificationRecord] {
+    /// A subscriber's notifications, newest first, with their position (SQLite's rowid, which grows with each
+    /// insert), before position `before`.
+    func notifications(of subscriberID: String, before: Int64?, limit: Int) throws -> [(position: Int64, record: NotificationRecord)] {
         try database.read { db in
-            var request = NotificationRecord.filter(Column("subscriber_id") == subscriberID)
-            if let before { request = request.filter(Column("id") < before) }
-            return try request.order(Column("id").desc).limit(limit).fetchAll(db)
+            var request = NotificationRecord.select(AllColumns(), Column.rowID).filter(Column("subscriber_id") == subscriberID)
+            if let before { request = request.filter(Column.rowID < before) }
+            return try Row.fetchAll(db, request.order(Column.rowID.desc).limit(limit)).map { row in
+                (row[Column.rowID.name] as Int64, try NotificationRecord(row: row))
+            }
         }
     }
 
@@ -138,7 +141,7 @@ extension SecurityStore {
             ) ?? 0
         let percent = Int64(contract.storageWarningPercent == 0 ? 80 : contract.storageWarningPercent)
         let quota = Int64(clamping: contract.storageQuotaBytes)
-        let warning = quota > 0 && (used + reserved) * 100 >= quota * percent
+        let warning = quota > 0 && (Int128(used) + Int128(reserved)) * 100 >= Int128(quota) * Int128(percent)
         return StorageState(quotaBytes: quota, usedBytes: used, reservedBytes: reserved, warningPercent: percent, warning: warning)
     }
 
@@ -158,14 +161,16 @@ extension SecurityStore {
         }
         account.usedBytes = max(0, account.usedBytes + delta)
         account.lastChangeAt = end
+        // The notification follows committed bytes only, so that uploads that fail and retry near the threshold
+        // do not warn again each time their reservation comes and goes.
         let state = try storageState(of: subscriberID, now: now, db: db)
-        let crossing = state.quotaBytes > 0 && (account.usedBytes + state.reservedBytes) * 100 >= state.quotaBytes * state.warningPercent
+        let crossing = state.quotaBytes > 0 && Int128(account.usedBytes) * 100 >= Int128(state.quotaBytes) * Int128(state.warningPercent)
         if crossing && !account.warning {
             try NotificationRecord(
                 id: Identifier.make(prefix: "ntf"),
                 subscriberID: subscriberID,
                 kind: "storage.warning",
-                message: "storage use has reached \(state.warningPercent)% of the quota: \(account.usedBytes) bytes used and \(state.reservedBytes) reserved of \(state.quotaBytes)",
+                message: "storage use has reached \(state.warningPercent)% of the quota: \(account.usedBytes) of \(state.quotaBytes) bytes",
                 createdAt: now
             ).insert(db)
         }
@@ -214,7 +219,10 @@ extension SecurityStore {
         return pieces
     }
 
+    /// Unix milliseconds, clamped to years 0001 to 9999 (requests are validated to that range before they get here).
     static func milliseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1000).rounded())
+        let value = (date.timeIntervalSince1970 * 1000).rounded()
+        guard value.isFinite else { return 0 }
+        return Int64(min(max(value, -62_135_596_800_000), 253_402_300_799_000))
     }
 }
