@@ -210,8 +210,31 @@ private final class Call: Sendable {
         if wait > .zero { try await Task.sleep(for: wait) }
     }
 
+    /// A unary call as a plain unary client call: one message each way, without the request-producer task and
+    /// response stream that a streaming call costs (the common case, and the one latency matters for).
+    func relayUnary(_ source: RequestSource, client: GRPCClient<HTTP2ClientTransport.Posix>, writer: RPCWriter<GRPCNIOTransportBytes>) async throws -> Metadata {
+        guard let message = try await source.message(at: 0, limit: admission.maxMessageBytes) else {
+            throw RPCError(code: .invalidArgument, message: "a unary call needs exactly one request message")
+        }
+        try await meter(message.count)
+        let (reply, trailers) = try await client.unary(
+            request: ClientRequest(message: message, metadata: metadata),
+            descriptor: method,
+            serializer: PassthroughCoder(),
+            deserializer: PassthroughCoder(),
+            options: options
+        ) { response in
+            (try response.message, response.trailingMetadata)
+        }
+        try await meter(reply.count)
+        state.withLock { $0.responded = true }
+        try await writer.write(reply)
+        return trailers.forwardable
+    }
+
     /// One attempt against one backend client.
     func relay(_ source: RequestSource, client: GRPCClient<HTTP2ClientTransport.Posix>, writer: RPCWriter<GRPCNIOTransportBytes>) async throws -> Metadata {
+        if method.type == .unary { return try await relayUnary(source, client: client, writer: writer) }
         // The message-size cap is enforced here, not only by the transport, so that an oversized message gets a
         // RESOURCE_EXHAUSTED status instead of a reset stream.
         let limit = admission.maxMessageBytes
