@@ -4,6 +4,7 @@ import AtriumCore
 import AtriumRuntime
 import Crypto
 import Foundation
+import Synchronization
 public import GRPCCore
 public import GRPCNIOTransportHTTP2
 public import Logging
@@ -21,6 +22,8 @@ public struct DeliveryService: Sendable {
     private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
     private let meter: UsageMeter
     private let audit: AuditTrail
+    /// Subscribers known to have no budget cap, until when.
+    private let uncapped = UncappedSubscribers()
     private let logger: Logger
 
     /// A delivery service that reads through `registry` and meters through `security` (clients presenting
@@ -36,16 +39,25 @@ public struct DeliveryService: Sendable {
     /// What the process must run besides the server: the usage meter and the audit trail.
     public var background: [any Service] { [meter, audit] }
 
-    /// Refuses a fetch that would take the caller past its budget cap (RESOURCE_EXHAUSTED).
+    /// Refuses a fetch that would take the caller past its budget cap (RESOURCE_EXHAUSTED). A subscriber whose
+    /// contract has no cap is not asked again for 5 s (the same window as the gateway's authorization cache).
     func checkBudget(_ request: Atrium_V1_FetchRequest, caller: VerifiedCaller) async throws {
+        let now = ContinuousClock.now
+        if let until = uncapped.entries.withLock({ $0[caller.subscriberID] }), until > now { return }
         do {
-            _ = try await security.checkBudget(
+            let quote = try await security.checkBudget(
                 .with {
                     $0.subscriberID = caller.subscriberID
                     $0.request = .with { $0.delivery = .with { $0.imageCount = UInt32(request.imageIds.count) } }
                 },
                 options: .internalCall
             )
+            if !quote.budgetCapped {
+                uncapped.entries.withLock { entries in
+                    if entries.count > 10_000 { entries.removeAll() }
+                    entries[caller.subscriberID] = now + .seconds(5)
+                }
+            }
         } catch let error as RPCError where error.code == .resourceExhausted {
             throw RPCError(code: .resourceExhausted, message: error.message)
         } catch {
@@ -227,4 +239,9 @@ public struct DeliveryError: Error, Sendable, Equatable, RPCErrorConvertible {
     }
 
     public var rpcErrorMessage: String { message }
+}
+
+/// Subscribers known to have no budget cap, each until when.
+final class UncappedSubscribers: Sendable {
+    let entries = Mutex<[String: ContinuousClock.Instant]>([:])
 }

@@ -120,8 +120,9 @@ public struct RegistryService: Sendable {
             await release(reservationID, requestID: registrant.requestID)
             throw RegistryError.storageUnavailable
         }
-        // The settlement is durable in the outbox; try it now, and the retrier takes over if security is away.
-        await settlements.send(reservationID: reservationID, committedBytes: alreadyHad ? 0 : Int64(commit.size))
+        // The settlement is durable in the outbox, in the record's own transaction; it goes to security in the
+        // background, batched with others, and the reservation counts against the quota until it arrives.
+        settlements.wake()
         record(registrant, "Register", image: row)
         logger.info("registered", metadata: [
             LogKey.imageID: "\(row.id)", LogKey.subscriberID: "\(registrant.subscriberID)", LogKey.requestID: "\(registrant.requestID)",

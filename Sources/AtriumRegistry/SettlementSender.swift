@@ -7,47 +7,84 @@ import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
 
-/// Delivers the registry's settlement outbox to security: each committed image's reservation is settled
-/// with the bytes it added. `send` tries at once; `run` retries what is left every two seconds, including
-/// rows left by an earlier process, until security acknowledges them. Settling is idempotent at security,
-/// so a retry after a lost reply counts nothing twice.
+/// Delivers the registry's settlement outbox to security, in batches: each committed image's reservation is
+/// settled with the bytes it added. An upload does not wait for it: its settlement is durable in the outbox
+/// from the moment its record commits, and its reservation keeps counting against the quota until security
+/// has applied it. `wake` asks for a delivery now; otherwise the outbox is tried every two seconds, including
+/// rows left by an earlier process. Settling is idempotent at security, so a retry after a lost reply counts
+/// nothing twice.
 struct SettlementSender: Service {
     let store: RegistryStore
     let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
     let logger: Logger
+    private let signal = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
-    /// Settles one reservation now; on failure the outbox row stays for `run` to retry.
-    func send(reservationID: String, committedBytes: Int64) async {
+    init(store: RegistryStore, security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>, logger: Logger) {
+        self.store = store
+        self.security = security
+        self.logger = logger
+    }
+
+    /// Asks for the outbox to be delivered now.
+    func wake() {
+        signal.continuation.yield()
+    }
+
+    /// Delivers up to 1 000 pending settlements; returns whether the outbox may hold more.
+    func deliver() async -> Bool {
+        let pending: [SettlementRow]
         do {
-            _ = try await security.settleReservation(
+            pending = try await store.pendingSettlements(limit: 1000)
+        } catch {
+            logger.error("cannot read the settlement outbox", metadata: [LogKey.error: "\(error)"])
+            return false
+        }
+        guard !pending.isEmpty else { return false }
+        do {
+            _ = try await security.settleReservations(
                 .with {
-                    $0.reservationID = reservationID
-                    $0.commit = true
-                    $0.committedBytes = UInt64(committedBytes)
+                    $0.settlements = pending.map { row in
+                        .with {
+                            $0.reservationID = row.reservationID
+                            $0.subscriberID = row.subscriberID
+                            $0.commit = true
+                            $0.committedBytes = UInt64(row.committedBytes)
+                        }
+                    }
                 },
                 options: .internalCall
             )
-        } catch let error as RPCError where error.code == .notFound {
-            logger.error("security does not know a reservation the registry owes; dropping it", metadata: ["reservation": "\(reservationID)"])
         } catch {
-            logger.warning("cannot settle a storage reservation yet; will retry", metadata: [LogKey.error: "\(error)", "reservation": "\(reservationID)"])
-            return
+            logger.warning("cannot settle storage reservations yet; will retry", metadata: [LogKey.error: "\(error)", "pending": "\(pending.count)"])
+            return false
         }
         do {
-            try await store.removeSettlement(reservationID)
+            try await store.removeSettlements(pending.map(\.reservationID))
         } catch {
-            logger.error("cannot clear a settled reservation from the outbox", metadata: [LogKey.error: "\(error)", "reservation": "\(reservationID)"])
+            logger.error("cannot clear settled reservations from the outbox", metadata: [LogKey.error: "\(error)"])
+            return false
         }
+        return pending.count == 1000
     }
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                if let pending = try? await store.pendingSettlements(limit: 100) {
-                    for row in pending { await send(reservationID: row.reservationID, committedBytes: row.committedBytes) }
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                // A tick every two seconds retries whatever a failed delivery left.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(2))
+                    signal.continuation.yield()
                 }
-                try? await Task.sleep(for: .seconds(2))
             }
+            group.addTask {
+                try? await gracefulShutdown()
+                signal.continuation.finish()
+            }
+            for await _ in signal.stream {
+                while await deliver() {}
+            }
+            _ = await deliver()
+            group.cancelAll()
         }
     }
 }

@@ -90,6 +90,7 @@ extension SecurityService {
             $0.fee = fee
             $0.lines = lines
             $0.exceedsBudget = exceeds
+            $0.budgetCapped = contract.hasBudgetCapPerPeriod
         }
     }
 }

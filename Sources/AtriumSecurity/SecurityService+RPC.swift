@@ -460,13 +460,38 @@ struct InternalSecurity: Atrium_V1_SecurityInternal.SimpleServiceProtocol {
     }
 
     func settleReservation(request: Atrium_V1_SettleReservationRequest, context: ServerContext) async throws -> Atrium_V1_SettleReservationResponse {
-        guard !request.reservationID.isEmpty else { throw SecurityError.invalidArgument("reservation_id is required") }
-        guard request.committedBytes <= UInt64(Int64.max) else { throw SecurityError.invalidArgument("committed_bytes is too large") }
+        let settlement = try Self.settlement(request)
         let now = service.now()
         let (subscriberID, state) = try service.guarded(request.reservationID) {
-            try store.settle(reservationID: request.reservationID, commit: request.commit, committedBytes: Int64(request.committedBytes), now: now)
+            try store.settle(
+                reservationID: settlement.reservationID,
+                commit: settlement.commit,
+                committedBytes: settlement.committedBytes,
+                subscriberID: settlement.subscriberID,
+                now: now
+            )
         }
         return .with { $0.usage = SecurityService.usageMessage(subscriberID: subscriberID, state: state, period: BillingPeriod(containing: now)) }
+    }
+
+    func settleReservations(request: Atrium_V1_SettleReservationsRequest, context: ServerContext) async throws -> Atrium_V1_SettleReservationsResponse {
+        guard request.settlements.count <= 10_000 else { throw SecurityError.invalidArgument("at most 10000 settlements per call") }
+        let settlements = try request.settlements.map(Self.settlement)
+        let applied = try service.guarded("") { try store.settle(settlements, now: service.now()).applied }
+        return .with { $0.applied = UInt32(applied) }
+    }
+
+    private static func settlement(_ request: Atrium_V1_SettleReservationRequest) throws -> SecurityStore.Settlement {
+        guard !request.reservationID.isEmpty, request.reservationID.utf8.count <= 200 else {
+            throw SecurityError.invalidArgument("reservation_id of 1 to 200 bytes is required")
+        }
+        guard request.committedBytes <= UInt64(Int64.max) else { throw SecurityError.invalidArgument("committed_bytes is too large") }
+        return SecurityStore.Settlement(
+            reservationID: request.reservationID,
+            commit: request.commit,
+            committedBytes: Int64(request.committedBytes),
+            subscriberID: request.subscriberID.isEmpty ? nil : request.subscriberID
+        )
     }
 
     func appendAudit(request: Atrium_V1_AppendAuditRequest, context: ServerContext) async throws -> Atrium_V1_AppendAuditResponse {

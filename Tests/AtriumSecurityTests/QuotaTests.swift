@@ -33,6 +33,20 @@ struct QuotaTests {
         #expect(warnings.count == 1)
     }
 
+    @Test("a settlement that names its subscriber counts even when its reservation was lost in a restart, once")
+    func settlementAfterRestart() throws {
+        let fixture = try SecurityFixture()
+        let id = try fixture.subscriber(contract: .with { $0.storageQuotaBytes = 1000 })
+        _ = try fixture.store.reserve(subscriberID: id, bytes: 400, reservationID: "r", now: fixture.now)
+        let restarted = try SecurityStore(path: fixture.databasePath)
+        #expect(try restarted.storageState(of: id, now: fixture.now).reservedBytes == 0)
+        #expect(throws: SecurityError.self) { try restarted.settle(reservationID: "r", commit: true, committedBytes: 400, now: fixture.now) }
+        let batch = [SecurityStore.Settlement(reservationID: "r", commit: true, committedBytes: 400, subscriberID: id)]
+        #expect(try restarted.settle(batch, now: fixture.now).applied == 1)
+        #expect(try restarted.settle(batch, now: fixture.now).applied == 0)
+        #expect(try restarted.storageState(of: id, now: fixture.now).usedBytes == 400)
+    }
+
     @Test("an unsettled reservation stops holding bytes when it expires")
     func expiry() throws {
         let fixture = try SecurityFixture()

@@ -5674,6 +5674,19 @@ public enum Atrium_V1_SecurityInternal: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "SettleReservations" metadata.
+        public enum SettleReservations: Sendable {
+            /// Request type for "SettleReservations".
+            public typealias Input = Atrium_V1_SettleReservationsRequest
+            /// Response type for "SettleReservations".
+            public typealias Output = Atrium_V1_SettleReservationsResponse
+            /// Descriptor for "SettleReservations".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "atrium.v1.SecurityInternal"),
+                method: "SettleReservations",
+                type: .unary
+            )
+        }
         /// Namespace for "AppendAudit" metadata.
         public enum AppendAudit: Sendable {
             /// Request type for "AppendAudit".
@@ -5745,6 +5758,7 @@ public enum Atrium_V1_SecurityInternal: Sendable {
             RecordUsage.descriptor,
             ReserveStorage.descriptor,
             SettleReservation.descriptor,
+            SettleReservations.descriptor,
             AppendAudit.descriptor,
             CheckBudget.descriptor,
             LookupSubscribers.descriptor,
@@ -5853,6 +5867,24 @@ extension Atrium_V1_SecurityInternal {
             request: GRPCCore.StreamingServerRequest<Atrium_V1_SettleReservationRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_SettleReservationResponse>
+
+        /// Handle the "SettleReservations" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Many settlements in one transaction (the registry's outbox, in batches).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Atrium_V1_SettleReservationsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Atrium_V1_SettleReservationsResponse` messages.
+        func settleReservations(
+            request: GRPCCore.StreamingServerRequest<Atrium_V1_SettleReservationsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_SettleReservationsResponse>
 
         /// Handle the "AppendAudit" method.
         ///
@@ -6032,6 +6064,24 @@ extension Atrium_V1_SecurityInternal {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Atrium_V1_SettleReservationResponse>
 
+        /// Handle the "SettleReservations" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Many settlements in one transaction (the registry's outbox, in batches).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_SettleReservationsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Atrium_V1_SettleReservationsResponse` message.
+        func settleReservations(
+            request: GRPCCore.ServerRequest<Atrium_V1_SettleReservationsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Atrium_V1_SettleReservationsResponse>
+
         /// Handle the "AppendAudit" method.
         ///
         /// > Source IDL Documentation:
@@ -6208,6 +6258,24 @@ extension Atrium_V1_SecurityInternal {
             context: GRPCCore.ServerContext
         ) async throws -> Atrium_V1_SettleReservationResponse
 
+        /// Handle the "SettleReservations" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Many settlements in one transaction (the registry's outbox, in batches).
+        ///
+        /// - Parameters:
+        ///   - request: A `Atrium_V1_SettleReservationsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Atrium_V1_SettleReservationsResponse` to respond with.
+        func settleReservations(
+            request: Atrium_V1_SettleReservationsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Atrium_V1_SettleReservationsResponse
+
         /// Handle the "AppendAudit" method.
         ///
         /// > Source IDL Documentation:
@@ -6351,6 +6419,17 @@ extension Atrium_V1_SecurityInternal.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Atrium_V1_SecurityInternal.Method.SettleReservations.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_SettleReservationsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_SettleReservationsResponse>(),
+            handler: { request, context in
+                try await self.settleReservations(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Atrium_V1_SecurityInternal.Method.AppendAudit.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_AppendAuditRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_AppendAuditResponse>(),
@@ -6449,6 +6528,17 @@ extension Atrium_V1_SecurityInternal.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_SettleReservationResponse> {
         let response = try await self.settleReservation(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func settleReservations(
+        request: GRPCCore.StreamingServerRequest<Atrium_V1_SettleReservationsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_SettleReservationsResponse> {
+        let response = try await self.settleReservations(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -6559,6 +6649,19 @@ extension Atrium_V1_SecurityInternal.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Atrium_V1_SettleReservationResponse> {
         return GRPCCore.ServerResponse<Atrium_V1_SettleReservationResponse>(
             message: try await self.settleReservation(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func settleReservations(
+        request: GRPCCore.ServerRequest<Atrium_V1_SettleReservationsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Atrium_V1_SettleReservationsResponse> {
+        return GRPCCore.ServerResponse<Atrium_V1_SettleReservationsResponse>(
+            message: try await self.settleReservations(
                 request: request.message,
                 context: context
             ),
@@ -6741,6 +6844,29 @@ extension Atrium_V1_SecurityInternal {
             deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_SettleReservationResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_SettleReservationResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SettleReservations" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Many settlements in one transaction (the registry's outbox, in batches).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_SettleReservationsRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_SettleReservationsRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_SettleReservationsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func settleReservations<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_SettleReservationsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_SettleReservationsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_SettleReservationsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_SettleReservationsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "AppendAudit" method.
@@ -7011,6 +7137,40 @@ extension Atrium_V1_SecurityInternal {
             try await self.client.unary(
                 request: request,
                 descriptor: Atrium_V1_SecurityInternal.Method.SettleReservation.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SettleReservations" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Many settlements in one transaction (the registry's outbox, in batches).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_SettleReservationsRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_SettleReservationsRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_SettleReservationsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func settleReservations<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_SettleReservationsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_SettleReservationsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_SettleReservationsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_SettleReservationsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Atrium_V1_SecurityInternal.Method.SettleReservations.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -7310,6 +7470,35 @@ extension Atrium_V1_SecurityInternal.ClientProtocol {
         )
     }
 
+    /// Call the "SettleReservations" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Many settlements in one transaction (the registry's outbox, in batches).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Atrium_V1_SettleReservationsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func settleReservations<Result>(
+        request: GRPCCore.ClientRequest<Atrium_V1_SettleReservationsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_SettleReservationsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.settleReservations(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_SettleReservationsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_SettleReservationsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "AppendAudit" method.
     ///
     /// > Source IDL Documentation:
@@ -7586,6 +7775,39 @@ extension Atrium_V1_SecurityInternal.ClientProtocol {
             metadata: metadata
         )
         return try await self.settleReservation(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SettleReservations" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Many settlements in one transaction (the registry's outbox, in batches).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func settleReservations<Result>(
+        _ message: Atrium_V1_SettleReservationsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_SettleReservationsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Atrium_V1_SettleReservationsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.settleReservations(
             request: request,
             options: options,
             onResponse: handleResponse

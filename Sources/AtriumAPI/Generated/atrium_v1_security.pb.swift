@@ -911,6 +911,9 @@ public nonisolated struct Atrium_V1_QuoteResponse: Sendable {
   /// Whether the request would exceed the contract's budget cap for this period.
   public var exceedsBudget: Bool = false
 
+  /// Whether the contract has a budget cap at all (callers may skip the check for a while when it has none).
+  public var budgetCapped: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1422,6 +1425,10 @@ public nonisolated struct Atrium_V1_SettleReservationRequest: Sendable {
   /// When committing: the bytes actually stored (may be less than reserved, e.g. deduplicated).
   public var committedBytes: UInt64 = 0
 
+  /// The subscriber the reservation was made for. Reservations live in the security process's memory; with
+  /// this, a committed settlement still counts when its reservation expired or was lost in a restart.
+  public var subscriberID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1446,6 +1453,31 @@ public nonisolated struct Atrium_V1_SettleReservationResponse: Sendable {
   public init() {}
 
   fileprivate var _usage: Atrium_V1_Usage? = nil
+}
+
+public nonisolated struct Atrium_V1_SettleReservationsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var settlements: [Atrium_V1_SettleReservationRequest] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Atrium_V1_SettleReservationsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Settlements applied now; the rest had been applied before (settling is idempotent by reservation ID).
+  public var applied: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Atrium_V1_AppendAuditRequest: Sendable {
@@ -3116,7 +3148,7 @@ nonisolated extension Atrium_V1_QuoteProcessing: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Atrium_V1_QuoteResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QuoteResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fee\0\u{1}lines\0\u{3}exceeds_budget\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fee\0\u{1}lines\0\u{3}exceeds_budget\0\u{3}budget_capped\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3127,6 +3159,7 @@ nonisolated extension Atrium_V1_QuoteResponse: SwiftProtobuf.Message, SwiftProto
       case 1: try { try decoder.decodeSingularMessageField(value: &self._fee) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.lines) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.exceedsBudget) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.budgetCapped) }()
       default: break
       }
     }
@@ -3146,6 +3179,9 @@ nonisolated extension Atrium_V1_QuoteResponse: SwiftProtobuf.Message, SwiftProto
     if self.exceedsBudget != false {
       try visitor.visitSingularBoolField(value: self.exceedsBudget, fieldNumber: 3)
     }
+    if self.budgetCapped != false {
+      try visitor.visitSingularBoolField(value: self.budgetCapped, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3153,6 +3189,7 @@ nonisolated extension Atrium_V1_QuoteResponse: SwiftProtobuf.Message, SwiftProto
     if lhs._fee != rhs._fee {return false}
     if lhs.lines != rhs.lines {return false}
     if lhs.exceedsBudget != rhs.exceedsBudget {return false}
+    if lhs.budgetCapped != rhs.budgetCapped {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4038,7 +4075,7 @@ nonisolated extension Atrium_V1_ReserveStorageResponse: SwiftProtobuf.Message, S
 
 nonisolated extension Atrium_V1_SettleReservationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SettleReservationRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}reservation_id\0\u{1}commit\0\u{3}committed_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}reservation_id\0\u{1}commit\0\u{3}committed_bytes\0\u{3}subscriber_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4049,6 +4086,7 @@ nonisolated extension Atrium_V1_SettleReservationRequest: SwiftProtobuf.Message,
       case 1: try { try decoder.decodeSingularStringField(value: &self.reservationID) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.commit) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.committedBytes) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
       default: break
       }
     }
@@ -4064,6 +4102,9 @@ nonisolated extension Atrium_V1_SettleReservationRequest: SwiftProtobuf.Message,
     if self.committedBytes != 0 {
       try visitor.visitSingularUInt64Field(value: self.committedBytes, fieldNumber: 3)
     }
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4071,6 +4112,7 @@ nonisolated extension Atrium_V1_SettleReservationRequest: SwiftProtobuf.Message,
     if lhs.reservationID != rhs.reservationID {return false}
     if lhs.commit != rhs.commit {return false}
     if lhs.committedBytes != rhs.committedBytes {return false}
+    if lhs.subscriberID != rhs.subscriberID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4105,6 +4147,66 @@ nonisolated extension Atrium_V1_SettleReservationResponse: SwiftProtobuf.Message
 
   public static func ==(lhs: Atrium_V1_SettleReservationResponse, rhs: Atrium_V1_SettleReservationResponse) -> Bool {
     if lhs._usage != rhs._usage {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Atrium_V1_SettleReservationsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SettleReservationsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}settlements\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.settlements) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.settlements.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.settlements, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Atrium_V1_SettleReservationsRequest, rhs: Atrium_V1_SettleReservationsRequest) -> Bool {
+    if lhs.settlements != rhs.settlements {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Atrium_V1_SettleReservationsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SettleReservationsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}applied\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.applied) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.applied != 0 {
+      try visitor.visitSingularUInt32Field(value: self.applied, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Atrium_V1_SettleReservationsResponse, rhs: Atrium_V1_SettleReservationsResponse) -> Bool {
+    if lhs.applied != rhs.applied {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -70,6 +70,7 @@ enum RegistryMigrations {
         migrator.registerMigration("v2 settlement outbox") { db in
             try db.create(table: "settlement") { t in
                 t.primaryKey("reservation_id", .text)
+                t.column("subscriber_id", .text).notNull()
                 t.column("committed_bytes", .integer).notNull()
                 t.column("created_at", .datetime).notNull()
             }
@@ -82,8 +83,11 @@ enum RegistryMigrations {
 struct SettlementRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "settlement"
     var reservationID: String
+    var subscriberID: String
     var committedBytes: Int64
     var createdAt: Date
 
-    enum CodingKeys: String, CodingKey { case reservationID = "reservation_id", committedBytes = "committed_bytes", createdAt = "created_at" }
+    enum CodingKeys: String, CodingKey {
+        case reservationID = "reservation_id", subscriberID = "subscriber_id", committedBytes = "committed_bytes", createdAt = "created_at"
+    }
 }

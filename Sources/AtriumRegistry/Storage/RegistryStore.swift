@@ -20,7 +20,12 @@ struct RegistryStore: Sendable {
         try await database.write { db in
             let alreadyHad = try ImageRow.filter(Column("registrant_id") == row.registrantID && Column("sha256") == row.sha256).fetchCount(db) > 0
             try row.insert(db)
-            try SettlementRow(reservationID: reservationID, committedBytes: alreadyHad ? 0 : row.sizeBytes, createdAt: row.registeredAt).insert(db)
+            try SettlementRow(
+                reservationID: reservationID,
+                subscriberID: row.registrantID,
+                committedBytes: alreadyHad ? 0 : row.sizeBytes,
+                createdAt: row.registeredAt
+            ).insert(db)
             return alreadyHad
         }
     }
@@ -30,9 +35,9 @@ struct RegistryStore: Sendable {
         try await database.read { db in try SettlementRow.order(Column("created_at")).limit(limit).fetchAll(db) }
     }
 
-    /// Forgets a settlement security has acknowledged.
-    func removeSettlement(_ reservationID: String) async throws {
-        _ = try await database.write { db in try SettlementRow.deleteOne(db, key: reservationID) }
+    /// Forgets settlements security has acknowledged.
+    func removeSettlements(_ reservationIDs: [String]) async throws {
+        _ = try await database.write { db in try SettlementRow.deleteAll(db, keys: reservationIDs) }
     }
 
     /// The record with `id`, if any.

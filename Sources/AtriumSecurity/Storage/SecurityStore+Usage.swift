@@ -19,50 +19,97 @@ extension SecurityStore {
 
     /// Reserves `bytes` for an upload; RESOURCE_EXHAUSTED when used + reserved + bytes would pass the quota.
     /// Idempotent by `reservationID`.
+    ///
+    /// Reservations are held in memory, not written: they are short-lived holds, and what counts (the bytes
+    /// committed) arrives with the settlement, which names its subscriber. A restart forgets holds in
+    /// flight, so for that moment concurrent uploads can pass the quota by what they hold.
     func reserve(subscriberID: String, bytes: Int64, reservationID: String, now: Date) throws -> StorageState {
-        try database.write { db in
+        let state = try database.read { db in
             try Self.requireLive(subscriberID, db: db)
-            if let existing = try StorageReservationRecord.fetchOne(db, key: reservationID) {
-                guard existing.subscriberID == subscriberID, existing.bytes == bytes else {
-                    throw SecurityError.alreadyExists("reservation '\(reservationID)' exists with other terms")
-                }
-                return try Self.storageState(of: subscriberID, now: now, db: db)
-            }
-            let state = try Self.storageState(of: subscriberID, now: now, db: db)
-            let wanted = Int128(state.usedBytes) + Int128(state.reservedBytes) + Int128(bytes)
-            guard wanted <= Int128(state.quotaBytes) else {
+            return try Self.storageState(of: subscriberID, reserved: 0, db: db)
+        }
+        return try reservations.reserve(
+            Reservation(id: reservationID, subscriberID: subscriberID, bytes: bytes, expiresAt: now.addingTimeInterval(Self.reservationLifetime)),
+            now: now
+        ) { held in
+            var current = state
+            current.reservedBytes = held
+            current.warning = Self.warning(current)
+            guard Int128(current.usedBytes) + Int128(held) + Int128(bytes) <= Int128(current.quotaBytes) else {
                 throw SecurityError.resourceExhausted(
-                    "storage quota exceeded: the upload needs \(bytes) bytes, and \(state.usedBytes) bytes of the \(state.quotaBytes)-byte quota are used and \(state.reservedBytes) reserved"
+                    "storage quota exceeded: the upload needs \(bytes) bytes, and \(current.usedBytes) bytes of the \(current.quotaBytes)-byte quota are used and \(held) reserved"
                 )
             }
-            try StorageReservationRecord(
-                id: reservationID,
-                subscriberID: subscriberID,
-                bytes: bytes,
-                expiresAt: now.addingTimeInterval(Self.reservationLifetime),
-                settledAt: nil
-            ).insert(db)
-            try Self.applyStorageChange(subscriberID: subscriberID, delta: 0, at: now, now: now, db: db)
-            return try Self.storageState(of: subscriberID, now: now, db: db)
+            current.reservedBytes += bytes
+            current.warning = Self.warning(current)
+            return current
         }
     }
 
-    /// Commits (`committedBytes` become used) or releases a reservation. Settling twice is answered like the first time.
-    func settle(reservationID: String, commit: Bool, committedBytes: Int64, now: Date) throws -> (subscriberID: String, state: StorageState) {
+    /// One settlement: commit (`committedBytes` become used) or release a reservation.
+    struct Settlement: Sendable {
+        var reservationID: String
+        var commit: Bool
+        var committedBytes: Int64
+        /// The subscriber, when the caller knows it: a commit then counts even if the reservation is gone.
+        var subscriberID: String?
+    }
+
+    /// Applies settlements in one transaction, each once: a reservation ID settled before is skipped.
+    /// Returns the subscribers touched and how many settlements were new.
+    func settle(_ settlements: [Settlement], now: Date) throws -> (subscribers: [String], applied: Int) {
+        var subscribers: [String] = []
+        var applied = 0
         try database.write { db in
-            guard var reservation = try StorageReservationRecord.fetchOne(db, key: reservationID) else {
-                throw SecurityError.notFound("no reservation '\(reservationID)'")
-            }
-            if reservation.settledAt == nil {
-                guard !commit || committedBytes <= reservation.bytes else {
-                    throw SecurityError.invalidArgument("committed_bytes \(committedBytes) exceeds the \(reservation.bytes) bytes reserved")
+            subscribers = []
+            applied = 0
+            for settlement in settlements {
+                // Settled before: answered the same way, whatever this request says.
+                if let done = try StorageReservationRecord.fetchOne(db, key: settlement.reservationID) {
+                    subscribers.append(done.subscriberID)
+                    continue
                 }
-                reservation.settledAt = now
-                try reservation.update(db)
-                try Self.applyStorageChange(subscriberID: reservation.subscriberID, delta: commit ? committedBytes : 0, at: now, now: now, db: db)
+                let held = reservations.find(settlement.reservationID)
+                guard let subscriberID = held?.subscriberID ?? settlement.subscriberID, !subscriberID.isEmpty else {
+                    throw SecurityError.notFound("no reservation '\(settlement.reservationID)'")
+                }
+                if let held, held.subscriberID != subscriberID {
+                    throw SecurityError.invalidArgument("reservation '\(settlement.reservationID)' belongs to another subscriber")
+                }
+                subscribers.append(subscriberID)
+                if let held, settlement.commit, settlement.committedBytes > held.bytes {
+                    throw SecurityError.invalidArgument("committed_bytes \(settlement.committedBytes) exceeds the \(held.bytes) bytes reserved")
+                }
+                guard try SubscriberRecord.fetchOne(db, key: subscriberID) != nil else { throw Self.unknownSubscriber(subscriberID) }
+                try StorageReservationRecord(
+                    id: settlement.reservationID,
+                    subscriberID: subscriberID,
+                    bytes: settlement.commit ? settlement.committedBytes : 0,
+                    expiresAt: now,
+                    settledAt: now
+                ).insert(db)
+                if settlement.commit {
+                    try Self.applyStorageChange(subscriberID: subscriberID, delta: settlement.committedBytes, at: now, db: db)
+                }
+                applied += 1
             }
-            return (reservation.subscriberID, try Self.storageState(of: reservation.subscriberID, now: now, db: db))
         }
+        // Only once the transaction is durable do the holds go: until then they still count.
+        for settlement in settlements { reservations.remove(settlement.reservationID) }
+        return (subscribers, applied)
+    }
+
+    /// One settlement; answered with the subscriber's storage afterwards.
+    func settle(reservationID: String, commit: Bool, committedBytes: Int64, subscriberID: String? = nil, now: Date) throws -> (subscriberID: String, state: StorageState) {
+        let result = try settle([Settlement(reservationID: reservationID, commit: commit, committedBytes: committedBytes, subscriberID: subscriberID)], now: now)
+        let id = result.subscribers[0]
+        return (id, try storageState(of: id, now: now))
+    }
+
+    /// A subscriber's storage now.
+    func storageState(of subscriberID: String, now: Date) throws -> StorageState {
+        let held = reservations.held(by: subscriberID, now: now)
+        return try database.read { db in try Self.storageState(of: subscriberID, reserved: held, db: db) }
     }
 
     /// One metered event as the store takes it.
@@ -100,7 +147,7 @@ extension SecurityStore {
                     cpuMilliseconds: event.cpuMilliseconds
                 ).insert(db)
                 if event.storedBytesDelta != 0 {
-                    try Self.applyStorageChange(subscriberID: event.subscriberID, delta: event.storedBytesDelta, at: event.time, now: now, db: db)
+                    try Self.applyStorageChange(subscriberID: event.subscriberID, delta: event.storedBytesDelta, at: event.time, db: db)
                 }
                 recorded += 1
             }
@@ -110,9 +157,10 @@ extension SecurityStore {
 
     /// A subscriber's storage and its metered usage in `period`, up to `now`.
     func usage(of subscriberID: String, period: BillingPeriod, now: Date) throws -> (StorageState, MeteredUsage) {
-        try database.read { db in
+        let held = reservations.held(by: subscriberID, now: now)
+        return try database.read { db in
             _ = try Self.view(of: subscriberID, db: db)
-            return (try Self.storageState(of: subscriberID, now: now, db: db), try Self.metered(subscriberID, period: period, now: now, db: db))
+            return (try Self.storageState(of: subscriberID, reserved: held, db: db), try Self.metered(subscriberID, period: period, now: now, db: db))
         }
     }
 
@@ -130,24 +178,29 @@ extension SecurityStore {
 
     // MARK: - Inside a transaction
 
-    static func storageState(of subscriberID: String, now: Date, db: Database) throws -> StorageState {
+    static func storageState(of subscriberID: String, reserved: Int64, db: Database) throws -> StorageState {
         let contract = try latestContract(of: subscriberID, db: db)
         let used = try StorageAccountRecord.fetchOne(db, key: subscriberID)?.usedBytes ?? 0
-        let reserved =
-            try Int64.fetchOne(
-                db,
-                sql: "SELECT COALESCE(SUM(bytes), 0) FROM storage_reservation WHERE subscriber_id = ? AND settled_at IS NULL AND expires_at > ?",
-                arguments: [subscriberID, now]
-            ) ?? 0
         let percent = Int64(contract.storageWarningPercent == 0 ? 80 : contract.storageWarningPercent)
-        let quota = Int64(clamping: contract.storageQuotaBytes)
-        let warning = quota > 0 && (Int128(used) + Int128(reserved)) * 100 >= Int128(quota) * Int128(percent)
-        return StorageState(quotaBytes: quota, usedBytes: used, reservedBytes: reserved, warningPercent: percent, warning: warning)
+        var state = StorageState(
+            quotaBytes: Int64(clamping: contract.storageQuotaBytes),
+            usedBytes: used,
+            reservedBytes: reserved,
+            warningPercent: percent,
+            warning: false
+        )
+        state.warning = warning(state)
+        return state
+    }
+
+    /// Whether used + reserved is at or above the warning threshold.
+    static func warning(_ state: StorageState) -> Bool {
+        state.quotaBytes > 0 && (Int128(state.usedBytes) + Int128(state.reservedBytes)) * 100 >= Int128(state.quotaBytes) * Int128(state.warningPercent)
     }
 
     /// Integrates the stored bytes up to `time` (split across calendar months), applies `delta`, and writes one
     /// `storage.warning` notification when used + reserved crosses the contract's warning threshold.
-    static func applyStorageChange(subscriberID: String, delta: Int64, at time: Date, now: Date, db: Database) throws {
+    static func applyStorageChange(subscriberID: String, delta: Int64, at time: Date, db: Database) throws {
         var account =
             try StorageAccountRecord.fetchOne(db, key: subscriberID)
             ?? StorageAccountRecord(subscriberID: subscriberID, usedBytes: 0, lastChangeAt: time, warning: false)
@@ -163,7 +216,7 @@ extension SecurityStore {
         account.lastChangeAt = end
         // The notification follows committed bytes only, so that uploads that fail and retry near the threshold
         // do not warn again each time their reservation comes and goes.
-        let state = try storageState(of: subscriberID, now: now, db: db)
+        let state = try storageState(of: subscriberID, reserved: 0, db: db)
         let crossing = state.quotaBytes > 0 && Int128(account.usedBytes) * 100 >= Int128(state.quotaBytes) * Int128(state.warningPercent)
         if crossing && !account.warning {
             try NotificationRecord(
@@ -171,7 +224,7 @@ extension SecurityStore {
                 subscriberID: subscriberID,
                 kind: "storage.warning",
                 message: "storage use has reached \(state.warningPercent)% of the quota: \(account.usedBytes) of \(state.quotaBytes) bytes",
-                createdAt: now
+                createdAt: time
             ).insert(db)
         }
         account.warning = crossing

@@ -11,6 +11,8 @@ import GRDB
 /// Methods throw ``SecurityError`` for what the caller did wrong and database errors for the rest.
 struct SecurityStore: Sendable {
     let database: DatabasePool
+    /// Storage holds for uploads in progress (memory only; see ``reserve(subscriberID:bytes:reservationID:now:)``).
+    let reservations = ReservationBook()
 
     /// Opens (creating and migrating) the database at `path`.
     init(path: String) throws {
