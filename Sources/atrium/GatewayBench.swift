@@ -78,6 +78,19 @@ struct GatewayBench: AsyncParsableCommand {
             )
             let transport = tls ? "tls" : "plaintext"
             let caller = VerifiedCaller(subscriberID: "sub_bench", kind: .hospital, roles: [.receive], requestID: "req_bench")
+            // The floor: a proxy that only relays WhoAmI, with no authorization, limits or audit.
+            let bareClient = try ClientFactory.makeClient(
+                to: HostAndPort(host: "127.0.0.1", port: backend.port),
+                security: tls ? .mutualTLS(gatewayFiles) : .plaintext
+            )
+            let bare = try await LocalServer.start(
+                services: [BareProxy(client: bareClient, identity: caller.metadata)],
+                security: tls ? .tls(gatewayFiles) : .plaintext,
+                directory: directory,
+                name: "bare-\(tls)",
+                background: [ClientRunner(bareClient)],
+                logger: logger
+            )
             let direct = try await timeCalls(
                 to: HostAndPort(host: "127.0.0.1", port: backend.port),
                 security: tls ? .mutualTLS(gatewayFiles) : .plaintext,
@@ -88,11 +101,17 @@ struct GatewayBench: AsyncParsableCommand {
                 security: tls ? .tls(caPath: "\(pki)/ca.pem") : .plaintext,
                 metadata: ["authorization": "Bearer \(keys[0])"]
             )
+            let viaBare = try await timeCalls(
+                to: HostAndPort(host: "127.0.0.1", port: bare.port),
+                security: tls ? .tls(caPath: "\(pki)/ca.pem") : .plaintext,
+                metadata: [:]
+            )
             report([
                 "phase": "gateway-latency", "transport": transport, "calls": calls,
                 "direct_p50_us": direct.p50, "direct_p99_us": direct.p99,
                 "gateway_p50_us": viaGateway.p50, "gateway_p99_us": viaGateway.p99,
                 "added_p50_us": viaGateway.p50 - direct.p50, "added_p99_us": viaGateway.p99 - direct.p99,
+                "bare_proxy_p50_us": viaBare.p50, "bare_proxy_p99_us": viaBare.p99,
             ])
             if tls {
                 let before = gateway.authorizationCacheStatistics
@@ -109,6 +128,7 @@ struct GatewayBench: AsyncParsableCommand {
                     "hit_rate": Double(hits) / Double(max(1, hits + misses)),
                 ])
             }
+            await bare.stop()
             await front.stop()
             await backend.stop()
         }
@@ -177,6 +197,29 @@ private struct StandInAccount: Atrium_V1_Account.ServiceProtocol {
     func quote(request: ServerRequest<Atrium_V1_QuoteRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_QuoteResponse> { throw unused(context) }
     func listNotifications(request: ServerRequest<Atrium_V1_ListNotificationsRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ListNotificationsResponse> { throw unused(context) }
     func listAccesses(request: ServerRequest<Atrium_V1_ListAccessesRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_QueryAuditLogResponse> { throw unused(context) }
+}
+
+/// The least a gRPC proxy does with grpc-swift: receive WhoAmI, call the backend with a plain unary call, reply.
+/// Its latency is the floor under the gateway's.
+private struct BareProxy: RegistrableRPCService {
+    let client: GRPCClient<HTTP2ClientTransport.Posix>
+    let identity: Metadata
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        let method = Atrium_V1_Account.Method.WhoAmI.descriptor
+        router.registerHandler(forMethod: method, deserializer: RawBytesCoder(), serializer: RawBytesCoder()) { request, _ in
+            var message: [UInt8] = []
+            for try await part in request.messages { message = part }
+            let reply = try await client.unary(
+                request: ClientRequest(message: message, metadata: identity),
+                descriptor: method,
+                serializer: RawBytesCoder(),
+                deserializer: RawBytesCoder(),
+                options: .defaults
+            ) { try $0.message }
+            return StreamingServerResponse(single: ServerResponse(message: reply))
+        }
+    }
 }
 
 /// A server run in this process for the benchmark, on an ephemeral loopback port.
