@@ -18,7 +18,7 @@ BIN            ?= .build/$(CONFIGURATION)/atrium
 PLUGINS        ?= .build-plugins/release
 GENERATED      ?= Sources/AtriumAPI/Generated
 PROTOS         := $(sort $(wildcard proto/atrium/v1/*.proto)) proto/grpc/health/v1/health.proto
-APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler
+APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler zlib1g-dev
 PIP_PACKAGES   ?= jsonschema pyyaml pydicom numpy
 
 .PHONY: run up test bench proto proto-check compose-check lint build deps pydeps plugins clean

@@ -48,6 +48,10 @@ let package = Package(
         .target(name: "AtriumAPI", dependencies: [grpcCore, grpcProtobuf, swiftProtobuf], swiftSettings: settings),
         // IDs, errors and their status mapping, configuration parsing, logging keys.
         .target(name: "AtriumCore", dependencies: [grpcCore, logging, crypto], swiftSettings: settings),
+        // zlib, from Debian's zlib1g-dev (deflated transfer syntax; PNG thumbnails).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // The DICOM reader and writer: pure Swift plus zlib, no gRPC.
+        .target(name: "AtriumDICOM", dependencies: ["CZlib"], swiftSettings: settings),
         // Content-addressed blob store and database plumbing.
         .target(name: "AtriumStorage", dependencies: ["AtriumCore", grdb, crypto, logging], swiftSettings: settings),
         // Process bootstrap shared by every service: servers, clients, TLS, PKI, health, caller identity.
@@ -91,6 +95,7 @@ let package = Package(
             dependencies: ["AtriumSecurity", "AtriumRuntime", "AtriumTesting", "AtriumAPI", "AtriumCore", grpcCore, swiftProtobuf, grdb, x509, crypto, logging],
             swiftSettings: settings
         ),
+        .testTarget(name: "AtriumDICOMTests", dependencies: ["AtriumDICOM", "AtriumTesting", crypto], exclude: ["make_corpus.py"], swiftSettings: settings),
         .testTarget(name: "AtriumGatewayTests", dependencies: ["AtriumGateway", "AtriumRuntime", "AtriumCore", grpcCore], swiftSettings: settings),
         .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumGateway", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto, x509], swiftSettings: settings),
     ]
