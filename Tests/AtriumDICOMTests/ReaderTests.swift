@@ -61,7 +61,7 @@ private enum JSONValue: Decodable, Equatable {
 struct ReaderTests {
     static let names = [
         "ct_explicit_le", "mr_implicit_le", "us_big_endian", "cr_deflated", "dx_multiframe_32", "mr_utf8", "ct_latin1",
-        "mr_japanese", "ct_private_sequences", "ct_rle",
+        "mr_japanese", "ct_private_sequences", "ct_rle", "us_rgb_planar", "ct_signed_12_bits", "us_rgb_rle_multiframe",
     ]
 
     @Test("every corpus file reads back as pydicom reads it", arguments: names)
@@ -102,6 +102,9 @@ struct ReaderTests {
         #expect(stored.count == expected["pixel_bytes"]?.number)
         // Big endian OW pixel data: pydicom hands back the bytes as stored too, so the hashes compare as is.
         #expect(sha256(stored) == expected["pixel_sha256"]?.string)
+        // Decoded pixels: the same bytes as pydicom's pixel_array (little endian, interleaved, sign-extended).
+        let decoded = try PixelDecoder.decode(file)
+        #expect(sha256(decoded.bytes) == expected["pixel_array_sha256"]?.string, "decoded pixels differ from pydicom's pixel_array")
         if let uid = expected["referenced_sop_instance_uid"]?.string {
             #expect(dataset.sequence(DICOMTag(0x0008, 0x1140)).first?.string(DICOMTag(0x0008, 0x1155)) == uid)
         }

@@ -84,9 +84,21 @@ ct.add_new(0x00091001, "SQ", Sequence([private, Dataset()]))
 ct.ReferencedImageSequence = Sequence([Dataset()])
 ct.ReferencedImageSequence[0].ReferencedSOPInstanceUID = generate_uid()
 cases["ct_private_sequences"] = ct
+planar = base("US", ExplicitVRLittleEndian, bits=8, samples=3, photometric="RGB")
+planar.PlanarConfiguration = 1
+cases["us_rgb_planar"] = planar
+signed12 = base("CT", ExplicitVRLittleEndian, bits=16, signed=True)
+signed12.BitsStored = 12
+signed12.HighBit = 11
+raw = np.frombuffer(signed12.PixelData, dtype=np.int16).copy() & 0x0FFF
+signed12.PixelData = raw.astype(np.uint16).tobytes()
+cases["ct_signed_12_bits"] = signed12
 rle = base("CT", ExplicitVRLittleEndian)
 rle.compress(RLELossless)
 cases["ct_rle"] = rle
+rgb_rle = base("US", ExplicitVRLittleEndian, bits=8, samples=3, photometric="RGB", frames=2)
+rgb_rle.compress(RLELossless)
+cases["us_rgb_rle_multiframe"] = rgb_rle
 
 oracle = {}
 for name, ds in cases.items():
@@ -111,6 +123,9 @@ for name, ds in cases.items():
         "pixel_bytes": len(back.PixelData),
         "pixel_sha256": hashlib.sha256(back.PixelData).hexdigest(),
     }
+    arr = np.ascontiguousarray(back.pixel_array)
+    arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+    entry["pixel_array_sha256"] = hashlib.sha256(arr.tobytes()).hexdigest()
     if "ReferencedImageSequence" in back:
         entry["referenced_sop_instance_uid"] = back.ReferencedImageSequence[0].ReferencedSOPInstanceUID
     if (0x0009, 0x1001) in back:
