@@ -82,6 +82,10 @@ struct ReaderTests {
         #expect(dataset.integer(.columns) == expected["columns"]?.number)
         #expect(dataset.integer(.bitsAllocated) == expected["bits_allocated"]?.number)
         #expect((dataset.integer(.numberOfFrames) ?? 1) == expected["frames"]?.number)
+        let metadata = ImageMetadata(file)
+        #expect(metadata.deviceID == "STATION-1" && metadata.bodyPart == "CHEST")
+        #expect(metadata.acquiredAt == ISO8601DateFormatter().date(from: "2026-11-29T00:00:00Z"), "from Study Date")
+        #expect(metadata.frames == expected["frames"]?.number)
         // Pixel data as stored: native bytes, or the encapsulated items as pydicom returns them (without the
         // closing sequence delimiter).
         let pixels = try #require(dataset[.pixelData])

@@ -1,0 +1,81 @@
+public import Foundation
+
+/// What the registry indexes about an image, read from its data set (ARCHITECTURE.md §4).
+public struct ImageMetadata: Sendable, Equatable {
+    public var patientID: String?
+    public var patientName: String?
+    public var studyInstanceUID: String?
+    public var seriesInstanceUID: String?
+    public var sopInstanceUID: String?
+    public var sopClassUID: String?
+    public var modality: String?
+    /// From Acquisition DateTime, else Acquisition Date + Time, else Content, else Study (no time zone: UTC).
+    public var acquiredAt: Date?
+    /// Station Name, else Device Serial Number.
+    public var deviceID: String?
+    public var bodyPart: String?
+    public var rows: Int?
+    public var columns: Int?
+    public var bitsAllocated: Int?
+    public var frames: Int?
+    public var transferSyntaxUID: String
+
+    /// The metadata of a parsed file.
+    public init(_ file: DICOMFile) {
+        let data = file.dataset
+        patientID = data.string(.patientID)
+        patientName = data.string(.patientName)
+        studyInstanceUID = data.string(.studyInstanceUID)
+        seriesInstanceUID = data.string(.seriesInstanceUID)
+        sopInstanceUID = data.string(.sopInstanceUID) ?? file.meta.string(.mediaStorageSOPInstanceUID)
+        sopClassUID = data.string(.sopClassUID) ?? file.meta.string(.mediaStorageSOPClassUID)
+        modality = data.string(.modality)
+        acquiredAt =
+            data.string(.acquisitionDateTime).flatMap { Self.dateTime($0) }
+            ?? Self.date(data.string(.acquisitionDate), time: data.string(.acquisitionTime))
+            ?? Self.date(data.string(.contentDate), time: data.string(.contentTime))
+            ?? Self.date(data.string(.studyDate), time: data.string(.studyTime))
+        deviceID = data.string(.stationName) ?? data.string(.deviceSerialNumber)
+        bodyPart = data.string(.bodyPartExamined)
+        rows = data.integer(.rows)
+        columns = data.integer(.columns)
+        bitsAllocated = data.integer(.bitsAllocated)
+        frames = data[.pixelData] == nil ? nil : (data.integer(.numberOfFrames) ?? 1)
+        transferSyntaxUID = file.transferSyntax.uid
+    }
+
+    /// A DA (`YYYYMMDD`) and optional TM (`HHMMSS.FFFFFF`, any prefix of it), as UTC.
+    static func date(_ date: String?, time: String?) -> Date? {
+        guard let date, date.utf8.count == 8, date.allSatisfy(\.isASCII), let year = Int(date.prefix(4)),
+            let month = Int(date.dropFirst(4).prefix(2)), let day = Int(date.suffix(2))
+        else { return nil }
+        var components = DateComponents(timeZone: TimeZone(identifier: "UTC"), year: year, month: month, day: day)
+        if let time = time?.split(separator: ".", maxSplits: 1), let whole = time.first, whole.allSatisfy(\.isNumber), whole.count % 2 == 0 {
+            let digits = Array(whole)
+            if digits.count >= 2 { components.hour = Int(String(digits[0..<2])) }
+            if digits.count >= 4 { components.minute = Int(String(digits[2..<4])) }
+            if digits.count >= 6 { components.second = Int(String(digits[4..<6])) }
+            if time.count == 2, let fraction = Double("0." + time[1]) { components.nanosecond = Int(fraction * 1e9) }
+        }
+        guard (1...12).contains(month), (1...31).contains(day), (components.hour ?? 0) < 24, (components.minute ?? 0) < 60,
+            (components.second ?? 0) < 61
+        else { return nil }
+        return Calendar(identifier: .gregorian).date(from: components)
+    }
+
+    /// A DT value (`YYYYMMDDHHMMSS.FFFFFF&ZZXX`); the offset, when present, is applied.
+    static func dateTime(_ text: String) -> Date? {
+        var body = Substring(text)
+        var offset = 0
+        if let sign = body.lastIndex(where: { $0 == "+" || $0 == "-" }), body.distance(from: sign, to: body.endIndex) == 5,
+            let hours = Int(body[body.index(after: sign)...].prefix(2)), let minutes = Int(body.suffix(2))
+        {
+            offset = (hours * 3600 + minutes * 60) * (body[sign] == "-" ? -1 : 1)
+            body = body[..<sign]
+        }
+        guard body.count >= 8 else { return nil }
+        let date = String(body.prefix(8))
+        let time = body.count > 8 ? String(body.dropFirst(8)) : nil
+        return Self.date(date, time: time).map { $0.addingTimeInterval(TimeInterval(-offset)) }
+    }
+}
