@@ -5,6 +5,7 @@
 #   make up             the same, without the build step
 #   make test           build, run every test (unit, integration, compose-check); what CI runs
 #   make bench          release build, then the benchmarks in bench/ (prints figures; minutes, not CI)
+#   make fuzz           the DICOM parser under libFuzzer + ASan for FUZZ_SECONDS (default 600)
 #   make proto          regenerate Sources/AtriumAPI/Generated from proto/
 #   make proto-check    regenerate into a scratch folder and fail on any difference from the committed code
 #   make compose-check  validate compose/compose.yaml against the compose-spec JSON schema
@@ -21,7 +22,7 @@ PROTOS         := $(sort $(wildcard proto/atrium/v1/*.proto)) proto/grpc/health/
 APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler zlib1g-dev
 PIP_PACKAGES   ?= jsonschema pyyaml pydicom numpy
 
-.PHONY: run up test bench proto proto-check compose-check lint build deps pydeps plugins clean
+.PHONY: run up test bench proto proto-check compose-check lint build deps pydeps plugins clean fuzz
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -86,3 +87,13 @@ lint: proto-check compose-check
 
 clean:
 	rm -rf .build .build-plugins
+
+# The DICOM parser under libFuzzer with AddressSanitizer, for FUZZ_SECONDS (default 600), seeded with the test
+# corpus. Its own package in Fuzz/, so that the sanitizers rebuild only the parser. A crash leaves Fuzz/crash-*.
+FUZZ_SECONDS ?= 600
+fuzz: deps pydeps
+	cd Fuzz && $(SWIFT) build -c release --sanitize fuzzer --sanitize address -Xswiftc -parse-as-library \
+		-Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp --product DICOMFuzz
+	rm -rf Fuzz/.corpus && mkdir -p Fuzz/.corpus && $(PYTHON) Tests/AtriumDICOMTests/make_corpus.py Fuzz/.corpus >/dev/null
+	rm -f Fuzz/.corpus/oracle.json
+	Fuzz/.build/release/DICOMFuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -max_len=65536 -artifact_prefix=Fuzz/ Fuzz/.corpus

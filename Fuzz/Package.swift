@@ -1,0 +1,13 @@
+// swift-tools-version: 6.1
+// The libFuzzer target over AtriumDICOM. Its own package, so that the sanitizers rebuild only the parser and
+// zlib, not the gRPC stack. The parser's sources are the main package's, linked file by file into the fuzz
+// target itself: libFuzzer only sees coverage from the module that holds the entry point. See README.md.
+import PackageDescription
+
+let package = Package(
+    name: "AtriumFuzz",
+    targets: [
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .executableTarget(name: "DICOMFuzz", dependencies: ["CZlib"], swiftSettings: [.swiftLanguageMode(.v6)]),
+    ]
+)
