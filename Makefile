@@ -92,6 +92,7 @@ clean:
 # corpus. Its own package in Fuzz/, so that the sanitizers rebuild only the parser. A crash leaves Fuzz/crash-*.
 FUZZ_SECONDS ?= 600
 fuzz: deps pydeps
+	for f in Sources/AtriumDICOM/*.swift; do ln -sf ../../../$$f Fuzz/Sources/DICOMFuzz/; done
 	cd Fuzz && $(SWIFT) build -c release --sanitize fuzzer --sanitize address -Xswiftc -parse-as-library \
 		-Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp --product DICOMFuzz
 	rm -rf Fuzz/.corpus && mkdir -p Fuzz/.corpus && $(PYTHON) Tests/AtriumDICOMTests/make_corpus.py Fuzz/.corpus >/dev/null
