@@ -95,7 +95,7 @@ let package = Package(
             dependencies: ["AtriumSecurity", "AtriumRuntime", "AtriumTesting", "AtriumAPI", "AtriumCore", grpcCore, swiftProtobuf, grdb, x509, crypto, logging],
             swiftSettings: settings
         ),
-        .testTarget(name: "AtriumDICOMTests", dependencies: ["AtriumDICOM", "AtriumTesting", crypto], exclude: ["make_corpus.py"], swiftSettings: settings),
+        .testTarget(name: "AtriumDICOMTests", dependencies: ["AtriumDICOM", "AtriumTesting", crypto], exclude: ["make_corpus.py", "Regressions"], swiftSettings: settings),
         .testTarget(name: "AtriumGatewayTests", dependencies: ["AtriumGateway", "AtriumRuntime", "AtriumCore", grpcCore], swiftSettings: settings),
         .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumGateway", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto, x509], swiftSettings: settings),
     ]

@@ -140,6 +140,12 @@ enum RLE {
         guard frames.count == layout.frames else {
             throw .malformed("RLE pixel data has \(frames.count) fragments for \(layout.frames) frames")
         }
+        // PackBits expands at most 64-fold (2 bytes for a run of 128), so data far shorter than the image
+        // claims is refused before anything is allocated for it.
+        let compressed = frames.reduce(0) { $0 + $1.count }
+        guard layout.bytesPerFrame / 64 <= compressed / layout.frames else {
+            throw .malformed("RLE pixel data of \(compressed) bytes cannot hold \(layout.frames) frames of \(layout.bytesPerFrame) bytes")
+        }
         var output: [UInt8] = []
         output.reserveCapacity(layout.bytesPerFrame * layout.frames)
         let segmentsPerFrame = layout.samplesPerPixel * layout.bytesPerSample
@@ -179,6 +185,9 @@ enum RLE {
 
     /// PackBits: n in 0...127 copies n+1 literal bytes; n in -127...-1 repeats the next byte 1-n times; -128 is a no-op.
     private static func packBits(_ input: ArraySlice<UInt8>, expected: Int) throws(PixelError) -> [UInt8] {
+        guard expected <= input.count * 64 else {
+            throw .malformed("an RLE segment of \(input.count) bytes cannot decode to \(expected)")
+        }
         var out: [UInt8] = []
         out.reserveCapacity(expected)
         var index = input.startIndex

@@ -230,3 +230,16 @@ struct ReaderTests {
         SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }
 }
+
+@Suite("Fuzzer findings, kept as regressions")
+struct FuzzRegressionTests {
+    /// Every file in `Regressions/` once crashed the fuzz target or exhausted its memory.
+    @Test("each past finding is refused cheaply", arguments: ["rle-memory-bomb.dcm"])
+    func finding(name: String) throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Regressions/\(name)").path
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        guard let file = try? DICOMReader.read(bytes) else { return }
+        _ = ImageMetadata(file)
+        #expect(throws: PixelError.self) { try PixelDecoder.decode(file) }
+    }
+}
