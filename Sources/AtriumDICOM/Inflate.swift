@@ -6,10 +6,19 @@ enum Inflate {
         let description: String
     }
 
-    /// Inflates `input`; refuses output larger than `limit` bytes (a deflate bomb).
+    /// Inflates a raw deflate stream; refuses output larger than `limit` bytes (a deflate bomb).
     static func raw(_ input: ArraySlice<UInt8>, limit: Int = 1 << 31) throws -> [UInt8] {
+        try inflate(input, windowBits: -15, limit: limit)
+    }
+
+    /// Inflates a zlib stream (with its header), as PNG's IDAT holds.
+    static func zlib(_ input: [UInt8], limit: Int = 1 << 31) throws -> [UInt8] {
+        try inflate(input[...], windowBits: 15, limit: limit)
+    }
+
+    private static func inflate(_ input: ArraySlice<UInt8>, windowBits: Int32, limit: Int) throws -> [UInt8] {
         var stream = z_stream()
-        guard inflateInit2_(&stream, -15, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+        guard inflateInit2_(&stream, windowBits, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw Failure(description: "zlib could not start")
         }
         defer { inflateEnd(&stream) }
@@ -24,7 +33,7 @@ enum Inflate {
                 let status = chunk.withUnsafeMutableBufferPointer { buffer -> Int32 in
                     stream.next_out = buffer.baseAddress
                     stream.avail_out = UInt32(buffer.count)
-                    return inflate(&stream, Z_NO_FLUSH)
+                    return CZlib.inflate(&stream, Z_NO_FLUSH)
                 }
                 let produced = chunk.count - Int(stream.avail_out)
                 output.append(contentsOf: chunk[0..<produced])

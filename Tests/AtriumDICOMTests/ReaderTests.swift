@@ -109,6 +109,7 @@ struct ReaderTests {
         // Decoded pixels: the same bytes as pydicom's pixel_array (little endian, interleaved, sign-extended).
         let decoded = try PixelDecoder.decode(file)
         #expect(sha256(decoded.bytes) == expected["pixel_array_sha256"]?.string, "decoded pixels differ from pydicom's pixel_array")
+        #expect(try Thumbnail.png(of: file).starts(with: [0x89, 0x50, 0x4E, 0x47]))
         if let uid = expected["referenced_sop_instance_uid"]?.string {
             #expect(dataset.sequence(DICOMTag(0x0008, 0x1140)).first?.string(DICOMTag(0x0008, 0x1155)) == uid)
         }
