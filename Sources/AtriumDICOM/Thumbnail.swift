@@ -36,13 +36,15 @@ public enum Thumbnail {
             let maximum = Double((1 << layout.bitsStored) - 1)
             pixels = small.map { UInt8(clamping: Int(($0 / maximum * 255).rounded())) }
         } else {
-            let slope = data.double(.rescaleSlope) ?? 1, intercept = data.double(.rescaleIntercept) ?? 0
+            let slope = data.double(.rescaleSlope).flatMap { $0.isFinite ? $0 : nil } ?? 1
+            let intercept = data.double(.rescaleIntercept).flatMap { $0.isFinite ? $0 : nil } ?? 0
             let rescaled = small.map { $0 * slope + intercept }
             let window: (center: Double, width: Double)
-            if let center = data.double(.windowCenter), let span = data.double(.windowWidth), span >= 1 {
+            if let center = data.double(.windowCenter), let span = data.double(.windowWidth), center.isFinite, span.isFinite, span >= 1 {
                 window = (center, span)
             } else {
-                let low = rescaled.min() ?? 0, high = rescaled.max() ?? 0
+                let finite = rescaled.filter(\.isFinite)
+                let low = finite.min() ?? 0, high = finite.max() ?? 0
                 window = ((low + high) / 2 + 0.5, max(1, high - low + 1))
             }
             let invert = layout.photometricInterpretation == "MONOCHROME1"
@@ -56,11 +58,14 @@ public enum Thumbnail {
 
     /// The linear VOI window of PS3.3 C.11.2.1.2.1 onto 0...255.
     static func windowed(_ x: Double, center: Double, width: Double) -> UInt8 {
+        // Values in a file may be anything (NaN or infinite from a DS of "NaN", "inf" or a huge rescale).
+        guard x.isFinite, center.isFinite, width.isFinite else { return 0 }
         let low = center - 0.5 - (width - 1) / 2, high = center - 0.5 + (width - 1) / 2
         if x <= low { return 0 }
         if x > high { return 255 }
         guard width > 1 else { return 255 }
-        return UInt8(clamping: Int((((x - (center - 0.5)) / (width - 1) + 0.5) * 255).rounded()))
+        let level = (((x - (center - 0.5)) / (width - 1) + 0.5) * 255).rounded()
+        return level.isFinite ? UInt8(clamping: Int(max(-1, min(256, level)))) : 0
     }
 
     /// The first frame's samples as numbers.

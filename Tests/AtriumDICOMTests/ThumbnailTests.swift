@@ -44,6 +44,16 @@ struct ThumbnailTests {
         #expect(Thumbnail.windowed(300, center: 150, width: 301) == 255)
         #expect(Thumbnail.windowed(1000, center: 40, width: 400) == 255)
         #expect(Thumbnail.windowed(-1000, center: 40, width: 400) == 0)
+        #expect(Thumbnail.windowed(.nan, center: 40, width: 400) == 0)
+        #expect(Thumbnail.windowed(5, center: .nan, width: 400) == 0)
+        #expect(Thumbnail.windowed(5, center: 40, width: .infinity) == 0)
+        #expect(Thumbnail.windowed(1e308, center: -1e308, width: 2) == 255)
+    }
+
+    @Test("a window or rescale of NaN or infinity in the file falls back instead of trapping")
+    func hostileWindow() throws {
+        let file = try image(rows: 1, columns: 2, values: [1000, 3000], window: ("NaN", "inf"))
+        #expect(try greys(Thumbnail.png(of: file)).pixels == [0, 255])
     }
 
     @Test("a grey image is windowed by its own window, MONOCHROME1 is inverted, and min/max is the fallback")
