@@ -35,7 +35,7 @@ final class ProcessingPool: Service, Sendable {
     final class Instance: Sendable {
         let endpoint: Endpoint
         let client: GRPCClient<HTTP2ClientTransport.Posix>
-        private let state = Mutex<(healthy: Bool, outstanding: Int, reportedQueue: Int, served: Int)>((false, 0, 0, 0))
+        private let state = Mutex<(healthy: Bool, outstanding: Int, reportedQueue: Int)>((false, 0, 0))
 
         init(endpoint: Endpoint, client: GRPCClient<HTTP2ClientTransport.Posix>) {
             self.endpoint = endpoint
@@ -43,12 +43,11 @@ final class ProcessingPool: Service, Sendable {
         }
 
         var healthy: Bool { state.withLock { $0.healthy } }
-        var served: Int { state.withLock { $0.served } }
         var score: Int { state.withLock { $0.outstanding + $0.reportedQueue } }
 
         func setHealthy(_ healthy: Bool) { state.withLock { $0.healthy = healthy } }
         func report(queue: Int) { state.withLock { $0.reportedQueue = queue } }
-        func begin() { state.withLock { $0.outstanding += 1; $0.served += 1 } }
+        func begin() { state.withLock { $0.outstanding += 1 } }
         func end() { state.withLock { $0.outstanding -= 1 } }
     }
 

@@ -411,7 +411,7 @@ struct InternalSecurity: Atrium_V1_SecurityInternal.SimpleServiceProtocol {
     func recordUsage(request: Atrium_V1_RecordUsageRequest, context: ServerContext) async throws -> Atrium_V1_RecordUsageResponse {
         guard request.events.count <= 10_000 else { throw SecurityError.invalidArgument("at most 10000 events per call") }
         let now = service.now()
-        let events = try request.events.map { event -> SecurityStore.UsageInput in
+        let events = try request.events.map { event -> UsageEventRecord in
             guard !event.eventID.isEmpty, event.eventID.utf8.count <= 200 else {
                 throw SecurityError.invalidArgument("every event needs an event_id of 1 to 200 bytes")
             }
@@ -421,7 +421,7 @@ struct InternalSecurity: Atrium_V1_SecurityInternal.SimpleServiceProtocol {
             guard time > now.addingTimeInterval(-400 * 86_400), time < now.addingTimeInterval(3600) else {
                 throw SecurityError.invalidArgument("event '\(event.eventID)' time must be within the last 400 days and not in the future")
             }
-            var input = SecurityStore.UsageInput(eventID: event.eventID, subscriberID: event.subscriberID, time: time)
+            var input = UsageEventRecord(eventID: event.eventID, subscriberID: event.subscriberID, time: time)
             switch event.kind {
             case .storedBytesDelta(let delta): input.storedBytesDelta = delta
             case .delivery(let delivery):

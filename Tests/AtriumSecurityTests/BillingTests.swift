@@ -44,7 +44,7 @@ struct BillingTests {
         fixture.now = utc("2026-11-16")
         _ = try store.reserve(subscriberID: id, bytes: 1_000_000_000, reservationID: "r2", now: fixture.now)
         _ = try store.settle(reservationID: "r2", commit: true, committedBytes: 1_000_000_000, now: fixture.now)
-        var events = (1...7).map { SecurityStore.UsageInput(eventID: "d\($0)", subscriberID: id, time: utc("2026-11-10"), deliveries: 1, deliveredBytes: 1000) }
+        var events = (1...7).map { UsageEventRecord(eventID: "d\($0)", subscriberID: id, time: utc("2026-11-10"), deliveries: 1, deliveredBytes: 1000) }
         events.append(events[0])
         events.append(.init(eventID: "p1", subscriberID: id, time: utc("2026-11-20"), processedImages: 3, processedBytes: 1_500_000_000, cpuMilliseconds: 12_500))
         events.append(.init(eventID: "p2", subscriberID: id, time: utc("2026-11-29"), processedImages: 1, processedBytes: 250_000_000, cpuMilliseconds: 700))

@@ -163,6 +163,27 @@ struct UsageEventRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     }
 }
 
+extension UsageEventRecord {
+    /// An event, filed under the billing period that contains `time`.
+    init(
+        eventID: String,
+        subscriberID: String,
+        time: Date,
+        storedBytesDelta: Int64 = 0,
+        deliveries: Int64 = 0,
+        deliveredBytes: Int64 = 0,
+        processedImages: Int64 = 0,
+        processedBytes: Int64 = 0,
+        cpuMilliseconds: Int64 = 0
+    ) {
+        self.init(
+            eventID: eventID, subscriberID: subscriberID, period: BillingPeriod(containing: time).text, time: time,
+            storedBytesDelta: storedBytesDelta, deliveries: deliveries, deliveredBytes: deliveredBytes,
+            processedImages: processedImages, processedBytes: processedBytes, cpuMilliseconds: cpuMilliseconds
+        )
+    }
+}
+
 /// A row of `notification`.
 struct NotificationRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "notification"

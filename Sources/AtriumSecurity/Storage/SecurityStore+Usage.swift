@@ -112,21 +112,8 @@ extension SecurityStore {
         return try database.read { db in try Self.storageState(of: subscriberID, reserved: held, db: db) }
     }
 
-    /// One metered event as the store takes it.
-    struct UsageInput: Sendable {
-        var eventID: String
-        var subscriberID: String
-        var time: Date
-        var storedBytesDelta: Int64 = 0
-        var deliveries: Int64 = 0
-        var deliveredBytes: Int64 = 0
-        var processedImages: Int64 = 0
-        var processedBytes: Int64 = 0
-        var cpuMilliseconds: Int64 = 0
-    }
-
     /// Records events not seen before (by event ID); returns how many were new.
-    func record(_ events: [UsageInput], now: Date) throws -> Int {
+    func record(_ events: [UsageEventRecord], now: Date) throws -> Int {
         try database.write { db in
             var recorded = 0
             for event in events {
@@ -134,18 +121,7 @@ extension SecurityStore {
                 guard try SubscriberRecord.fetchOne(db, key: event.subscriberID) != nil else {
                     throw SecurityError.notFound("event '\(event.eventID)' names no known subscriber")
                 }
-                try UsageEventRecord(
-                    eventID: event.eventID,
-                    subscriberID: event.subscriberID,
-                    period: BillingPeriod(containing: event.time).text,
-                    time: event.time,
-                    storedBytesDelta: event.storedBytesDelta,
-                    deliveries: event.deliveries,
-                    deliveredBytes: event.deliveredBytes,
-                    processedImages: event.processedImages,
-                    processedBytes: event.processedBytes,
-                    cpuMilliseconds: event.cpuMilliseconds
-                ).insert(db)
+                try event.insert(db)
                 if event.storedBytesDelta != 0 {
                     try Self.applyStorageChange(subscriberID: event.subscriberID, delta: event.storedBytesDelta, at: event.time, db: db)
                 }
