@@ -19,6 +19,11 @@ public struct ImageMetadata: Sendable, Equatable {
     public var bitsAllocated: Int?
     public var frames: Int?
     public var transferSyntaxUID: String
+    /// Instance Number (0020,0013).
+    public var instanceNumber: Int?
+    /// Image Position (Patient) projected onto the slice normal (the cross product of the two Image
+    /// Orientation (Patient) direction cosines), in mm: the slice's place in its series.
+    public var slicePosition: Double?
 
     /// The metadata of a parsed file.
     public init(_ file: DICOMFile) {
@@ -42,6 +47,17 @@ public struct ImageMetadata: Sendable, Equatable {
         bitsAllocated = data.integer(.bitsAllocated)
         frames = data[.pixelData] == nil ? nil : (data.integer(.numberOfFrames) ?? 1)
         transferSyntaxUID = file.transferSyntax.uid
+        instanceNumber = data.integer(.instanceNumber)
+        slicePosition = Self.slicePosition(position: data.doubles(.imagePositionPatient), orientation: data.doubles(.imageOrientationPatient))
+    }
+
+    /// `position · (row × column)`, or `nil` unless both are complete and finite.
+    static func slicePosition(position: [Double], orientation: [Double]) -> Double? {
+        guard position.count >= 3, orientation.count >= 6, (position[0..<3] + orientation[0..<6]).allSatisfy(\.isFinite) else { return nil }
+        let (r, c) = (orientation[0..<3].map { $0 }, orientation[3..<6].map { $0 })
+        let normal = [r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]]
+        let value = position[0] * normal[0] + position[1] * normal[1] + position[2] * normal[2]
+        return value.isFinite ? value : nil
     }
 
     /// A DA (`YYYYMMDD`) and optional TM (`HHMMSS.FFFFFF`, any prefix of it), as UTC.

@@ -51,6 +51,29 @@ public enum DICOMReader {
         return DICOMFile(meta: DataSet(littleEndian: true), dataset: dataset, transferSyntax: .implicitLittleEndian, hasPreamble: false)
     }
 
+    /// Reads the first `prefix.count` bytes of a Part 10 object of `totalLength` bytes, for objects too large
+    /// to hold in memory: parsing stops at the first top-level element whose value runs past the prefix (most
+    /// often the pixel data), which is described in ``DICOMHeader/elided`` instead of being read. Elements
+    /// after it are not read. A deflated object must be read whole (``read(_:)``).
+    public static func readHeader(_ prefix: [UInt8], totalLength: Int) throws(DICOMError) -> DICOMHeader {
+        guard prefix.count >= 132, prefix[128..<132].elementsEqual("DICM".utf8) else {
+            throw DICOMError(offset: 0, reason: "not DICOM Part 10: no 'DICM' marker at byte 128")
+        }
+        var parser = Parser(bytes: prefix, syntax: .explicitLittleEndian)
+        parser.position = 132
+        let meta = try parser.metaGroup()
+        guard let uid = meta.string(.transferSyntaxUID) else {
+            throw DICOMError(offset: 132, reason: "the file meta has no transfer syntax UID (0002,0010)")
+        }
+        let syntax = TransferSyntax(uid: uid)
+        guard !syntax.deflated else { throw DICOMError(offset: parser.position, reason: "a deflated object must be read whole") }
+        var body = Parser(bytes: prefix, syntax: syntax)
+        body.position = parser.position
+        body.totalLength = max(totalLength, prefix.count)
+        let dataset = try body.dataSet(end: prefix.count, depth: 0)
+        return DICOMHeader(file: DICOMFile(meta: meta, dataset: dataset, transferSyntax: syntax, hasPreamble: true), elided: body.elided)
+    }
+
     private static func readPartTen(_ input: [UInt8], metaStart: Int, hasPreamble: Bool) throws(DICOMError) -> DICOMFile {
         var parser = Parser(bytes: input, syntax: .explicitLittleEndian)
         parser.position = metaStart
@@ -77,12 +100,45 @@ public enum DICOMReader {
     }
 }
 
+/// The start of a large object, read by ``DICOMReader/readHeader(_:totalLength:)``.
+public struct DICOMHeader: Sendable {
+    /// A top-level element whose value was not read because it runs past the bytes given.
+    public struct Elided: Sendable, Equatable {
+        public var tag: DICOMTag
+        public var vr: VR
+        /// Where its value starts in the whole object.
+        public var valueOffset: Int
+        /// Its value length; `nil` for encapsulated pixel data (undefined length).
+        public var length: Int?
+    }
+
+    /// The meta and every top-level element before the elided one.
+    public var file: DICOMFile
+    public var elided: Elided?
+
+    /// The header with `frame` as its pixel data and one frame: what a thumbnail needs of a native object
+    /// whose pixel data was elided.
+    public func withFirstFrame(_ frame: [UInt8]) -> DICOMFile {
+        var file = self.file
+        let vr = elided?.vr ?? .OW
+        file.dataset.append(DataElement(tag: .pixelData, vr: vr, value: .bytes(frame[...]), offset: elided?.valueOffset ?? 0))
+        if file.dataset[.numberOfFrames] != nil {
+            file.dataset.append(DataElement(tag: .numberOfFrames, vr: .IS, value: .bytes(Array("1 ".utf8)[...]), offset: 0))
+        }
+        return file
+    }
+}
+
 /// The cursor over one byte array in one transfer syntax.
 struct Parser {
     let bytes: [UInt8]
     let explicitVR: Bool
     let littleEndian: Bool
     var position = 0
+    /// When `bytes` is the prefix of a longer object: its whole length. A top-level value that runs past the
+    /// prefix but not past this is elided, and parsing stops there.
+    var totalLength: Int?
+    private(set) var elided: DICOMHeader.Elided?
 
     init(bytes: [UInt8], syntax: TransferSyntax) {
         self.bytes = bytes
@@ -148,6 +204,7 @@ struct Parser {
             }
             let start = position
             guard let element = try element(end: end ?? bytes.count, depth: depth, characterSet: dataset.characterSet) else {
+                if elided != nil { return dataset }
                 guard end == nil else { throw fail("an item delimiter in an item of defined length", at: start) }
                 return dataset
             }
@@ -200,6 +257,10 @@ struct Parser {
             length = u32()
         }
         if length == 0xFFFF_FFFF {
+            if tag == .pixelData && (vr == .OB || vr == .OW || vr == .UN) && depth == 0 && totalLength != nil {
+                elided = DICOMHeader.Elided(tag: tag, vr: vr == .UN ? .OB : vr, valueOffset: position, length: nil)
+                return nil
+            }
             if tag == .pixelData && (vr == .OB || vr == .OW || vr == .UN) {
                 return DataElement(tag: tag, vr: vr == .UN ? .OB : vr, value: try fragments(end: end), offset: start)
             }
@@ -212,6 +273,10 @@ struct Parser {
             return DataElement(tag: tag, vr: .SQ, value: .sequence(items), offset: start)
         }
         let count = Int(length)
+        if depth == 0, let totalLength, count > end - position, count <= totalLength - position {
+            elided = DICOMHeader.Elided(tag: tag, vr: vr, valueOffset: position, length: count)
+            return nil
+        }
         guard count <= end - position else {
             throw fail("tag \(tag) has a value of \(count) bytes but only \(max(0, end - position)) remain", at: start)
         }

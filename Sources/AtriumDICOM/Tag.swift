@@ -59,6 +59,11 @@ extension DICOMTag {
     public static let deviceSerialNumber = DICOMTag(0x0018, 0x1000)
     public static let studyInstanceUID = DICOMTag(0x0020, 0x000D)
     public static let seriesInstanceUID = DICOMTag(0x0020, 0x000E)
+    public static let instanceNumber = DICOMTag(0x0020, 0x0013)
+    public static let imagePositionPatient = DICOMTag(0x0020, 0x0032)
+    public static let imageOrientationPatient = DICOMTag(0x0020, 0x0037)
+    public static let derivationDescription = DICOMTag(0x0008, 0x2111)
+    public static let imageComments = DICOMTag(0x0020, 0x4000)
 
     // Image pixel module.
     public static let samplesPerPixel = DICOMTag(0x0028, 0x0002)

@@ -56,6 +56,33 @@ public struct DICOMWriter: Sendable {
         return out
     }
 
+    /// The Part 10 bytes of ``partTen(implementationClassUID:implementationVersion:)`` up to and including the
+    /// header of a Pixel Data element (`OB` or `OW`) of `pixelDataLength` bytes, for a caller that streams the
+    /// pixel bytes after it, then one NUL byte when `pixelDataLength` is odd (the header states the padded,
+    /// even length). Elements set with a tag at or above Pixel Data are left out.
+    public func partTenPrefix(
+        implementationClassUID: String,
+        implementationVersion: String = "ATRIUM_0_1",
+        pixelDataVR: VR,
+        pixelDataLength: UInt32
+    ) throws(DICOMError) -> [UInt8] {
+        guard pixelDataVR == .OB || pixelDataVR == .OW else {
+            throw DICOMError(offset: 0, reason: "pixel data must be OB or OW, not \(pixelDataVR)")
+        }
+        guard pixelDataLength < UInt32.max - 1 else {
+            throw DICOMError(offset: 0, reason: "\(pixelDataLength) bytes of pixel data do not fit one element")
+        }
+        var head = self
+        head.elements = elements.filter { $0.key < .pixelData }
+        var out = head.partTen(implementationClassUID: implementationClassUID, implementationVersion: implementationVersion)
+        Self.append16(&out, DICOMTag.pixelData.group)
+        Self.append16(&out, DICOMTag.pixelData.element)
+        out += Array(pixelDataVR.rawValue.utf8)
+        out += [0, 0]
+        Self.append32(&out, pixelDataLength + pixelDataLength % 2)
+        return out
+    }
+
     static func encode(_ elements: [DICOMTag: (VR, Value)]) -> [UInt8] {
         var out: [UInt8] = []
         for tag in elements.keys.sorted() {
