@@ -61,7 +61,7 @@ let package = Package(
             swiftSettings: settings
         ),
         .target(name: "AtriumSecurity", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging, x509, asn1], swiftSettings: settings),
-        .target(name: "AtriumRegistry", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
+        .target(name: "AtriumRegistry", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
         .target(name: "AtriumDelivery", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, crypto, logging], swiftSettings: settings),
         .target(name: "AtriumProcessing", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcProtobuf, swiftProtobuf, logging], swiftSettings: settings),
         .target(name: "AtriumCatalog", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
@@ -80,7 +80,7 @@ let package = Package(
             swiftSettings: settings
         ),
         // Test support: launching the real mesh as processes, fixtures, PKI helpers.
-        .target(name: "AtriumTesting", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumClient", grpcCore, swiftProtobuf, logging], swiftSettings: settings),
+        .target(name: "AtriumTesting", dependencies: ["AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumClient", grpcCore, swiftProtobuf, logging], swiftSettings: settings),
         .testTarget(name: "AtriumStorageTests", dependencies: ["AtriumStorage", "AtriumTesting", "AtriumCore", grdb, crypto], swiftSettings: settings),
         .testTarget(
             name: "AtriumRuntimeTests",

@@ -95,19 +95,25 @@ public struct AtriumClient: Sendable {
     /// Registers a DICOM Part 10 file, streaming it in chunks; memory stays bounded whatever its size.
     /// Returns once the registry has durably stored it.
     public func registerImage(file path: String, comment: String = "") async throws -> Atrium_V1_RegisterResponse {
+        try await register(header: .with { $0.format = .dicomPart10; $0.comment = comment }, file: path)
+    }
+
+    /// Registers bytes already in memory (small objects; use ``registerImage(file:comment:)`` for files).
+    public func registerImage(bytes: Data, comment: String = "") async throws -> Atrium_V1_RegisterResponse {
+        try await register(header: .with { $0.format = .dicomPart10; $0.comment = comment }, bytes: bytes)
+    }
+
+    /// Registers a file under an explicit header (supersede, conditions, raw pixels, ...); the size is filled
+    /// in. The file streams in chunks; memory stays bounded whatever its size.
+    public func register(header: Atrium_V1_RegisterHeader, file path: String) async throws -> Atrium_V1_RegisterResponse {
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
         defer { try? handle.close() }
-        let size = try handle.seekToEnd()
+        var header = header
+        header.sizeBytes = try handle.seekToEnd()
         try handle.seek(toOffset: 0)
         let chunkSize = configuration.chunkSize
-        let request = StreamingClientRequest<Atrium_V1_RegisterRequest>(metadata: metadata) { writer in
-            try await writer.write(.with {
-                $0.header = .with {
-                    $0.format = .dicomPart10
-                    $0.sizeBytes = size
-                    $0.comment = comment
-                }
-            })
+        let request = StreamingClientRequest<Atrium_V1_RegisterRequest>(metadata: metadata) { [header] writer in
+            try await writer.write(.with { $0.header = header })
             var offset: UInt64 = 0
             while let data = try handle.read(upToCount: chunkSize), !data.isEmpty {
                 try await writer.write(.with { $0.chunk = .with { $0.offset = offset; $0.data = data } })
@@ -117,13 +123,14 @@ public struct AtriumClient: Sendable {
         return try await registry.register(request: request)
     }
 
-    /// Registers bytes already in memory (small objects; use ``registerImage(file:comment:)`` for files).
-    public func registerImage(bytes: Data, comment: String = "") async throws -> Atrium_V1_RegisterResponse {
+    /// Registers bytes in memory under an explicit header (for raw pixels: the pixels, row-major, little
+    /// endian); the size is filled in.
+    public func register(header: Atrium_V1_RegisterHeader, bytes: Data) async throws -> Atrium_V1_RegisterResponse {
         let chunkSize = configuration.chunkSize
-        let request = StreamingClientRequest<Atrium_V1_RegisterRequest>(metadata: metadata) { writer in
-            try await writer.write(.with {
-                $0.header = .with { $0.format = .dicomPart10; $0.sizeBytes = UInt64(bytes.count); $0.comment = comment }
-            })
+        var header = header
+        header.sizeBytes = UInt64(bytes.count)
+        let request = StreamingClientRequest<Atrium_V1_RegisterRequest>(metadata: metadata) { [header] writer in
+            try await writer.write(.with { $0.header = header })
             var offset = 0
             while offset < bytes.count {
                 let end = min(offset + chunkSize, bytes.count)
@@ -132,6 +139,20 @@ public struct AtriumClient: Sendable {
             }
         }
         return try await registry.register(request: request)
+    }
+
+    /// Every image record visible to the caller that matches `filter`, following page tokens.
+    public func images(matching filter: Atrium_V1_ImageFilter = .init(), pageSize: UInt32 = 1000) async throws -> [Atrium_V1_ImageRecord] {
+        var all: [Atrium_V1_ImageRecord] = []
+        var token = ""
+        repeat {
+            let page = try await registry.listImages(
+                request: ClientRequest(message: .with { $0.filter = filter; $0.page = .with { $0.pageSize = pageSize; $0.pageToken = token } }, metadata: metadata)
+            )
+            all += page.images
+            token = page.nextPageToken
+        } while !token.isEmpty
+        return all
     }
 
     /// One image record.

@@ -6,7 +6,11 @@ public import AtriumRuntime
 /// Keys (besides the runtime's, see ``RuntimeConfiguration``):
 /// - `ATRIUM_BLOB_DIR`: the blob store root (default `<data>/registry/blobs`). Delivery and processing open
 ///   the same directory read-only.
-/// - `ATRIUM_REGISTRY_MAX_IMAGE_BYTES`: the largest single upload (default 4 GiB).
+/// - `ATRIUM_REGISTRY_MAX_IMAGE_BYTES`: the largest single upload (default 2 GiB). An upload is parsed in
+///   memory once it is written, so each concurrent upload may hold up to this much memory for a moment.
+/// - `ATRIUM_UID_ROOT`: the root of the UIDs made for raw-pixel registrations (default `2.25`, which makes
+///   UUID-derived UIDs; an organisation's own root is at most 24 characters of digits and dots).
+/// - `ATRIUM_THUMBNAIL_EDGE`: the longest edge of thumbnails in pixels (default 128, 16 to 1024).
 public struct RegistryConfiguration: Sendable {
     /// The SQLite file of the index.
     public var databasePath: String
@@ -14,18 +18,37 @@ public struct RegistryConfiguration: Sendable {
     public var blobDirectory: String
     /// The largest single upload in bytes.
     public var maxImageBytes: UInt64
+    /// The UID root for objects the registry makes.
+    public var uidRoot: String
+    /// The longest edge of thumbnails.
+    public var thumbnailEdge: Int
 
     /// Explicit settings.
-    public init(databasePath: String, blobDirectory: String, maxImageBytes: UInt64 = 4 << 30) {
+    public init(databasePath: String, blobDirectory: String, maxImageBytes: UInt64 = 2 << 30, uidRoot: String = "2.25", thumbnailEdge: Int = 128) {
         self.databasePath = databasePath
         self.blobDirectory = blobDirectory
         self.maxImageBytes = maxImageBytes
+        self.uidRoot = uidRoot
+        self.thumbnailEdge = thumbnailEdge
     }
 
     /// Settings from the process configuration.
     public init(runtime: RuntimeConfiguration, values: ConfigValues) throws(ConfigurationError) {
         self.databasePath = "\(runtime.serviceDirectory)/registry.sqlite"
         self.blobDirectory = values.string("ATRIUM_BLOB_DIR", default: "\(runtime.dataDirectory)/registry/blobs")
-        self.maxImageBytes = UInt64(try values.int("ATRIUM_REGISTRY_MAX_IMAGE_BYTES", default: 4 << 30, range: 1...(1 << 40)))
+        self.maxImageBytes = UInt64(try values.int("ATRIUM_REGISTRY_MAX_IMAGE_BYTES", default: 2 << 30, range: 1...(4 << 30)))
+        self.uidRoot = values.string("ATRIUM_UID_ROOT", default: "2.25")
+        self.thumbnailEdge = try values.int("ATRIUM_THUMBNAIL_EDGE", default: 128, range: 16...1024)
+        guard Self.isUIDRoot(uidRoot) else {
+            throw ConfigurationError(key: "ATRIUM_UID_ROOT", problem: "must be 1 to 24 characters of digits and dots, each component without a leading zero")
+        }
+    }
+
+    static func isUIDRoot(_ root: String) -> Bool {
+        guard (1...24).contains(root.utf8.count) else { return false }
+        let components = root.split(separator: ".", omittingEmptySubsequences: false)
+        return components.allSatisfy { component in
+            !component.isEmpty && component.allSatisfy(\.isASCII) && component.allSatisfy(\.isNumber) && (component == "0" || component.first != "0")
+        }
     }
 }

@@ -5,6 +5,8 @@ public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
     private enum Code: Sendable, Equatable {
         case invalidArgument
         case notFound
+        case alreadyExists
+        case permissionDenied
         case unimplemented
         case unavailable
         case dataLoss
@@ -22,6 +24,14 @@ public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
     static func invalidArgument(_ message: String) -> Self { Self(.invalidArgument, message) }
     /// The image does not exist or the caller may not see it (the two are not distinguished).
     static func imageNotFound(_ id: String) -> Self { Self(.notFound, "image '\(id)' not found") }
+    /// The registrant holds this SOP instance with other bytes.
+    static func alreadyExists(_ message: String) -> Self { Self(.alreadyExists, message) }
+    /// The caller may see the resource but not change it.
+    static func permissionDenied(_ message: String) -> Self { Self(.permissionDenied, message) }
+    /// A share grant the caller made does not exist.
+    static func grantNotFound(_ id: String) -> Self { Self(.notFound, "share grant '\(id)' not found") }
+    /// A subscriber named in a request does not exist.
+    static func subscriberNotFound(_ id: String) -> Self { Self(.notFound, "subscriber '\(id)' not found") }
     /// Something a later issue delivers.
     static func unimplemented(_ message: String) -> Self { Self(.unimplemented, message) }
     /// Storage failed; nothing was acknowledged.
@@ -35,6 +45,8 @@ public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
         switch code {
         case .invalidArgument: .invalidArgument
         case .notFound: .notFound
+        case .alreadyExists: .alreadyExists
+        case .permissionDenied: .permissionDenied
         case .unimplemented: .unimplemented
         case .unavailable: .unavailable
         case .dataLoss: .dataLoss

@@ -16,7 +16,16 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_RegisterResponse> {
         let caller = try VerifiedCaller(metadata: request.metadata, context: context)
-        return ServerResponse(message: try await service.register(registrant: caller, parts: request.messages))
+        var messages = request.messages.makeAsyncIterator()
+        guard let first = try await messages.next(), case .header(let header)? = first.part else {
+            throw RegistryError.invalidArgument("the first message of Register must be a header")
+        }
+        let response = try await service.register(registrant: caller, header: header) {
+            guard let message = try await messages.next() else { return nil }
+            if case .chunk(let chunk)? = message.part { return .chunk(chunk) }
+            return .unexpected
+        }
+        return ServerResponse(message: response)
     }
 
     func getImage(
@@ -24,65 +33,71 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ImageRecord> {
         let caller = try VerifiedCaller(metadata: request.metadata, context: context)
-        let row = try service.visibleImage(id: request.message.imageID, caller: caller)
-        service.record(caller, "GetImage", image: row)
-        return ServerResponse(message: row.message)
+        return ServerResponse(message: try service.getImage(request.message, caller: caller))
     }
 
     func setAcquisitionConditions(
         request: ServerRequest<Atrium_V1_SetAcquisitionConditionsRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_SetAcquisitionConditionsResponse> {
-        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try await service.setConditions(request.message, caller: caller))
     }
 
     func listImages(
         request: ServerRequest<Atrium_V1_ListImagesRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ListImagesResponse> {
-        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try service.listImages(request.message, caller: caller))
     }
 
     func listStudies(
         request: ServerRequest<Atrium_V1_ListStudiesRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ListStudiesResponse> {
-        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try service.listStudies(request.message, caller: caller))
     }
 
     func listSeries(
         request: ServerRequest<Atrium_V1_ListSeriesRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ListSeriesResponse> {
-        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try service.listSeries(request.message, caller: caller))
     }
 
     func getThumbnail(
         request: ServerRequest<Atrium_V1_GetThumbnailRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_Thumbnail> {
-        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try service.thumbnail(request.message, caller: caller))
     }
 
     func grantShare(
         request: ServerRequest<Atrium_V1_GrantShareRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ShareGrant> {
-        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try await service.grantShare(request.message, caller: caller))
     }
 
     func revokeShare(
         request: ServerRequest<Atrium_V1_RevokeShareRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_RevokeShareResponse> {
-        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try await service.revokeShare(request.message, caller: caller))
     }
 
     func listShares(
         request: ServerRequest<Atrium_V1_ListSharesRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ListSharesResponse> {
-        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try service.listShares(request.message, caller: caller))
     }
 }
 
@@ -130,7 +145,17 @@ struct InternalRegistry: Atrium_V1_RegistryInternal.ServiceProtocol {
         request: StreamingServerRequest<Atrium_V1_RegisterForRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_RegisterResponse> {
-        throw UnimplementedService.error(context.descriptor, subject: "the processing issue (#6)")
+        var messages = request.messages.makeAsyncIterator()
+        guard let first = try await messages.next(), case .header(let header)? = first.part else {
+            throw RegistryError.invalidArgument("the first message of RegisterFor must be a header")
+        }
+        let registrant = try VerifiedCaller(message: header.registrant)
+        let response = try await service.register(registrant: registrant, header: header.header) {
+            guard let message = try await messages.next() else { return nil }
+            if case .chunk(let chunk)? = message.part { return .chunk(chunk) }
+            return .unexpected
+        }
+        return ServerResponse(message: response)
     }
 
     func export(

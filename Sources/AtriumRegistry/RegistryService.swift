@@ -3,6 +3,9 @@ import AtriumAPI
 import AtriumCore
 import AtriumRuntime
 import AtriumStorage
+import AtriumDICOM
+import Crypto
+import Dispatch
 import Foundation
 public import GRPCCore
 public import GRPCNIOTransportHTTP2
@@ -13,13 +16,14 @@ public import ServiceLifecycle
 /// applied. `Registry` (public, through the gateway) and `RegistryInternal` (other services) are both
 /// served by this one value; their conformances are in `RegistryService+RPC.swift`.
 public struct RegistryService: Sendable {
-    private let store: RegistryStore
+    let store: RegistryStore
     private let blobs: BlobStore
     private let configuration: RegistryConfiguration
-    private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
-    private let audit: AuditTrail
+    let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    let audit: AuditTrail
     private let settlements: SettlementSender
-    private let logger: Logger
+    private let uids: UIDGenerator
+    let logger: Logger
 
     /// Opens the index and the blob store, and removes temp files an earlier crash left behind. Storage quotas
     /// are reserved and audit entries written through `security` (a client presenting the registry's certificate).
@@ -31,6 +35,7 @@ public struct RegistryService: Sendable {
             logger.notice("removed unfinished uploads left by an earlier stop", metadata: ["count": "\(removed)"])
         }
         self.configuration = configuration
+        self.uids = UIDGenerator(root: configuration.uidRoot)
         self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
         self.audit = AuditTrail(security: security, logger: logger)
         self.settlements = SettlementSender(store: store, security: self.security, logger: logger)
@@ -47,77 +52,82 @@ public struct RegistryService: Sendable {
 
     // MARK: - Register
 
-    /// Streams an upload into the blob store, then commits its record. Returns only once both are durable.
+    /// One upload message after the header: a chunk, or something that must not follow a header.
+    enum UploadPart: Sendable {
+        case chunk(Atrium_V1_Chunk)
+        case unexpected
+    }
+
+    /// Registers one object: streams the upload into a temp blob while hashing, parses what was stored,
+    /// settles idempotency, reserves quota, makes the blob durable and commits the record. Returns only once
+    /// both are durable. Malformed input is refused before anything is stored.
     func register(
         registrant: VerifiedCaller,
-        parts: some AsyncSequence<Atrium_V1_RegisterRequest, any Error>
+        header: Atrium_V1_RegisterHeader,
+        next: () async throws -> UploadPart?
     ) async throws -> Atrium_V1_RegisterResponse {
-        var iterator = parts.makeAsyncIterator()
-        guard let first = try await iterator.next(), case .header(let header)? = first.part else {
-            throw RegistryError.invalidArgument("the first message of Register must be a header")
-        }
         try validate(header)
+        let wrapper: RawPixelsWrapper? =
+            header.format == .rawPixels
+            ? try RawPixelsWrapper(header.raw, comment: header.comment, uids: uids, maximumBytes: configuration.maxImageBytes)
+            : nil
         let writer: BlobWriter
         do {
             writer = try blobs.makeWriter()
+            if let wrapper { try writer.write(wrapper.prefix) }
         } catch {
             logger.error("cannot start a blob", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
             throw RegistryError.storageUnavailable
         }
-        var magic = PartTenMagicCheck()
-        while let message = try await iterator.next() {
-            guard case .chunk(let chunk)? = message.part else {
-                writer.abort()
-                throw RegistryError.invalidArgument("only chunks may follow the header")
-            }
-            guard chunk.offset == writer.byteCount else {
-                writer.abort()
-                throw RegistryError.invalidArgument("chunk offset \(chunk.offset) does not follow the \(writer.byteCount) bytes received")
-            }
-            guard writer.byteCount + UInt64(chunk.data.count) <= configuration.maxImageBytes else {
-                writer.abort()
-                throw RegistryError.invalidArgument("upload exceeds the \(configuration.maxImageBytes)-byte limit per image")
-            }
-            if let problem = magic.feed(chunk.data) {
-                writer.abort()
-                throw RegistryError.invalidArgument(problem)
-            }
-            try writeOrFail(writer, chunk.data, requestID: registrant.requestID)
+        // Whatever happens below, a writer that was not committed deletes its temp file.
+        defer { writer.abort() }
+        try await receive(next, into: writer, wrapper: wrapper, header: header, requestID: registrant.requestID)
+        if let wrapper, wrapper.pixelBytes % 2 == 1 { try writeOrFail(writer, Data([0]), requestID: registrant.requestID) }
+        let parsed = try await parse(writer, requestID: registrant.requestID)
+        let sha256 = writer.sha256
+        guard let sop = parsed.metadata.sopInstanceUID else { throw RegistryError.invalidArgument("the object has no SOP Instance UID") }
+        // The common idempotent case is answered before any quota is reserved; the commit checks again.
+        if let current = try readIndex(registrant.requestID, { try store.currentImage(registrantID: registrant.subscriberID, sopInstanceUID: sop) }) {
+            if let answer = try idempotent(current, sha256: sha256, supersede: header.supersede, registrant: registrant) { return answer }
         }
-        if let problem = magic.finish() {
-            writer.abort()
-            throw RegistryError.invalidArgument(problem)
-        }
+        let conditions = try Conditions.merge(parsed.conditions, header.conditions)
         let reservationID = Identifier.make(prefix: "rsv")
-        do {
-            try await reserve(writer.byteCount, for: registrant, reservationID: reservationID)
-        } catch {
-            writer.abort()
-            throw error
-        }
+        try await reserve(writer.byteCount, for: registrant, reservationID: reservationID)
         let commit: BlobCommit
         do {
-            commit = try await commitOrFail(writer, header: header, requestID: registrant.requestID)
+            commit = try await commitOrFail(writer, requestID: registrant.requestID)
         } catch {
             await release(reservationID, requestID: registrant.requestID)
             throw error
         }
+        let now = Date()
         let row = ImageRow(
             id: Identifier.make(prefix: "img"),
-            registrantID: registrant.subscriberID,
-            comment: header.comment.isEmpty ? nil : header.comment,
-            sizeBytes: Int64(commit.size),
-            sha256: commit.sha256,
-            registeredAt: Date()
+            registrant: registrant.subscriberID,
+            metadata: parsed.metadata,
+            header: header,
+            commit: commit,
+            conditions: try conditions.serializedData(),
+            thumbnailSHA256: parsed.thumbnail?.sha256,
+            registeredAt: now
         )
-        let alreadyHad: Bool
+        let first = ConditionsRow(imageID: row.id, version: 1, conditions: row.conditions, recordedBy: registrant.subscriberID, recordedAt: now, reason: "registered")
+        let outcome: CommitOutcome
         do {
-            // Deduplication is reported against the caller's own images only: whether another subscriber
-            // stored the same bytes is not the caller's to learn.
-            alreadyHad = try await store.commit(row, reservationID: reservationID)
+            outcome = try await store.commit(row, conditions: first, thumbnail: parsed.thumbnail, reservationID: reservationID, supersede: header.supersede)
         } catch {
             logger.error("cannot commit an image record", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
             await release(reservationID, requestID: registrant.requestID)
+            throw RegistryError.storageUnavailable
+        }
+        let alreadyHad: Bool
+        switch outcome {
+        case .inserted(let had):
+            alreadyHad = had
+        case .duplicate(let current), .conflict(let current):
+            // A concurrent registration of the same SOP instance committed first.
+            await release(reservationID, requestID: registrant.requestID)
+            if let answer = try idempotent(current, sha256: commit.sha256, supersede: false, registrant: registrant) { return answer }
             throw RegistryError.storageUnavailable
         }
         // The settlement is durable in the outbox, in the record's own transaction; it goes to security in the
@@ -134,6 +144,91 @@ public struct RegistryService: Sendable {
             $0.deduplicated = alreadyHad
         }
     }
+
+    /// The answer when the registrant already holds this SOP instance: the same ID for the same bytes,
+    /// ALREADY_EXISTS for other bytes unless superseding (then `nil`: go on).
+    private func idempotent(_ current: ImageRow, sha256: String, supersede: Bool, registrant: VerifiedCaller) throws -> Atrium_V1_RegisterResponse? {
+        if current.sha256 == sha256 {
+            record(registrant, "Register", image: current, outcome: "deduplicated")
+            return .with {
+                $0.imageID = current.id
+                $0.digest = .with { $0.sha256 = current.sha256; $0.sizeBytes = UInt64(current.sizeBytes) }
+                $0.deduplicated = true
+            }
+        }
+        guard supersede else {
+            throw RegistryError.alreadyExists(
+                "SOP instance \(current.sopInstanceUID ?? "") is registered as image '\(current.id)' with other bytes; set header.supersede to replace it"
+            )
+        }
+        return nil
+    }
+
+    private func receive(
+        _ next: () async throws -> UploadPart?,
+        into writer: BlobWriter,
+        wrapper: RawPixelsWrapper?,
+        header: Atrium_V1_RegisterHeader,
+        requestID: String
+    ) async throws {
+        var received: UInt64 = 0
+        var rawHasher = wrapper == nil ? nil : SHA256()
+        let limit = wrapper?.pixelBytes ?? configuration.maxImageBytes
+        while let part = try await next() {
+            guard case .chunk(let chunk) = part else { throw RegistryError.invalidArgument("only chunks may follow the header") }
+            guard chunk.offset == received else {
+                throw RegistryError.invalidArgument("chunk offset \(chunk.offset) does not follow the \(received) bytes received")
+            }
+            guard received + UInt64(chunk.data.count) <= limit else {
+                throw RegistryError.invalidArgument(
+                    wrapper == nil
+                        ? "upload exceeds the \(limit)-byte limit per image"
+                        : "more pixel bytes than raw announces (\(limit))"
+                )
+            }
+            rawHasher?.update(data: chunk.data)
+            try writeOrFail(writer, chunk.data, requestID: requestID)
+            received += UInt64(chunk.data.count)
+        }
+        if let wrapper, received != wrapper.pixelBytes {
+            throw RegistryError.invalidArgument("raw announces \(wrapper.pixelBytes) pixel bytes; \(received) arrived")
+        }
+        // The header's size and digest describe what the caller sent: for raw pixels, the pixels, not the
+        // object the registry wraps them in.
+        if header.sizeBytes != 0 && header.sizeBytes != received {
+            throw RegistryError.invalidArgument("the upload does not match header.size_bytes: expected \(header.sizeBytes) bytes, received \(received)")
+        }
+        if !header.sha256.isEmpty {
+            let digest = rawHasher.map { Hex.encode($0.finalize()) } ?? writer.sha256
+            guard digest == header.sha256 else {
+                throw RegistryError.invalidArgument("the upload does not match header.sha256: expected \(header.sha256), received \(digest)")
+            }
+        }
+    }
+
+    /// Reads back what was written and parses it, on a dispatch queue: parsing and the thumbnail take
+    /// milliseconds of CPU per slice, which must not hold one of the few threads that run Swift tasks.
+    private func parse(_ writer: BlobWriter, requestID: String) async throws -> ParsedImage {
+        let edge = configuration.thumbnailEdge
+        let logger = self.logger
+        nonisolated(unsafe) let writer = writer  // only this closure touches it until it returns
+        let result: Result<ParsedImage, any Error> = await withCheckedContinuation { continuation in
+            DispatchQueue.global(qos: .userInitiated).async {
+                continuation.resume(returning: Result {
+                    try Ingest.parse(size: writer.byteCount, thumbnailEdge: edge) { offset, length in
+                        do {
+                            return try writer.contents(offset: offset, length: length)
+                        } catch {
+                            logger.error("cannot read back an upload", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
+                            throw RegistryError.storageUnavailable
+                        }
+                    }
+                })
+            }
+        }
+        return try result.get()
+    }
+
 
     // MARK: - Quota and audit
 
@@ -193,10 +288,8 @@ public struct RegistryService: Sendable {
 
     private func validate(_ header: Atrium_V1_RegisterHeader) throws {
         switch header.format {
-        case .dicomPart10:
+        case .dicomPart10, .rawPixels:
             break
-        case .rawPixels:
-            throw RegistryError.unimplemented("raw-pixel registration arrives with the registry issue (#4); send DICOM Part 10")
         case .unspecified, .UNRECOGNIZED:
             throw RegistryError.invalidArgument("header.format must be FORMAT_DICOM_PART10 or FORMAT_RAW_PIXELS")
         }
@@ -209,31 +302,28 @@ public struct RegistryService: Sendable {
         if header.comment.utf8.count > 1024 {
             throw RegistryError.invalidArgument("header.comment is longer than 1024 bytes")
         }
+        if header.format == .rawPixels && !header.hasRaw {
+            throw RegistryError.invalidArgument("header.raw is required for FORMAT_RAW_PIXELS")
+        }
+        try Conditions.validate(header.conditions, field: "header.conditions")
+        guard header.derivedFromImageIds.count <= 10_000, header.derivedFromImageIds.allSatisfy({ (1...64).contains($0.utf8.count) && !$0.contains(" ") }) else {
+            throw RegistryError.invalidArgument("header.derived_from_image_ids must be at most 10000 image IDs")
+        }
     }
 
     private func writeOrFail(_ writer: BlobWriter, _ data: Data, requestID: String) throws {
         do {
             try writer.write(data)
         } catch {
-            writer.abort()
             logger.error("blob write failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
             throw RegistryError.storageUnavailable
         }
     }
 
-    private func commitOrFail(_ writer: BlobWriter, header: Atrium_V1_RegisterHeader, requestID: String) async throws -> BlobCommit {
+    private func commitOrFail(_ writer: BlobWriter, requestID: String) async throws -> BlobCommit {
         do {
-            return try await writer.commitOffloaded(
-                expectingSHA256: header.sha256.isEmpty ? nil : header.sha256,
-                size: header.sizeBytes == 0 ? nil : header.sizeBytes
-            )
+            return try await writer.commitOffloaded()
         } catch {
-            if error.isDigestMismatch {
-                throw RegistryError.invalidArgument("the upload does not match header.sha256: \(error.detail)")
-            }
-            if error.isSizeMismatch {
-                throw RegistryError.invalidArgument("the upload does not match header.size_bytes: \(error.detail)")
-            }
             logger.error("blob commit failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
             throw RegistryError.storageUnavailable
         }
@@ -243,15 +333,31 @@ public struct RegistryService: Sendable {
 
     /// The record of `id` if `caller` may see it; NOT_FOUND otherwise (existence is not leaked).
     func visibleImage(id: String, caller: VerifiedCaller) throws -> ImageRow {
-        let row: ImageRow?
+        guard !id.isEmpty, id.utf8.count <= 64 else { throw RegistryError.invalidArgument("image_id must be 1 to 64 bytes") }
+        let row = try readIndex(caller.requestID) { try store.image(id: id) }
+        guard let row else { throw RegistryError.imageNotFound(id) }
+        // Most reads are the registrant's own: the grant table is read only when needed.
+        if row.registrantID == caller.subscriberID || caller.kind == .operator { return row }
+        guard try audience(of: caller).canSee(row) else { throw RegistryError.imageNotFound(id) }
+        return row
+    }
+
+    /// Who `caller` is for visibility: its identity and the grants that apply to it now.
+    func audience(of caller: VerifiedCaller) throws -> Audience {
+        if caller.kind == .operator { return Audience(caller: caller, grants: []) }
+        let grants = try readIndex(caller.requestID) { try store.activeGrants(receiverID: caller.subscriberID, at: Date()) }
+        return Audience(caller: caller, grants: grants)
+    }
+
+    func readIndex<T>(_ requestID: String, _ body: () throws -> T) throws -> T {
         do {
-            row = try store.image(id: id)
+            return try body()
+        } catch let error as RegistryError {
+            throw error
         } catch {
-            logger.error("cannot read the index", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
+            logger.error("cannot read the index", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
             throw RegistryError.storageUnavailable
         }
-        guard let row, Visibility.canSee(row, caller: caller) else { throw RegistryError.imageNotFound(id) }
-        return row
     }
 
     /// Opens the stored bytes of a visible image.
@@ -270,6 +376,51 @@ public struct RegistryService: Sendable {
 }
 
 extension ImageRow {
+    /// The record of a newly stored object.
+    init(
+        id: String,
+        registrant: String,
+        metadata: ImageMetadata,
+        header: Atrium_V1_RegisterHeader,
+        commit: BlobCommit,
+        conditions: Data,
+        thumbnailSHA256: String?,
+        registeredAt: Date
+    ) {
+        self.init(
+            id: id,
+            registrantID: registrant,
+            patientID: metadata.patientID,
+            patientName: metadata.patientName,
+            studyUID: metadata.studyInstanceUID,
+            seriesUID: metadata.seriesInstanceUID,
+            sopInstanceUID: metadata.sopInstanceUID,
+            sopClassUID: metadata.sopClassUID,
+            modality: metadata.modality,
+            acquiredAt: metadata.acquiredAt,
+            deviceID: metadata.deviceID,
+            bodyPart: metadata.bodyPart,
+            comment: header.comment.isEmpty ? nil : header.comment,
+            rows: metadata.rows,
+            columns: metadata.columns,
+            bitsAllocated: metadata.bitsAllocated,
+            frames: metadata.frames,
+            transferSyntaxUID: metadata.transferSyntaxUID,
+            sizeBytes: Int64(commit.size),
+            sha256: commit.sha256,
+            registeredAt: registeredAt,
+            instanceNumber: metadata.instanceNumber,
+            slicePosition: metadata.slicePosition,
+            conditions: conditions,
+            conditionsVersion: 1,
+            supersedesImageID: nil,
+            supersededBy: nil,
+            derivedFrom: header.derivedFromImageIds.isEmpty ? nil : header.derivedFromImageIds.joined(separator: " "),
+            thumbnailSHA256: thumbnailSHA256,
+            orderTime: Int64(((metadata.acquiredAt ?? registeredAt).timeIntervalSince1970 * 1000).rounded(.down))
+        )
+    }
+
     /// The record as the API returns it.
     var message: Atrium_V1_ImageRecord {
         .with {
@@ -292,30 +443,15 @@ extension ImageRow {
             $0.frames = UInt32(frames ?? 0)
             $0.transferSyntaxUid = transferSyntaxUID ?? ""
             $0.digest = .with { $0.sha256 = sha256; $0.sizeBytes = UInt64(sizeBytes) }
+            $0.hasThumbnail_p = thumbnailSHA256 != nil
+            $0.conditions = (try? Atrium_V1_AcquisitionConditions(serializedBytes: conditions)) ?? .init()
+            $0.conditionsVersion = UInt32(conditionsVersion)
             $0.registeredAt = .init(date: registeredAt)
+            $0.derivedFromImageIds = derivedFrom?.split(separator: " ").map(String.init) ?? []
+            $0.supersedesImageID = supersedesImageID ?? ""
+            $0.supersededByImageID = supersededBy ?? ""
+            $0.instanceNumber = Int32(clamping: instanceNumber ?? 0)
+            $0.slicePositionMm = slicePosition ?? 0
         }
     }
-}
-
-/// Checks, as bytes stream in, that an upload starts like a DICOM Part 10 file: a 128-byte preamble, then
-/// `DICM`. Full parsing of the dataset arrives with the registry issue (#4).
-struct PartTenMagicCheck {
-    private var head: [UInt8] = []
-    private var done = false
-
-    /// Feeds the next bytes; returns a problem once the marker is known to be missing.
-    mutating func feed(_ data: Data) -> String? {
-        guard !done else { return nil }
-        head.append(contentsOf: data.prefix(132 - head.count))
-        guard head.count == 132 else { return nil }
-        done = true
-        return head[128..<132].elementsEqual("DICM".utf8) ? nil : Self.problem
-    }
-
-    /// At the end of the stream: a problem if fewer than 132 bytes arrived.
-    func finish() -> String? {
-        done ? nil : Self.problem
-    }
-
-    private static let problem = "not a DICOM Part 10 file: no 'DICM' marker at byte offset 128"
 }

@@ -137,6 +137,36 @@ public final class BlobWriter {
         byteCount += UInt64(bytes.withUnsafeBytes { $0.count })
     }
 
+    /// The lower-case hex SHA-256 of the bytes written so far.
+    public var sha256: String { Hex.encode(hasher.finalize()) }
+
+    /// Bytes written so far, read back from the temp file (`length` from `offset`, fewer at the end): what will
+    /// be stored, for a caller that checks the content before committing it.
+    public func contents(offset: UInt64 = 0, length: Int = .max) throws(StorageError) -> [UInt8] {
+        precondition(!finished, "contents after commit or abort")
+        guard offset <= byteCount else { throw .rangeOutOfBounds("offset \(offset) is past the \(byteCount) bytes written") }
+        let fd = open(tempPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io("open \(tempPath): \(FileSystem.errnoText())") }
+        defer { close(fd) }
+        let count = Int(min(UInt64(length), byteCount - offset))
+        var bytes = [UInt8](repeating: 0, count: count)
+        let result: Result<Void, StorageError> = bytes.withUnsafeMutableBytes { buffer in
+            var done = 0
+            while done < count {
+                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return .failure(.io("pread \(tempPath): \(FileSystem.errnoText())"))
+                }
+                if n == 0 { return .failure(.io("\(tempPath) is shorter than the bytes written")) }
+                done += n
+            }
+            return .success(())
+        }
+        try result.get()
+        return bytes
+    }
+
     /// Makes the blob durable and visible: fsync, rename to its digest, fsync the directory.
     ///
     /// - Parameters:

@@ -4,6 +4,7 @@ import SwiftProtobuf
 import AtriumCore
 public import AtriumRuntime
 import Foundation
+public import AtriumDICOM
 
 /// A temporary directory, removed when the value is released.
 public final class TemporaryDirectory: Sendable {
@@ -149,28 +150,86 @@ public enum ProcessMemory {
 
 /// Test inputs.
 public enum Fixtures {
-    /// A file shaped like DICOM Part 10 (zero preamble, `DICM`, then `payloadBytes` pseudo-random bytes).
-    ///
-    /// The registry checks only the Part 10 marker until the DICOM reader lands (#4); the random payload
-    /// makes every byte matter in a round trip. Written in 1 MiB pieces, so memory stays small.
-    public static func writePartTenFile(at path: String, payloadBytes: Int, seed: UInt64 = 42) throws {
-        _ = FileManager.default.createFile(atPath: path, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        defer { try? handle.close() }
-        try handle.write(contentsOf: Data(repeating: 0, count: 128) + Data("DICM".utf8))
+    /// A valid DICOM Part 10 file (explicit VR little endian) of about `payloadBytes + 1 kB`: a small CT
+    /// image, plus `payloadBytes` pseudo-random bytes in a private element just before the pixel data, so that every byte matters in a
+    /// round trip. The SOP instance UID is derived from `seed` and `payloadBytes`: the same arguments make
+    /// the same file (and the same SOP instance), different ones a different instance.
+    public static func writePartTenFile(at path: String, payloadBytes: Int, seed: UInt64 = 42, patientID: String = "PAT-42") throws {
         var generator = SplitMix64(seed: seed)
-        var remaining = payloadBytes
-        while remaining > 0 {
-            let count = min(remaining, 1 << 20)
-            var piece = Data(count: count)
-            piece.withUnsafeMutableBytes { buffer in
-                for index in stride(from: 0, to: count - 7, by: 8) {
-                    buffer.storeBytes(of: generator.next(), toByteOffset: index, as: UInt64.self)
-                }
+        var payload = [UInt8](repeating: 0, count: payloadBytes)
+        payload.withUnsafeMutableBytes { buffer in
+            for index in stride(from: 0, to: payloadBytes - 7, by: 8) {
+                buffer.storeBytes(of: generator.next(), toByteOffset: index, as: UInt64.self)
             }
-            try handle.write(contentsOf: piece)
-            remaining -= count
         }
+        let bytes = try dicom(
+            DICOMFixture(sopInstanceUID: "1.2.999.\(seed).\(payloadBytes)", patientID: patientID, seed: seed),
+            privatePayload: payload
+        )
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// The Part 10 bytes of `fixture`, with an optional private payload (group 7FD1, just before the pixel data).
+    public static func dicom(_ fixture: DICOMFixture, privatePayload: [UInt8] = []) throws -> [UInt8] {
+        var writer = DICOMWriter()
+        try writer.set(.specificCharacterSet, .CS, .text("ISO_IR 192"))
+        try writer.set(.sopClassUID, .UI, .text(fixture.sopClassUID))
+        try writer.set(.sopInstanceUID, .UI, .text(fixture.sopInstanceUID))
+        if let date = fixture.acquisitionDateTime { try writer.set(.acquisitionDateTime, .DT, .text(date)) }
+        try writer.set(.modality, .CS, .text(fixture.modality))
+        if let station = fixture.stationName { try writer.set(.stationName, .SH, .text(station)) }
+        try writer.set(.patientName, .PN, .text(fixture.patientName))
+        try writer.set(.patientID, .LO, .text(fixture.patientID))
+        if let body = fixture.bodyPart { try writer.set(.bodyPartExamined, .CS, .text(body)) }
+        for (tag, vr, value) in fixture.acquisition { try writer.set(tag, vr, .text(value)) }
+        try writer.set(.studyInstanceUID, .UI, .text(fixture.studyInstanceUID))
+        try writer.set(.seriesInstanceUID, .UI, .text(fixture.seriesInstanceUID))
+        try writer.set(.instanceNumber, .IS, .text(String(fixture.instanceNumber)))
+        try writer.set(.imagePositionPatient, .DS, .text("0\\0\\\(fixture.instanceNumber)"))
+        try writer.set(.imageOrientationPatient, .DS, .text("1\\0\\0\\0\\1\\0"))
+        if !privatePayload.isEmpty {
+            try writer.set(DICOMTag(0x7FD1, 0x0010), .LO, .text("ATRIUM TEST"))
+            try writer.set(DICOMTag(0x7FD1, 0x1000), .OB, .bytes(privatePayload))
+        }
+        try writer.set(.samplesPerPixel, .US, .uint16([1]))
+        try writer.set(.photometricInterpretation, .CS, .text("MONOCHROME2"))
+        try writer.set(.rows, .US, .uint16([UInt16(fixture.size)]))
+        try writer.set(.columns, .US, .uint16([UInt16(fixture.size)]))
+        try writer.set(.bitsAllocated, .US, .uint16([16]))
+        try writer.set(.bitsStored, .US, .uint16([12]))
+        try writer.set(.highBit, .US, .uint16([11]))
+        try writer.set(.pixelRepresentation, .US, .uint16([0]))
+        var generator = SplitMix64(seed: fixture.seed)
+        let pixels = (0..<(fixture.size * fixture.size)).map { _ in UInt16(truncatingIfNeeded: generator.next() & 0x0FFF) }
+        try writer.set(.pixelData, .OW, .bytes(pixels.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }))
+        return writer.partTen(implementationClassUID: "1.2.999.1")
+    }
+}
+
+/// What a fixture DICOM object says about itself.
+public struct DICOMFixture: Sendable {
+    public var sopInstanceUID: String
+    public var sopClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    public var patientID: String
+    public var patientName = "Yamada^Taro"
+    public var studyInstanceUID = "1.2.999.100"
+    public var seriesInstanceUID = "1.2.999.100.1"
+    public var modality = "CT"
+    public var instanceNumber = 1
+    /// DT, e.g. `20260301101500`.
+    public var acquisitionDateTime: String? = "20260301101500"
+    public var stationName: String? = "CT-1"
+    public var bodyPart: String? = "CHEST"
+    /// Acquisition attributes (group 0018) as text values, e.g. `(DICOMTag(0x0018, 0x0060), .DS, "120")`.
+    public var acquisition: [(DICOMTag, VR, String)] = [(DICOMTag(0x0018, 0x0060), .DS, "120"), (DICOMTag(0x0018, 0x0050), .DS, "1.25")]
+    /// Rows and columns of the pseudo-random 12-bit image.
+    public var size = 8
+    public var seed: UInt64 = 1
+
+    public init(sopInstanceUID: String, patientID: String, seed: UInt64 = 1) {
+        self.sopInstanceUID = sopInstanceUID
+        self.patientID = patientID
+        self.seed = seed
     }
 }
 

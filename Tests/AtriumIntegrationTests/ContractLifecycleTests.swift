@@ -143,7 +143,14 @@ extension IntegrationTests {
             let mesh = try await TestMesh(processingInstances: 1)
             defer { mesh.stop() }
             let payload = 40_000
-            let size = UInt64(payload + 132)
+            var files: [String] = []
+            for (index, seed) in [1, 2, 3, 99].enumerated() {
+                files.append("\(mesh.directory.path)/q\(index).dcm")
+                try Fixtures.writePartTenFile(at: files[index], payloadBytes: payload, seed: UInt64(seed))
+            }
+            let sizes = try files.map { try #require(try FileManager.default.attributesOfItem(atPath: $0)[.size] as? UInt64) }
+            let size = sizes[0]
+            #expect(sizes.allSatisfy { $0 == size })
             let (_, key) = try await mesh.createSubscriber(
                 name: "Small",
                 kind: .hospital,
@@ -151,14 +158,11 @@ extension IntegrationTests {
             )
             let blobs = "\(mesh.directory.path)/registry/blobs"
             try await AtriumClient.with(mesh.clientConfiguration(apiKey: key)) { atrium in
-                for index in 0..<3 {
-                    let file = "\(mesh.directory.path)/q\(index).dcm"
-                    try Fixtures.writePartTenFile(at: file, payloadBytes: payload, seed: UInt64(index + 1))
+                for file in files.prefix(3) {
                     _ = try await atrium.registerImage(file: file)
                 }
                 let stored = try storedBlobs(in: blobs)
-                let file = "\(mesh.directory.path)/q3.dcm"
-                try Fixtures.writePartTenFile(at: file, payloadBytes: payload, seed: 99)
+                let file = files[3]
                 await #expect { _ = try await atrium.registerImage(file: file) } throws: { error in
                     code(of: error) == .resourceExhausted && "\(error)".contains("\(size * 7 / 2)-byte quota")
                 }

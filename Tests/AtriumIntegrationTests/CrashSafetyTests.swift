@@ -70,7 +70,8 @@ extension IntegrationTests {
             #expect(try sha256(ofFile: refetched) == acknowledged.digest.sha256)
             let again = try await AtriumClient.with(mesh.clientConfiguration()) { try await $0.registerImage(file: complete) }
             #expect(again.digest == acknowledged.digest)
-            try assertStoreConsistent(blobRoot: blobRoot, database: "\(mesh.directory.path)/registry/registry.sqlite", expectedRecords: 2)
+            #expect(again.imageID == acknowledged.imageID && again.deduplicated, "registering the same SOP instance again is a no-op")
+            try assertStoreConsistent(blobRoot: blobRoot, database: "\(mesh.directory.path)/registry/registry.sqlite", expectedRecords: 1)
         }
 
         private func assertStoreConsistent(blobRoot: String, database: String, expectedRecords: Int) throws {

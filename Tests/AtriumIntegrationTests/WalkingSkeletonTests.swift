@@ -32,7 +32,7 @@ extension IntegrationTests {
                 return receipt
             }
             #expect(receipt.digest.sha256 == expected)
-            #expect(receipt.digest.sizeBytes == UInt64(50 << 20) + 132)
+            #expect(receipt.digest.sizeBytes == (try FileManager.default.attributesOfItem(atPath: source)[.size] as? UInt64))
             #expect(try sha256(ofFile: fetched) == expected)
 
             for (instance, _) in mesh.mesh.endpoints {
@@ -92,7 +92,7 @@ extension IntegrationTests {
                 await #expect {
                     try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { try await $0.registerImage(bytes: bytes) }
                 } throws: { error in
-                    code(of: error) == .invalidArgument && (error as? RPCError)?.message.contains("DICM") == true
+                    code(of: error) == .invalidArgument && (error as? RPCError)?.message.contains("not DICOM") == true
                 }
             }
             // A message over the 4 MiB limit is refused by the gateway before any backend sees it.
@@ -111,7 +111,7 @@ extension IntegrationTests {
             defer { mesh.stop() }
             let owner = try mesh.addSubscriber(name: "Owner", kind: "hospital", roles: "register,receive")
             let other = try mesh.addSubscriber(name: "Other", kind: "hospital", roles: "register,receive")
-            let bytes = Data(repeating: 0, count: 128) + Data("DICM".utf8) + Data(repeating: 9, count: 70_000)
+            let bytes = Data(try Fixtures.dicom(DICOMFixture(sopInstanceUID: "1.2.999.7.70000", patientID: "P-1"), privatePayload: [UInt8](repeating: 9, count: 70_000)))
             let first = try await AtriumClient.with(mesh.clientConfiguration(apiKey: owner.key)) { try await $0.registerImage(bytes: bytes) }
             #expect(!first.deduplicated)
             // The same bytes from another subscriber: stored once, but that subscriber learns nothing about the owner.
@@ -119,6 +119,7 @@ extension IntegrationTests {
             #expect(!second.deduplicated)
             let again = try await AtriumClient.with(mesh.clientConfiguration(apiKey: owner.key)) { try await $0.registerImage(bytes: bytes) }
             #expect(again.deduplicated)
+            #expect(again.imageID == first.imageID, "the same SOP instance from the same registrant is the same image")
 
             let forged: Metadata = [
                 "authorization": "Bearer \(other.key)", "atrium-subscriber": .string(owner.id), "atrium-kind": "operator",
@@ -156,10 +157,10 @@ extension IntegrationTests {
             defer { mesh.stop() }
             await #expect {
                 try await AtriumClient.with(mesh.clientConfiguration()) { atrium in
-                    try await atrium.registry.listImages(request: ClientRequest(message: .init(), metadata: ["authorization": "Bearer \(mesh.operatorKey)"]))
+                    try await atrium.delivery.listInbox(request: ClientRequest(message: .init(), metadata: ["authorization": "Bearer \(mesh.operatorKey)"]))
                 }
             } throws: { error in
-                code(of: error) == .unimplemented && (error as? RPCError)?.message.contains("#4") == true
+                code(of: error) == .unimplemented && (error as? RPCError)?.message.contains("#5") == true
             }
         }
     }

@@ -702,6 +702,18 @@ public nonisolated struct Atrium_V1_ImageRecord: @unchecked Sendable {
     set {_uniqueStorage()._slicePositionMm = newValue}
   }
 
+  /// Every conditions version, oldest first; filled only when GetImage asks for it.
+  public var conditionsHistory: [Atrium_V1_ConditionsVersion] {
+    get {_storage._conditionsHistory}
+    set {_uniqueStorage()._conditionsHistory = newValue}
+  }
+
+  /// Set when a later registration superseded this record; listings show only current records.
+  public var supersededByImageID: String {
+    get {_storage._supersededByImageID}
+    set {_uniqueStorage()._supersededByImageID = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -764,7 +776,7 @@ public nonisolated struct Atrium_V1_GetImageRequest: Sendable {
 
   public var imageID: String = String()
 
-  /// Include every conditions version in `history`.
+  /// Include every conditions version in `conditions_history`.
   public var includeConditionsHistory: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -2191,7 +2203,7 @@ nonisolated extension Atrium_V1_ConditionsVersion: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Atrium_V1_ImageRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ImageRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}image_id\0\u{3}registrant_id\0\u{3}patient_id\0\u{3}patient_name\0\u{3}study_instance_uid\0\u{3}series_instance_uid\0\u{3}sop_instance_uid\0\u{3}sop_class_uid\0\u{1}modality\0\u{3}acquired_at\0\u{3}device_id\0\u{3}body_part\0\u{1}comment\0\u{1}rows\0\u{1}columns\0\u{3}bits_allocated\0\u{1}frames\0\u{3}transfer_syntax_uid\0\u{1}digest\0\u{3}has_thumbnail\0\u{1}conditions\0\u{3}conditions_version\0\u{3}registered_at\0\u{3}derived_from_image_ids\0\u{3}supersedes_image_id\0\u{3}instance_number\0\u{3}slice_position_mm\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}image_id\0\u{3}registrant_id\0\u{3}patient_id\0\u{3}patient_name\0\u{3}study_instance_uid\0\u{3}series_instance_uid\0\u{3}sop_instance_uid\0\u{3}sop_class_uid\0\u{1}modality\0\u{3}acquired_at\0\u{3}device_id\0\u{3}body_part\0\u{1}comment\0\u{1}rows\0\u{1}columns\0\u{3}bits_allocated\0\u{1}frames\0\u{3}transfer_syntax_uid\0\u{1}digest\0\u{3}has_thumbnail\0\u{1}conditions\0\u{3}conditions_version\0\u{3}registered_at\0\u{3}derived_from_image_ids\0\u{3}supersedes_image_id\0\u{3}instance_number\0\u{3}slice_position_mm\0\u{3}conditions_history\0\u{3}superseded_by_image_id\0")
 
   fileprivate class _StorageClass {
     var _imageID: String = String()
@@ -2221,6 +2233,8 @@ nonisolated extension Atrium_V1_ImageRecord: SwiftProtobuf.Message, SwiftProtobu
     var _supersedesImageID: String = String()
     var _instanceNumber: Int32 = 0
     var _slicePositionMm: Double = 0
+    var _conditionsHistory: [Atrium_V1_ConditionsVersion] = []
+    var _supersededByImageID: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2258,6 +2272,8 @@ nonisolated extension Atrium_V1_ImageRecord: SwiftProtobuf.Message, SwiftProtobu
       _supersedesImageID = source._supersedesImageID
       _instanceNumber = source._instanceNumber
       _slicePositionMm = source._slicePositionMm
+      _conditionsHistory = source._conditionsHistory
+      _supersededByImageID = source._supersededByImageID
     }
   }
 
@@ -2303,6 +2319,8 @@ nonisolated extension Atrium_V1_ImageRecord: SwiftProtobuf.Message, SwiftProtobu
         case 25: try { try decoder.decodeSingularStringField(value: &_storage._supersedesImageID) }()
         case 26: try { try decoder.decodeSingularInt32Field(value: &_storage._instanceNumber) }()
         case 27: try { try decoder.decodeSingularDoubleField(value: &_storage._slicePositionMm) }()
+        case 28: try { try decoder.decodeRepeatedMessageField(value: &_storage._conditionsHistory) }()
+        case 29: try { try decoder.decodeSingularStringField(value: &_storage._supersededByImageID) }()
         default: break
         }
       }
@@ -2396,6 +2414,12 @@ nonisolated extension Atrium_V1_ImageRecord: SwiftProtobuf.Message, SwiftProtobu
       if _storage._slicePositionMm.bitPattern != 0 {
         try visitor.visitSingularDoubleField(value: _storage._slicePositionMm, fieldNumber: 27)
       }
+      if !_storage._conditionsHistory.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._conditionsHistory, fieldNumber: 28)
+      }
+      if !_storage._supersededByImageID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._supersededByImageID, fieldNumber: 29)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2432,6 +2456,8 @@ nonisolated extension Atrium_V1_ImageRecord: SwiftProtobuf.Message, SwiftProtobu
         if _storage._supersedesImageID != rhs_storage._supersedesImageID {return false}
         if _storage._instanceNumber != rhs_storage._instanceNumber {return false}
         if _storage._slicePositionMm != rhs_storage._slicePositionMm {return false}
+        if _storage._conditionsHistory != rhs_storage._conditionsHistory {return false}
+        if _storage._supersededByImageID != rhs_storage._supersededByImageID {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -25,13 +25,92 @@ struct ImageRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var sizeBytes: Int64
     var sha256: String
     var registeredAt: Date
+    var instanceNumber: Int?
+    var slicePosition: Double?
+    /// The current acquisition conditions (serialized `AcquisitionConditions`) and their version.
+    var conditions: Data
+    var conditionsVersion: Int
+    /// The record this one replaced, and the one that replaced it (only current records are listed).
+    var supersedesImageID: String?
+    var supersededBy: String?
+    /// Images this one was derived from, joined with spaces.
+    var derivedFrom: String?
+    /// The `thumbnail` row's key, when the image has one.
+    var thumbnailSHA256: String?
+    /// The order of listings: acquisition time in ms since 1970, else registration time.
+    var orderTime: Int64
 
     enum CodingKeys: String, CodingKey {
         case id, registrantID = "registrant_id", patientID = "patient_id", patientName = "patient_name",
             studyUID = "study_uid", seriesUID = "series_uid", sopInstanceUID = "sop_instance_uid",
             sopClassUID = "sop_class_uid", modality, acquiredAt = "acquired_at", deviceID = "device_id",
             bodyPart = "body_part", comment, rows, columns, bitsAllocated = "bits_allocated", frames,
-            transferSyntaxUID = "transfer_syntax_uid", sizeBytes = "size_bytes", sha256, registeredAt = "registered_at"
+            transferSyntaxUID = "transfer_syntax_uid", sizeBytes = "size_bytes", sha256, registeredAt = "registered_at",
+            instanceNumber = "instance_number", slicePosition = "slice_position", conditions,
+            conditionsVersion = "conditions_version", supersedesImageID = "supersedes_image_id", supersededBy = "superseded_by",
+            derivedFrom = "derived_from", thumbnailSHA256 = "thumbnail_sha256", orderTime = "order_time"
+    }
+
+    /// The columns a listing's keyset orders by.
+    static let orderColumns = "order_time, id"
+}
+
+/// A row of `conditions_version`: one version of an image's acquisition conditions. Never updated.
+struct ConditionsRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "conditions_version"
+    var imageID: String
+    var version: Int
+    var conditions: Data
+    var recordedBy: String
+    var recordedAt: Date
+    var reason: String
+
+    enum CodingKeys: String, CodingKey {
+        case imageID = "image_id", version, conditions, recordedBy = "recorded_by", recordedAt = "recorded_at", reason
+    }
+}
+
+/// A row of `thumbnail`: a PNG, keyed by its SHA-256 (identical thumbnails are kept once).
+struct ThumbnailRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "thumbnail"
+    var sha256: String
+    var png: Data
+    var width: Int
+    var height: Int
+}
+
+/// A row of `share_grant`: the grantor's images of one patient, or of the studies in `share_grant_study`, are
+/// visible to the receiver until the expiry or the revocation.
+struct ShareGrantRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "share_grant"
+    var id: String
+    var grantorID: String
+    var receiverID: String
+    /// The patient scope; `nil` for a study scope.
+    var patientID: String?
+    var expiresAt: Date?
+    var createdAt: Date
+    var revokedAt: Date?
+
+    enum CodingKeys: String, CodingKey {
+        case id, grantorID = "grantor_id", receiverID = "receiver_id", patientID = "patient_id", expiresAt = "expires_at",
+            createdAt = "created_at", revokedAt = "revoked_at"
+    }
+
+    /// Whether the grant applies at `now`.
+    func isActive(at now: Date) -> Bool {
+        revokedAt == nil && (expiresAt.map { $0 > now } ?? true)
+    }
+}
+
+/// A row of `share_grant_study`: one study of a study-scoped grant.
+struct ShareStudyRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "share_grant_study"
+    var grantID: String
+    var studyUID: String
+
+    enum CodingKeys: String, CodingKey {
+        case grantID = "grant_id", studyUID = "study_uid"
     }
 }
 
@@ -73,6 +152,61 @@ enum RegistryMigrations {
                 t.column("subscriber_id", .text).notNull()
                 t.column("committed_bytes", .integer).notNull()
                 t.column("created_at", .datetime).notNull()
+            }
+        }
+        // Ingest parses the object: typed, versioned conditions, thumbnails, supersession, provenance, the listing
+        // order and its indexes, and share grants.
+        migrator.registerMigration("v3 metadata, conditions, thumbnails, shares") { db in
+            try db.alter(table: "image") { t in
+                t.add(column: "instance_number", .integer)
+                t.add(column: "slice_position", .double)
+                t.add(column: "conditions", .blob).notNull().defaults(to: Data())
+                t.add(column: "conditions_version", .integer).notNull().defaults(to: 1)
+                t.add(column: "supersedes_image_id", .text)
+                t.add(column: "superseded_by", .text)
+                t.add(column: "derived_from", .text)
+                t.add(column: "thumbnail_sha256", .text)
+                t.add(column: "order_time", .integer).notNull().defaults(to: 0)
+            }
+            try db.execute(sql: "UPDATE image SET order_time = CAST(strftime('%s', coalesce(acquired_at, registered_at)) AS INTEGER) * 1000")
+            // One current record per SOP instance and registrant: the idempotency key, enforced in the schema.
+            try db.execute(sql: """
+                CREATE UNIQUE INDEX image_current_sop ON image(registrant_id, sop_instance_uid)
+                WHERE superseded_by IS NULL AND sop_instance_uid IS NOT NULL
+                """)
+            // Keyset listing: every filter has an index that ends in the listing order.
+            try db.execute(sql: "CREATE INDEX image_order ON image(order_time, id)")
+            for column in ["patient_id", "registrant_id", "study_uid", "series_uid", "modality", "device_id", "body_part"] {
+                try db.execute(sql: "CREATE INDEX image_\(column)_order ON image(\(column), order_time, id)")
+            }
+            try db.create(table: "conditions_version") { t in
+                t.column("image_id", .text).notNull().references("image")
+                t.column("version", .integer).notNull()
+                t.column("conditions", .blob).notNull()
+                t.column("recorded_by", .text).notNull()
+                t.column("recorded_at", .datetime).notNull()
+                t.column("reason", .text).notNull()
+                t.primaryKey(["image_id", "version"])
+            }
+            try db.create(table: "thumbnail") { t in
+                t.primaryKey("sha256", .text)
+                t.column("png", .blob).notNull()
+                t.column("width", .integer).notNull()
+                t.column("height", .integer).notNull()
+            }
+            try db.create(table: "share_grant") { t in
+                t.primaryKey("id", .text)
+                t.column("grantor_id", .text).notNull().indexed()
+                t.column("receiver_id", .text).notNull().indexed()
+                t.column("patient_id", .text)
+                t.column("expires_at", .datetime)
+                t.column("created_at", .datetime).notNull()
+                t.column("revoked_at", .datetime)
+            }
+            try db.create(table: "share_grant_study") { t in
+                t.column("grant_id", .text).notNull().references("share_grant")
+                t.column("study_uid", .text).notNull()
+                t.primaryKey(["grant_id", "study_uid"])
             }
         }
         return migrator

@@ -2,7 +2,33 @@ import AtriumStorage
 import Foundation
 import GRDB
 
-/// The registry's index: image records in one SQLite file (WAL, fsync on commit).
+/// How committing a new record ended.
+enum CommitOutcome: Sendable {
+    /// The record was inserted; `alreadyHadBytes` when the registrant already stored these exact bytes.
+    case inserted(alreadyHadBytes: Bool)
+    /// The registrant's current record of this SOP instance has the same bytes: nothing was inserted.
+    case duplicate(ImageRow)
+    /// The registrant's current record of this SOP instance has other bytes, and no supersede was asked.
+    case conflict(ImageRow)
+}
+
+/// A study or series as a listing returns it: aggregates over the visible current records of the group.
+struct GroupSummary: Sendable {
+    var key: String
+    var studyUID: String?
+    var patientID: String?
+    var patientName: String?
+    var modalities: [String]
+    var bodyPart: String?
+    var seriesCount: Int
+    var imageCount: Int
+    var firstOrderTime: Int64
+    var firstAcquiredAt: Date?
+    var representativeImageID: String?
+}
+
+/// The registry's index: image records, conditions, thumbnails and share grants in one SQLite file (WAL,
+/// fsync on commit). Listings read only this file, never blobs.
 struct RegistryStore: Sendable {
     private let database: DatabasePool
 
@@ -11,23 +37,53 @@ struct RegistryStore: Sendable {
         self.database = try ServiceDatabase.open(path: path, migrator: RegistryMigrations.migrator)
     }
 
-    /// Commits a new record and the settlement it owes (on GRDB's writer queue, not on a task thread), in one
-    /// transaction. The blob it names must already be durable.
+    // MARK: - Ingest
+
+    /// Commits a new record, its first conditions version, its thumbnail and the settlement it owes, in one
+    /// transaction (on GRDB's writer queue, not on a task thread). The blob it names must already be durable.
     ///
-    /// - Returns: whether the registrant already had these bytes; if so, the settlement commits 0 bytes, since
-    ///   the stored bytes are counted once per subscriber.
-    func commit(_ row: ImageRow, reservationID: String) async throws -> Bool {
+    /// The registrant's current record of the same SOP instance decides: same bytes, nothing is inserted
+    /// (`duplicate`); other bytes, `conflict`, unless `supersede`, when the old record stays readable but is
+    /// no longer current. The settlement commits 0 bytes when the registrant already stored these bytes.
+    func commit(
+        _ row: ImageRow,
+        conditions: ConditionsRow,
+        thumbnail: ThumbnailRow?,
+        reservationID: String,
+        supersede: Bool
+    ) async throws -> CommitOutcome {
         try await database.write { db in
+            var row = row
+            if let sop = row.sopInstanceUID, var current = try currentImage(db, registrantID: row.registrantID, sopInstanceUID: sop) {
+                if current.sha256 == row.sha256 { return .duplicate(current) }
+                guard supersede else { return .conflict(current) }
+                current.supersededBy = row.id
+                try current.update(db)
+                row.supersedesImageID = current.id
+            }
             let alreadyHad = try ImageRow.filter(Column("registrant_id") == row.registrantID && Column("sha256") == row.sha256).fetchCount(db) > 0
+            if let thumbnail { try thumbnail.insert(db, onConflict: .ignore) }
             try row.insert(db)
+            try conditions.insert(db)
             try SettlementRow(
                 reservationID: reservationID,
                 subscriberID: row.registrantID,
                 committedBytes: alreadyHad ? 0 : row.sizeBytes,
                 createdAt: row.registeredAt
             ).insert(db)
-            return alreadyHad
+            return .inserted(alreadyHadBytes: alreadyHad)
         }
+    }
+
+    /// The registrant's current record of a SOP instance, if any.
+    func currentImage(registrantID: String, sopInstanceUID: String) throws -> ImageRow? {
+        try database.read { db in try currentImage(db, registrantID: registrantID, sopInstanceUID: sopInstanceUID) }
+    }
+
+    private func currentImage(_ db: Database, registrantID: String, sopInstanceUID: String) throws -> ImageRow? {
+        try ImageRow.filter(
+            Column("registrant_id") == registrantID && Column("sop_instance_uid") == sopInstanceUID && Column("superseded_by") == nil
+        ).fetchOne(db)
     }
 
     /// Settlements not yet acknowledged by security, oldest first.
@@ -40,8 +96,169 @@ struct RegistryStore: Sendable {
         _ = try await database.write { db in try SettlementRow.deleteAll(db, keys: reservationIDs) }
     }
 
+    // MARK: - Records and conditions
+
     /// The record with `id`, if any.
     func image(id: String) throws -> ImageRow? {
         try database.read { db in try ImageRow.fetchOne(db, key: id) }
+    }
+
+    /// Every conditions version of an image, oldest first.
+    func conditionsHistory(imageID: String) throws -> [ConditionsRow] {
+        try database.read { db in
+            try ConditionsRow.filter(Column("image_id") == imageID).order(Column("version")).fetchAll(db)
+        }
+    }
+
+    /// Records a new conditions version made by `update` from the current conditions, and makes it current.
+    /// `nil` when the image does not exist.
+    func addConditionsVersion(
+        imageID: String,
+        recordedBy: String,
+        reason: String,
+        at now: Date,
+        update: @escaping @Sendable (ImageRow) throws -> Data
+    ) async throws -> (ImageRow, ConditionsRow)? {
+        try await database.write { db in
+            guard var row = try ImageRow.fetchOne(db, key: imageID) else { return nil }
+            let version = ConditionsRow(
+                imageID: imageID,
+                version: row.conditionsVersion + 1,
+                conditions: try update(row),
+                recordedBy: recordedBy,
+                recordedAt: now,
+                reason: reason
+            )
+            try version.insert(db)
+            row.conditions = version.conditions
+            row.conditionsVersion = version.version
+            try row.update(db)
+            return (row, version)
+        }
+    }
+
+    /// A thumbnail by its key.
+    func thumbnail(sha256: String) throws -> ThumbnailRow? {
+        try database.read { db in try ThumbnailRow.fetchOne(db, key: sha256) }
+    }
+
+    // MARK: - Listings
+
+    /// Current records visible to `audience` that match `query`, in (order time, ID) order after `after`.
+    func listImages(audience: Audience, query: ImageQuery, after: (time: Int64, key: String)?, limit: Int) throws -> [ImageRow] {
+        var (clauses, arguments) = scope(audience: audience, query: query)
+        if let after {
+            clauses.append("(order_time > ? OR (order_time = ? AND id > ?))")
+            arguments += [after.time, after.time, after.key]
+        }
+        arguments.append(limit)
+        let sql = "SELECT * FROM image WHERE \(clauses.joined(separator: " AND ")) ORDER BY order_time, id LIMIT ?"
+        return try database.read { db in try ImageRow.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)) }
+    }
+
+    /// Studies (`by: "study_uid"`) or series (`by: "series_uid"`) of the visible current records that match
+    /// `query`, each with its counts and a representative image that has a thumbnail, in (first order time,
+    /// UID) order after `after`.
+    func listGroups(by column: GroupColumn, audience: Audience, query: ImageQuery, after: (time: Int64, key: String)?, limit: Int) throws -> [GroupSummary] {
+        var (clauses, arguments) = scope(audience: audience, query: query)
+        clauses.append("\(column.rawValue) IS NOT NULL")
+        var having = ""
+        if let after {
+            having = "HAVING (min(order_time) > ? OR (min(order_time) = ? AND \(column.rawValue) > ?))"
+            arguments += [after.time, after.time, after.key]
+        }
+        arguments.append(limit)
+        let sql = """
+            SELECT \(column.rawValue) AS key, min(study_uid) AS study_uid, min(patient_id) AS patient_id,
+              min(patient_name) AS patient_name, group_concat(DISTINCT modality) AS modalities, min(body_part) AS body_part,
+              count(DISTINCT series_uid) AS series_count, count(*) AS image_count, min(order_time) AS first_order_time,
+              min(acquired_at) AS first_acquired_at, min(CASE WHEN thumbnail_sha256 IS NOT NULL THEN id END) AS representative
+            FROM image WHERE \(clauses.joined(separator: " AND "))
+            GROUP BY \(column.rawValue) \(having)
+            ORDER BY first_order_time, key LIMIT ?
+            """
+        return try database.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { row in
+                GroupSummary(
+                    key: row["key"],
+                    studyUID: row["study_uid"],
+                    patientID: row["patient_id"],
+                    patientName: row["patient_name"],
+                    modalities: ((row["modalities"] as String?) ?? "").split(separator: ",").map(String.init).sorted(),
+                    bodyPart: row["body_part"],
+                    seriesCount: row["series_count"],
+                    imageCount: row["image_count"],
+                    firstOrderTime: row["first_order_time"],
+                    firstAcquiredAt: row["first_acquired_at"],
+                    representativeImageID: row["representative"]
+                )
+            }
+        }
+    }
+
+    enum GroupColumn: String, Sendable {
+        case study = "study_uid"
+        case series = "series_uid"
+    }
+
+    /// The conditions every listing shares: current records, visible, matching the filter.
+    private func scope(audience: Audience, query: ImageQuery) -> ([String], [any DatabaseValueConvertible & Sendable]) {
+        var clauses = ["superseded_by IS NULL"]
+        var arguments: [any DatabaseValueConvertible & Sendable] = []
+        if let (visibility, visibilityArguments) = audience.sql {
+            clauses.append(visibility)
+            arguments += visibilityArguments as [any DatabaseValueConvertible & Sendable]
+        }
+        clauses += query.clauses
+        arguments += query.arguments as [any DatabaseValueConvertible & Sendable]
+        return (clauses, arguments)
+    }
+
+    // MARK: - Share grants
+
+    /// Records a grant and its studies.
+    func insert(_ grant: ShareGrantRow, studies: [String]) async throws {
+        try await database.write { db in
+            try grant.insert(db)
+            for study in studies { try ShareStudyRow(grantID: grant.id, studyUID: study).insert(db, onConflict: .ignore) }
+        }
+    }
+
+    /// Revokes a grant `grantorID` made, at `now` (a revoked grant keeps its first revocation time).
+    /// `nil` when there is no such grant by that grantor.
+    func revoke(grantID: String, grantorID: String, at now: Date) async throws -> (ShareGrantRow, [String])? {
+        try await database.write { db in
+            guard var grant = try ShareGrantRow.fetchOne(db, key: grantID), grant.grantorID == grantorID else { return nil }
+            if grant.revokedAt == nil {
+                grant.revokedAt = now
+                try grant.update(db)
+            }
+            return (grant, try studies(db, grantID: grant.id))
+        }
+    }
+
+    /// Grants made by (`byGrantor`) or to a subscriber, in ID order after `after`.
+    func grants(subscriberID: String, byGrantor: Bool, includeInactive: Bool, at now: Date, after: String?, limit: Int) throws -> [(ShareGrantRow, [String])] {
+        try database.read { db in
+            var request = ShareGrantRow.filter(Column(byGrantor ? "grantor_id" : "receiver_id") == subscriberID)
+            if !includeInactive {
+                request = request.filter(Column("revoked_at") == nil && (Column("expires_at") == nil || Column("expires_at") > now))
+            }
+            if let after { request = request.filter(Column("id") > after) }
+            return try request.order(Column("id")).limit(limit).fetchAll(db).map { ($0, try studies(db, grantID: $0.id)) }
+        }
+    }
+
+    /// The grants that apply to `receiverID` at `now`, as visibility uses them.
+    func activeGrants(receiverID: String, at now: Date) throws -> [Audience.Grant] {
+        try database.read { db in
+            try ShareGrantRow.filter(Column("receiver_id") == receiverID && Column("revoked_at") == nil).fetchAll(db)
+                .filter { $0.isActive(at: now) }
+                .map { Audience.Grant(grantorID: $0.grantorID, patientID: $0.patientID, studyUIDs: try studies(db, grantID: $0.id)) }
+        }
+    }
+
+    private func studies(_ db: Database, grantID: String) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT study_uid FROM share_grant_study WHERE grant_id = ? ORDER BY study_uid", arguments: [grantID])
     }
 }

@@ -1,0 +1,260 @@
+import AtriumAPI
+import AtriumCore
+import AtriumRuntime
+import Foundation
+import GRPCCore
+import Logging
+import SwiftProtobuf
+
+/// Reads, listings, conditions corrections and share grants. Everything here comes from the index.
+extension RegistryService {
+    // MARK: - One image
+
+    func getImage(_ request: Atrium_V1_GetImageRequest, caller: VerifiedCaller) throws -> Atrium_V1_ImageRecord {
+        let row = try visibleImage(id: request.imageID, caller: caller)
+        var record = row.message
+        if request.includeConditionsHistory {
+            record.conditionsHistory = try readIndex(caller.requestID) { try store.conditionsHistory(imageID: row.id) }.map(\.message)
+        }
+        self.record(caller, "GetImage", image: row)
+        return record
+    }
+
+    func thumbnail(_ request: Atrium_V1_GetThumbnailRequest, caller: VerifiedCaller) throws -> Atrium_V1_Thumbnail {
+        let row = try visibleImage(id: request.imageID, caller: caller)
+        guard let key = row.thumbnailSHA256, let thumbnail = try readIndex(caller.requestID, { try store.thumbnail(sha256: key) }) else {
+            throw RPCError(code: .notFound, message: "image '\(row.id)' has no thumbnail (its pixel data is in a syntax not decoded here, or absent)")
+        }
+        self.record(caller, "GetThumbnail", image: row)
+        return .with {
+            $0.imageID = row.id
+            $0.png = thumbnail.png
+            $0.width = UInt32(thumbnail.width)
+            $0.height = UInt32(thumbnail.height)
+        }
+    }
+
+    /// A registrant adds or corrects conditions: a new version, merged over the current one.
+    func setConditions(_ request: Atrium_V1_SetAcquisitionConditionsRequest, caller: VerifiedCaller) async throws -> Atrium_V1_SetAcquisitionConditionsResponse {
+        let row = try visibleImage(id: request.imageID, caller: caller)
+        guard row.registrantID == caller.subscriberID else {
+            throw RegistryError.permissionDenied("only the registrant of image '\(row.id)' may change its acquisition conditions")
+        }
+        guard request.hasConditions else { throw RegistryError.invalidArgument("conditions is required") }
+        try Conditions.validate(request.conditions, field: "conditions")
+        guard request.reason.utf8.count <= 1024 else { throw RegistryError.invalidArgument("reason is longer than 1024 bytes") }
+        let update = request.conditions
+        let result: (ImageRow, ConditionsRow)?
+        do {
+            result = try await store.addConditionsVersion(imageID: row.id, recordedBy: caller.subscriberID, reason: request.reason, at: Date()) { current in
+                let base = (try? Atrium_V1_AcquisitionConditions(serializedBytes: current.conditions)) ?? .init()
+                return try Conditions.merge(base, update).serializedData()
+            }
+        } catch {
+            logger.error("cannot record conditions", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
+            throw RegistryError.storageUnavailable
+        }
+        guard let (updated, version) = result else { throw RegistryError.imageNotFound(row.id) }
+        self.record(caller, "SetAcquisitionConditions", image: updated)
+        return .with { $0.version = version.message }
+    }
+
+    // MARK: - Listings
+
+    func listImages(_ request: Atrium_V1_ListImagesRequest, caller: VerifiedCaller) throws -> Atrium_V1_ListImagesResponse {
+        let query = try ImageQuery(request.filter)
+        let page = try KeysetPage(request.page, scope: "i" + query.fingerprint)
+        let audience = try audience(of: caller)
+        let rows = try readIndex(caller.requestID) { try store.listImages(audience: audience, query: query, after: page.after, limit: page.size) }
+        return .with {
+            $0.images = rows.map(\.message)
+            $0.nextPageToken = page.nextToken(last: rows.last.map { ($0.orderTime, $0.id) }, count: rows.count)
+        }
+    }
+
+    func listStudies(_ request: Atrium_V1_ListStudiesRequest, caller: VerifiedCaller) throws -> Atrium_V1_ListStudiesResponse {
+        let (groups, token) = try groups(.study, filter: request.filter, pageRequest: request.page, caller: caller)
+        return .with {
+            $0.studies = groups.map { group in
+                .with {
+                    $0.studyInstanceUid = group.key
+                    $0.patientID = group.patientID ?? ""
+                    $0.patientName = group.patientName ?? ""
+                    $0.modalities = group.modalities
+                    $0.seriesCount = UInt32(group.seriesCount)
+                    $0.imageCount = UInt32(group.imageCount)
+                    $0.firstAcquiredAt = .init(date: Date(timeIntervalSince1970: Double(group.firstOrderTime) / 1000))
+                    $0.representativeImageID = group.representativeImageID ?? ""
+                }
+            }
+            $0.nextPageToken = token
+        }
+    }
+
+    func listSeries(_ request: Atrium_V1_ListSeriesRequest, caller: VerifiedCaller) throws -> Atrium_V1_ListSeriesResponse {
+        let (groups, token) = try groups(.series, filter: request.filter, pageRequest: request.page, caller: caller)
+        return .with {
+            $0.series = groups.map { group in
+                .with {
+                    $0.seriesInstanceUid = group.key
+                    $0.studyInstanceUid = group.studyUID ?? ""
+                    $0.modality = group.modalities.first ?? ""
+                    $0.imageCount = UInt32(group.imageCount)
+                    $0.representativeImageID = group.representativeImageID ?? ""
+                    $0.bodyPart = group.bodyPart ?? ""
+                }
+            }
+            $0.nextPageToken = token
+        }
+    }
+
+    private func groups(
+        _ column: RegistryStore.GroupColumn,
+        filter: Atrium_V1_ImageFilter,
+        pageRequest: Atrium_V1_PageRequest,
+        caller: VerifiedCaller
+    ) throws -> ([GroupSummary], String) {
+        let query = try ImageQuery(filter)
+        let page = try KeysetPage(pageRequest, scope: (column == .study ? "t" : "s") + query.fingerprint)
+        let audience = try audience(of: caller)
+        let groups = try readIndex(caller.requestID) {
+            try store.listGroups(by: column, audience: audience, query: query, after: page.after, limit: page.size)
+        }
+        return (groups, page.nextToken(last: groups.last.map { ($0.firstOrderTime, $0.key) }, count: groups.count))
+    }
+
+    // MARK: - Share grants
+
+    func grantShare(_ request: Atrium_V1_GrantShareRequest, caller: VerifiedCaller) async throws -> Atrium_V1_ShareGrant {
+        let receiver = request.receiverID
+        guard (1...64).contains(receiver.utf8.count) else { throw RegistryError.invalidArgument("receiver_id must be 1 to 64 bytes") }
+        guard receiver != caller.subscriberID else { throw RegistryError.invalidArgument("receiver_id is the caller; a registrant always sees its own images") }
+        var patientID: String?
+        var studies: [String] = []
+        switch request.scope {
+        case .patientID(let patient):
+            guard (1...64).contains(patient.utf8.count) else { throw RegistryError.invalidArgument("patient_id must be 1 to 64 bytes") }
+            patientID = patient
+        case .studies(let list):
+            studies = Array(Set(list.studyInstanceUids)).sorted()
+            guard (1...1000).contains(studies.count) else { throw RegistryError.invalidArgument("studies must name 1 to 1000 study instance UIDs") }
+            for uid in studies { try Ingest.checkUID(uid, name: "studies.study_instance_uids") }
+        case nil:
+            throw RegistryError.invalidArgument("a grant needs a scope: patient_id or studies")
+        }
+        let now = Date()
+        var expiry: Date?
+        if request.hasExpiresAt {
+            let millis = try ImageQuery.millis(request.expiresAt, field: "expires_at")
+            expiry = Date(timeIntervalSince1970: Double(millis) / 1000)
+            guard expiry! > now else { throw RegistryError.invalidArgument("expires_at is in the past") }
+        }
+        try await requireSubscriber(receiver, requestID: caller.requestID)
+        let grant = ShareGrantRow(
+            id: Identifier.make(prefix: "shr"),
+            grantorID: caller.subscriberID,
+            receiverID: receiver,
+            patientID: patientID,
+            expiresAt: expiry,
+            createdAt: now,
+            revokedAt: nil
+        )
+        do {
+            try await store.insert(grant, studies: studies)
+        } catch {
+            logger.error("cannot record a share grant", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
+            throw RegistryError.storageUnavailable
+        }
+        recordGrant(caller, "GrantShare", grant)
+        return grant.message(studies: studies)
+    }
+
+    func revokeShare(_ request: Atrium_V1_RevokeShareRequest, caller: VerifiedCaller) async throws -> Atrium_V1_RevokeShareResponse {
+        guard (1...64).contains(request.grantID.utf8.count) else { throw RegistryError.invalidArgument("grant_id must be 1 to 64 bytes") }
+        let result: (ShareGrantRow, [String])?
+        do {
+            result = try await store.revoke(grantID: request.grantID, grantorID: caller.subscriberID, at: Date())
+        } catch {
+            logger.error("cannot revoke a share grant", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
+            throw RegistryError.storageUnavailable
+        }
+        guard let (grant, studies) = result else { throw RegistryError.grantNotFound(request.grantID) }
+        recordGrant(caller, "RevokeShare", grant)
+        return .with { $0.grant = grant.message(studies: studies) }
+    }
+
+    func listShares(_ request: Atrium_V1_ListSharesRequest, caller: VerifiedCaller) throws -> Atrium_V1_ListSharesResponse {
+        guard request.page.pageSize <= 1000 else { throw RegistryError.invalidArgument("page.page_size must be at most 1000") }
+        let size = request.page.pageSize == 0 ? 100 : Int(request.page.pageSize)
+        let after = request.page.pageToken.isEmpty ? nil : request.page.pageToken
+        let grants = try readIndex(caller.requestID) {
+            try store.grants(
+                subscriberID: caller.subscriberID,
+                byGrantor: request.grantedByMe,
+                includeInactive: request.includeInactive,
+                at: Date(),
+                after: after,
+                limit: size
+            )
+        }
+        return .with {
+            $0.grants = grants.map { $0.0.message(studies: $0.1) }
+            $0.nextPageToken = grants.count == size ? (grants.last?.0.id ?? "") : ""
+        }
+    }
+
+    /// NOT_FOUND unless security knows an active subscriber `id`.
+    private func requireSubscriber(_ id: String, requestID: String) async throws {
+        let response: Atrium_V1_LookupSubscribersResponse
+        do {
+            response = try await security.lookupSubscribers(.with { $0.subscriberIds = [id] }, options: .internalCall)
+        } catch {
+            logger.error("cannot look up a subscriber", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
+            throw RPCError(code: .unavailable, message: "the receiver cannot be checked right now; nothing was granted, try again")
+        }
+        guard let subscriber = response.subscribers.first(where: { $0.subscriberID == id }), subscriber.status != .terminated else {
+            throw RegistryError.subscriberNotFound(id)
+        }
+    }
+
+    private func recordGrant(_ caller: VerifiedCaller, _ method: String, _ grant: ShareGrantRow) {
+        audit.enqueue(
+            .with {
+                $0.time = .init(date: Date())
+                $0.subscriberID = caller.subscriberID
+                $0.method = "atrium.v1.Registry/\(method)"
+                $0.resourceID = grant.id
+                $0.resourceOwnerID = grant.grantorID
+                $0.patientID = grant.patientID ?? ""
+                $0.outcome = "ok"
+                $0.requestID = caller.requestID
+            }
+        )
+    }
+}
+
+extension ConditionsRow {
+    var message: Atrium_V1_ConditionsVersion {
+        .with {
+            $0.version = UInt32(version)
+            $0.conditions = (try? Atrium_V1_AcquisitionConditions(serializedBytes: conditions)) ?? .init()
+            $0.recordedBy = recordedBy
+            $0.recordedAt = .init(date: recordedAt)
+            $0.reason = reason
+        }
+    }
+}
+
+extension ShareGrantRow {
+    func message(studies: [String]) -> Atrium_V1_ShareGrant {
+        .with {
+            $0.grantID = id
+            $0.grantorID = grantorID
+            $0.receiverID = receiverID
+            if let patientID { $0.patientID = patientID } else { $0.studies = .with { $0.studyInstanceUids = studies } }
+            if let expiresAt { $0.expiresAt = .init(date: expiresAt) }
+            $0.createdAt = .init(date: createdAt)
+            if let revokedAt { $0.revokedAt = .init(date: revokedAt) }
+        }
+    }
+}
