@@ -21,8 +21,8 @@ struct ParsedImage: Sendable {
 /// memory stays bounded whatever the size. Its thumbnail then comes from the first frame alone, read on its
 /// own, when the pixel data is native; encapsulated pixel data of such an object is stored unchecked.
 enum Ingest {
-    /// 64 MiB.
-    static let wholeLimit = 64 << 20
+    /// 16 MiB: every single-frame CT, MR, CR and DX object is read whole.
+    static let wholeLimit = 16 << 20
 
     /// Parses the `size` bytes that `read(offset, length)` returns; INVALID_ARGUMENT when they are not a DICOM
     /// object we can index.
