@@ -35,6 +35,16 @@ public enum AtriumBinary {
     /// Runs the executable to completion and returns its standard output. Throws on a non-zero exit.
     @discardableResult
     public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> String {
+        let (status, text) = try execute(arguments, environment: environment)
+        guard status == 0 else {
+            throw ConfigurationError(key: "atrium \(arguments.joined(separator: " "))", problem: "exit \(status): \(text)")
+        }
+        return text
+    }
+
+    /// Runs the executable to completion; returns its exit status and standard output (standard error is
+    /// discarded).
+    public static func execute(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
@@ -45,11 +55,7 @@ public enum AtriumBinary {
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw ConfigurationError(key: "atrium \(arguments.joined(separator: " "))", problem: "exit \(process.terminationStatus): \(text)")
-        }
-        return text
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
 

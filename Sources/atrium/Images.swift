@@ -44,49 +44,231 @@ struct ClientOptions: ParsableArguments {
 
 struct Images: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Register, inspect and fetch images.",
-        subcommands: [Register.self, Show.self, Fetch.self]
+        abstract: "Register, find, inspect and fetch images.",
+        subcommands: [Register.self, List.self, Show.self, Conditions.self, Thumbnail.self, Fetch.self]
     )
 
     struct Register: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Register DICOM Part 10 files; prints one line per file.")
+        static let configuration = CommandConfiguration(
+            abstract: "Register DICOM files, or every file under directories (recursively), several at a time.",
+            discussion: """
+                Shows a progress bar on a terminal, then a summary: registered, already stored (the same SOP \
+                instance with the same bytes) and refused, each refusal with its reason. Exits 1 if any file was \
+                refused. DICOMDIR index files and hidden files are skipped.
+                """
+        )
 
         @OptionGroup var client: ClientOptions
 
         @Option(help: "A comment stored with each image.")
         var comment = ""
 
-        @Argument(help: "The files.")
-        var files: [String]
+        @Option(name: .shortAndLong, help: "How many files are uploaded at once.")
+        var jobs = 4
+
+        @Flag(help: "Replace an image registered earlier with the same SOP instance but other bytes (the old version is kept).")
+        var supersede = false
+
+        @Flag(name: .shortAndLong, help: "Print one line per file.")
+        var verbose = false
+
+        @Flag(help: "Print the result of every file and the summary as one JSON object.")
+        var json = false
+
+        @Argument(help: "Files and directories.")
+        var paths: [String]
+
+        func validate() throws {
+            guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be 1 to 64") }
+        }
 
         func run() async throws {
-            var failures = 0
-            try await AtriumClient.with(try client.configuration()) { atrium in
-                for file in files {
-                    do {
-                        let receipt = try await atrium.registerImage(file: file, comment: comment)
-                        print("\(receipt.imageID)  \(receipt.digest.sha256)  \(receipt.digest.sizeBytes) bytes\(receipt.deduplicated ? "  (already stored)" : "")  \(file)")
-                    } catch {
-                        failures += 1
-                        print("refused  \(file): \(error)")
+            let files = try RegisterPlan.files(in: paths)
+            let header = Atrium_V1_RegisterHeader.with { $0.format = .dicomPart10; $0.comment = comment; $0.supersede = supersede }
+            var progress = Progress(total: files.count, enabled: !json && isatty(STDERR_FILENO) == 1)
+            var outcomes: [RegisterPlan.Outcome] = []
+            try await withAtrium(client) { atrium in
+                try await withThrowingTaskGroup(of: RegisterPlan.Outcome.self) { group in
+                    var next = 0
+                    func start() {
+                        guard next < files.count else { return }
+                        let file = files[next]
+                        next += 1
+                        group.addTask { await RegisterPlan.register(file, header: header, with: atrium) }
+                    }
+                    for _ in 0..<min(jobs, files.count) { start() }
+                    while let outcome = try await group.next() {
+                        outcomes.append(outcome)
+                        progress.advance(bytes: outcome.bytes)
+                        if verbose && !json { progress.above(outcome.line) }
+                        start()
                     }
                 }
             }
-            if failures > 0 { throw ExitCode(1) }
+            progress.finish()
+            let summary = RegisterPlan.Summary(outcomes)
+            if json {
+                print(try summary.json())
+            } else {
+                for outcome in outcomes where outcome.error != nil && !verbose { print(outcome.line) }
+                print(summary.text)
+            }
+            if summary.refused > 0 { throw ExitCode(1) }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the images you may see, filtered, in acquisition order; one line each, or JSON.",
+            discussion: "Filters combine with AND. --limit 0 lists everything, page by page."
+        )
+        @OptionGroup var client: ClientOptions
+        @Option(name: .customLong("patient-id"), help: "Patient ID.") var patientID = ""
+        @Option(help: "Registrant subscriber ID.") var registrant = ""
+        @Option(help: "Modality code, e.g. CT.") var modality = ""
+        @Option(help: "Study instance UID.") var study = ""
+        @Option(help: "Series instance UID.") var series = ""
+        @Option(help: "Device ID (station name or serial).") var device = ""
+        @Option(name: .customLong("body-part"), help: "Body part, e.g. CHEST.") var bodyPart = ""
+        @Option(help: "Acquired at or after this time (ISO 8601, e.g. 2026-03-01T00:00:00Z).") var from: String?
+        @Option(help: "Acquired before this time (ISO 8601).") var until: String?
+        @Option(help: "At most this many images (0: all).") var limit = 100
+        @Flag(help: "Print each record as JSON (the protobuf JSON mapping), one per line.") var json = false
+
+        func run() async throws {
+            var filter = Atrium_V1_ImageFilter.with {
+                $0.patientID = patientID
+                $0.registrantID = registrant
+                $0.modality = modality
+                $0.studyInstanceUid = study
+                $0.seriesInstanceUid = series
+                $0.deviceID = device
+                $0.bodyPart = bodyPart
+            }
+            if let from { filter.acquired.start = .init(date: try Self.time(from, "--from")) }
+            if let until { filter.acquired.end = .init(date: try Self.time(until, "--until")) }
+            try await withAtrium(client) { atrium in
+                var token = ""
+                var printed = 0
+                repeat {
+                    let size = limit == 0 ? 1000 : UInt32(min(1000, limit - printed))
+                    let page = try await atrium.registry.listImages(
+                        .with { $0.filter = filter; $0.page = .with { $0.pageSize = size; $0.pageToken = token } },
+                        metadata: atrium.metadata
+                    )
+                    for record in page.images {
+                        print(json ? try record.jsonString(options: Self.jsonOptions) : Self.line(record))
+                    }
+                    printed += page.images.count
+                    token = page.nextPageToken
+                } while !token.isEmpty && (limit == 0 || printed < limit)
+            }
+        }
+
+        static var jsonOptions: JSONEncodingOptions {
+            var options = JSONEncodingOptions()
+            options.preserveProtoFieldNames = true
+            return options
+        }
+
+        static func time(_ text: String, _ option: String) throws -> Date {
+            guard let date = ISO8601DateFormatter().date(from: text) else { throw ValidationError("\(option): expected ISO 8601, e.g. 2026-03-01T00:00:00Z") }
+            return date
+        }
+
+        static func line(_ record: Atrium_V1_ImageRecord) -> String {
+            let acquired = record.hasAcquiredAt ? ISO8601DateFormatter().string(from: record.acquiredAt.date) : "-"
+            return [record.imageID, acquired, record.modality, record.patientID, record.bodyPart.isEmpty ? "-" : record.bodyPart,
+                    "\(record.rows)x\(record.columns)", record.seriesInstanceUid].joined(separator: "  ")
         }
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print an image record as JSON.")
-
+        static let configuration = CommandConfiguration(abstract: "Show an image record: its fields, conditions and provenance.")
         @OptionGroup var client: ClientOptions
-
-        @Argument(help: "The image ID.")
-        var id: String
+        @OptionGroup var output: OutputOptions
+        @Argument(help: "The image ID.") var id: String
 
         func run() async throws {
-            let record = try await AtriumClient.with(try client.configuration()) { try await $0.image(id: id) }
-            print(try record.jsonString())
+            let record = try await withAtrium(client) { try await $0.image(id: id) }
+            try output.print(record) {
+                var lines = [
+                    "image        \(record.imageID)",
+                    "registrant   \(record.registrantID)",
+                    "patient      \(record.patientID)  \(record.patientName)",
+                    "study        \(record.studyInstanceUid)",
+                    "series       \(record.seriesInstanceUid)",
+                    "instance     \(record.sopInstanceUid)  (#\(record.instanceNumber))",
+                    "modality     \(record.modality)  body part \(record.bodyPart.isEmpty ? "-" : record.bodyPart)  device \(record.deviceID.isEmpty ? "-" : record.deviceID)",
+                    "acquired     \(record.hasAcquiredAt ? ISO8601DateFormatter().string(from: record.acquiredAt.date) : "-")",
+                    "pixels       \(record.rows)x\(record.columns), \(record.bitsAllocated)-bit, \(record.frames) frame(s), \(record.transferSyntaxUid)",
+                    "stored       \(record.digest.sizeBytes) bytes, sha256 \(record.digest.sha256)",
+                    "registered   \(ISO8601DateFormatter().string(from: record.registeredAt.date))",
+                    "conditions   version \(record.conditionsVersion): \(ConditionsText.summary(record.conditions))",
+                ]
+                if !record.comment.isEmpty { lines.append("comment      \(record.comment)") }
+                if !record.derivedFromImageIds.isEmpty { lines.append("derived from \(record.derivedFromImageIds.joined(separator: ", "))") }
+                if !record.supersedesImageID.isEmpty { lines.append("supersedes   \(record.supersedesImageID)") }
+                if !record.supersededByImageID.isEmpty { lines.append("superseded by \(record.supersededByImageID)") }
+                return lines.joined(separator: "\n")
+            }
+        }
+    }
+
+    struct Conditions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show an image's acquisition conditions with every version, or record a correction.",
+            discussion: """
+                With --set KEY=VALUE (repeatable) a new version is recorded, merged over the current one. Typed keys: \
+                mr.tr_ms, mr.te_ms, mr.ti_ms, mr.flip_deg, mr.field_t, mr.sequence, ct.kvp, ct.ma, ct.mas, ct.pitch, \
+                ct.thickness_mm, ct.kernel, xray.kvp, xray.mas, xray.time_ms, xray.sid_mm; any other key goes to the \
+                free key/value map (an empty value removes it).
+                """
+        )
+        @OptionGroup var client: ClientOptions
+        @OptionGroup var output: OutputOptions
+        @Argument(help: "The image ID.") var id: String
+        @Option(name: .customLong("set"), help: "KEY=VALUE to record (repeatable).") var assignments: [String] = []
+        @Option(help: "Why the conditions are corrected.") var reason = ""
+
+        func run() async throws {
+            try await withAtrium(client) { atrium in
+                if !assignments.isEmpty {
+                    let conditions = try ConditionsText.parse(assignments)
+                    _ = try await atrium.registry.setAcquisitionConditions(
+                        .with { $0.imageID = id; $0.conditions = conditions; $0.reason = reason },
+                        metadata: atrium.metadata
+                    )
+                }
+                let record = try await atrium.registry.getImage(.with { $0.imageID = id; $0.includeConditionsHistory = true }, metadata: atrium.metadata)
+                let conditionsOnly = Atrium_V1_ImageRecord.with {
+                    $0.imageID = record.imageID
+                    $0.conditions = record.conditions
+                    $0.conditionsVersion = record.conditionsVersion
+                    $0.conditionsHistory = record.conditionsHistory
+                }
+                try output.print(conditionsOnly) {
+                    record.conditionsHistory.map { version in
+                        let when = ISO8601DateFormatter().string(from: version.recordedAt.date)
+                        return "v\(version.version)  \(when)  \(version.recordedBy)\(version.reason.isEmpty ? "" : "  (\(version.reason))")\n    \(ConditionsText.summary(version.conditions))"
+                    }.joined(separator: "\n")
+                }
+            }
+        }
+    }
+
+    struct Thumbnail: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Save an image's PNG thumbnail.")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The image ID.") var id: String
+        @Option(name: .shortAndLong, help: "The PNG file to write.") var output: String
+
+        func run() async throws {
+            let thumbnail = try await withAtrium(client) { atrium in
+                try await atrium.registry.getThumbnail(.with { $0.imageID = id }, metadata: atrium.metadata)
+            }
+            try thumbnail.png.write(to: URL(fileURLWithPath: output))
+            print("\(id)  \(thumbnail.width)x\(thumbnail.height)  -> \(output)")
         }
     }
 
@@ -102,7 +284,7 @@ struct Images: AsyncParsableCommand {
         var output: String
 
         func run() async throws {
-            let digest = try await AtriumClient.with(try client.configuration()) { try await $0.fetchImage(id: id, to: output) }
+            let digest = try await withAtrium(client) { try await $0.fetchImage(id: id, to: output) }
             print("\(id)  \(digest.sha256)  \(digest.sizeBytes) bytes  -> \(output)")
         }
     }

@@ -2,6 +2,7 @@ import AtriumAPI
 import AtriumClient
 import AtriumCore
 import AtriumDICOM
+import AtriumRuntime
 import AtriumTesting
 import Foundation
 import GRPCCore
@@ -359,6 +360,68 @@ extension IntegrationTests {
                     try await atrium.registry.grantShare(.with { $0.receiverID = "sub_nobody"; $0.patientID = "P-V" }, metadata: atrium.metadata)
                 }
             } throws: { code(of: $0) == .notFound }
+        }
+
+        @Test("the CLI registers a directory tree concurrently with a summary, lists, shows, corrects conditions and shares")
+        func commandLine() async throws {
+            let mesh = try await TestMesh(processingInstances: 1)
+            defer { mesh.stop() }
+            let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
+            let receiver = try await mesh.createSubscriber(name: "Receiver", kind: .hospital)
+            let tree = "\(mesh.directory.path)/incoming"
+            try FileManager.default.createDirectory(atPath: "\(tree)/study/series", withIntermediateDirectories: true)
+            for index in 0..<6 {
+                var fixture = DICOMFixture(sopInstanceUID: "1.2.999.8.\(index)", patientID: "P-CLI", seed: UInt64(index))
+                fixture.instanceNumber = index
+                try Data(try Fixtures.dicom(fixture)).write(to: URL(fileURLWithPath: "\(tree)/study/series/IM\(index)"))
+            }
+            // The same object twice, a broken file, and files the walk skips.
+            try FileManager.default.copyItem(atPath: "\(tree)/study/series/IM0", toPath: "\(tree)/study/copy-of-IM0")
+            try Data("not an image".utf8).write(to: URL(fileURLWithPath: "\(tree)/notes.txt"))
+            try Data("x".utf8).write(to: URL(fileURLWithPath: "\(tree)/.hidden"))
+            try Data("x".utf8).write(to: URL(fileURLWithPath: "\(tree)/DICOMDIR"))
+            let environment = [
+                "ATRIUM_GATEWAY": "\(mesh.mesh.gatewayAddress.host):\(mesh.mesh.gatewayAddress.port)",
+                "ATRIUM_CA": "\(mesh.pkiDirectory)/ca.pem",
+                "ATRIUM_API_KEY": hospital.key,
+            ]
+            func summary(_ output: String) throws -> [String: Any] {
+                let line = try #require(output.split(separator: "\n").last)
+                return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            }
+            let (status, output) = try AtriumBinary.execute(["images", "register", "--jobs", "3", "--json", tree], environment: environment)
+            #expect(status == 1, "a refused file makes the exit status 1")
+            let first = try summary(output)
+            #expect(first["registered"] as? Int == 6 && first["already_stored"] as? Int == 1 && first["refused"] as? Int == 1)
+            let files = try #require(first["files"] as? [[String: String]])
+            #expect(files.count == 8, "hidden files and DICOMDIR are skipped")
+            #expect(files.first { $0["file"]?.hasSuffix("notes.txt") == true }?["reason"]?.contains("INVALID_ARGUMENT") == true)
+            // Again: everything valid is now already stored.
+            let again = try summary(try AtriumBinary.execute(["images", "register", "--json", tree], environment: environment).output)
+            #expect(again["registered"] as? Int == 0 && again["already_stored"] as? Int == 7 && again["refused"] as? Int == 1)
+            let registered = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { try await $0.images() }
+            #expect(registered.count == 6)
+            let listed = try AtriumBinary.run(["images", "list", "--patient-id", "P-CLI", "--json"], environment: environment)
+            let lines = listed.split(separator: "\n")
+            #expect(lines.count == 6)
+            let record = try Atrium_V1_ImageRecord(jsonString: String(lines[0]))
+            #expect(record.patientID == "P-CLI")
+            let shown = try AtriumBinary.run(["images", "show", record.imageID], environment: environment)
+            #expect(shown.contains("P-CLI") && shown.contains("CT 120 kVp"))
+            let corrected = try AtriumBinary.run(
+                ["images", "conditions", record.imageID, "--set", "ct.pitch=1.375", "--set", "contrast=none", "--reason", "from the console log", "--json"],
+                environment: environment
+            )
+            let history = try Atrium_V1_ImageRecord(jsonString: corrected)
+            #expect(history.conditionsHistory.count == 2 && history.conditions.ct.helicalPitch == 1.375 && history.conditions.extra["contrast"] == "none")
+            let grant = try Atrium_V1_ShareGrant(
+                jsonString: try AtriumBinary.run(["share", "grant", receiver.id, "--patient-id", "P-CLI", "--json"], environment: environment)
+            )
+            let seen = try await AtriumClient.with(mesh.clientConfiguration(apiKey: receiver.key)) { try await $0.images() }
+            #expect(seen.count == 6)
+            #expect(try AtriumBinary.run(["share", "list", "--granted"], environment: environment).contains(grant.grantID))
+            _ = try AtriumBinary.run(["share", "revoke", grant.grantID], environment: environment)
+            #expect(try await AtriumClient.with(mesh.clientConfiguration(apiKey: receiver.key)) { try await $0.images() }.isEmpty)
         }
     }
 }
