@@ -1,11 +1,9 @@
 import SwiftProtobuf
 import AtriumAPI
+import AtriumCore
 import AtriumRuntime
 import AtriumStorage
 import GRPCCore
-
-/// Subject named by the stubs of this service.
-private let registryIssue = "the registry issue (#4)"
 
 /// `atrium.v1.Registry`, the public face, reached only through the gateway.
 struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
@@ -162,13 +160,26 @@ struct InternalRegistry: Atrium_V1_RegistryInternal.ServiceProtocol {
         request: ServerRequest<Atrium_V1_ExportRequest>,
         context: ServerContext
     ) async throws -> StreamingServerResponse<Atrium_V1_ExportChunk> {
-        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+        try requireBackup(context)
+        return StreamingServerResponse { writer in
+            try await service.export(request.message, to: writer)
+            return [:]
+        }
     }
 
     func restore(
         request: StreamingServerRequest<Atrium_V1_RestoreChunk>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_RestoreResponse> {
-        throw UnimplementedService.error(context.descriptor, subject: registryIssue)
+        try requireBackup(context)
+        var messages = request.messages.makeAsyncIterator()
+        return ServerResponse(message: try await service.restore { try await messages.next() })
+    }
+
+    /// Export and restore hand over the whole index: only the backup service may call them.
+    private func requireBackup(_ context: ServerContext) throws {
+        guard PeerIdentity.service(of: context) == .backup else {
+            throw RegistryError.permissionDenied("only the backup service may export or restore the registry")
+        }
     }
 }

@@ -17,11 +17,11 @@ public import ServiceLifecycle
 /// served by this one value; their conformances are in `RegistryService+RPC.swift`.
 public struct RegistryService: Sendable {
     let store: RegistryStore
-    private let blobs: BlobStore
-    private let configuration: RegistryConfiguration
+    let blobs: BlobStore
+    let configuration: RegistryConfiguration
     let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
     let audit: AuditTrail
-    private let settlements: SettlementSender
+    let settlements: SettlementSender
     private let uids: UIDGenerator
     let logger: Logger
 

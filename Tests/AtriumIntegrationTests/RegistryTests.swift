@@ -4,6 +4,7 @@ import AtriumCore
 import AtriumDICOM
 import AtriumRuntime
 import AtriumTesting
+import Crypto
 import Foundation
 import GRPCCore
 import SwiftProtobuf
@@ -422,6 +423,74 @@ extension IntegrationTests {
             #expect(try AtriumBinary.run(["share", "list", "--granted"], environment: environment).contains(grant.grantID))
             _ = try AtriumBinary.run(["share", "revoke", grant.grantID], environment: environment)
             #expect(try await AtriumClient.with(mesh.clientConfiguration(apiKey: receiver.key)) { try await $0.images() }.isEmpty)
+        }
+
+        @Test("export streams a consistent snapshot and its blob list; restore checks the digest and the blobs, then replaces the index")
+        func exportAndRestore() async throws {
+            let mesh = try await TestMesh(processingInstances: 1)
+            defer { mesh.stop() }
+            let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
+            let kept = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { atrium in
+                var receipts: [Atrium_V1_RegisterResponse] = []
+                for index in 0..<3 {
+                    receipts.append(try await atrium.registerImage(bytes: Data(try Fixtures.dicom(DICOMFixture(sopInstanceUID: "1.2.999.9.\(index)", patientID: "P-B", seed: UInt64(index))))))
+                }
+                return receipts
+            }
+            let registry = mesh.mesh.address(of: .init(.registry))
+            let backup = ClientSecurity.mutualTLS(.service(.backup, in: mesh.pkiDirectory))
+            let (snapshot, blobs, digest) = try await ClientFactory.withClient(to: registry, security: backup) { client in
+                try await Atrium_V1_RegistryInternal.Client(wrapping: client).export(.with { $0.backupID = "b1" }) { response in
+                    var snapshot = Data(), blobs: [String] = [], digest = Atrium_V1_Digest()
+                    for try await message in response.messages {
+                        switch message.part {
+                        case .database(let chunk): snapshot.append(chunk.data)
+                        case .blobs(let list): blobs += list.sha256
+                        case .snapshotDigest(let value): digest = value
+                        case nil: break
+                        }
+                    }
+                    return (snapshot, blobs, digest)
+                }
+            }
+            #expect(Set(blobs) == Set(kept.map(\.digest.sha256)))
+            #expect(digest.sizeBytes == UInt64(snapshot.count) && digest.sha256 == Hex.encode(SHA256.hash(data: snapshot)))
+
+            let later = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { atrium in
+                try await atrium.registerImage(bytes: Data(try Fixtures.dicom(DICOMFixture(sopInstanceUID: "1.2.999.9.9", patientID: "P-B", seed: 9))))
+            }
+            func restore(_ bytes: Data, digest: Atrium_V1_Digest, as service: ServiceName = .backup) async throws -> Atrium_V1_RestoreResponse {
+                try await ClientFactory.withClient(to: registry, security: .mutualTLS(.service(service, in: mesh.pkiDirectory))) { client in
+                    let request = StreamingClientRequest<Atrium_V1_RestoreChunk> { writer in
+                        try await writer.write(.with { $0.header = .with { $0.backupID = "b1"; $0.snapshotDigest = digest } })
+                        for start in stride(from: 0, to: bytes.count, by: 256 << 10) {
+                            let end = min(start + (256 << 10), bytes.count)
+                            try await writer.write(.with { $0.database = .with { $0.offset = UInt64(start); $0.data = bytes[start..<end] } })
+                        }
+                    }
+                    return try await Atrium_V1_RegistryInternal.Client(wrapping: client).restore(request: request)
+                }
+            }
+            // Only backup may restore; a snapshot that does not match its digest is refused.
+            await #expect { try await restore(snapshot, digest: digest, as: .delivery) } throws: { code(of: $0) == .permissionDenied }
+            var damaged = snapshot
+            damaged[damaged.count / 2] ^= 0xFF
+            await #expect { try await restore(damaged, digest: digest) } throws: { code(of: $0) == .invalidArgument }
+            // A snapshot that references a blob the store lacks is refused, and the index is unchanged.
+            let blobPath = "\(mesh.directory.path)/registry/blobs/sha256/\(blobs[0].prefix(2))/\(blobs[0].dropFirst(2).prefix(2))/\(blobs[0])"
+            try FileManager.default.moveItem(atPath: blobPath, toPath: blobPath + ".away")
+            await #expect { try await restore(snapshot, digest: digest) } throws: { code(of: $0) == .failedPrecondition }
+            try FileManager.default.moveItem(atPath: blobPath + ".away", toPath: blobPath)
+            #expect(try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { try await $0.images() }.count == 4)
+
+            let restored = try await restore(snapshot, digest: digest)
+            #expect(restored.recordCount == 3)
+            try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { atrium in
+                #expect(try await atrium.images().map(\.imageID).sorted() == kept.map(\.imageID).sorted())
+                await #expect { try await atrium.image(id: later.imageID) } throws: { code(of: $0) == .notFound }
+                // The restored index is live: registration goes on.
+                _ = try await atrium.registerImage(bytes: Data(try Fixtures.dicom(DICOMFixture(sopInstanceUID: "1.2.999.9.10", patientID: "P-B", seed: 10))))
+            }
         }
     }
 }

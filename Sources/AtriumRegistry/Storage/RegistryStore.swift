@@ -214,6 +214,41 @@ struct RegistryStore: Sendable {
         return (clauses, arguments)
     }
 
+    // MARK: - Backup
+
+    /// Copies a consistent snapshot of the whole database to a new SQLite file at `path` (SQLite's online
+    /// backup: writers may go on meanwhile; the copy is the state at one instant). Returns the distinct blob
+    /// digests the snapshot references.
+    func snapshot(to path: String) throws -> [String] {
+        let copy = try DatabaseQueue(path: path)
+        try database.backup(to: copy)
+        return try copy.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT sha256 FROM image ORDER BY sha256") }
+    }
+
+    /// Replaces the whole database with the snapshot at `path`, after migrating the snapshot to this version's
+    /// schema and checking it. `blobExists` must hold for every blob the snapshot references; otherwise nothing
+    /// changes and the missing digests are returned. Returns the number of image records on success.
+    func restore(from path: String, blobExists: (String) throws -> Bool) throws -> Result<Int, MissingBlobs> {
+        let snapshot = try DatabaseQueue(path: path)
+        try snapshot.write { db in
+            guard try String.fetchOne(db, sql: "PRAGMA integrity_check") == "ok", try db.tableExists("image") else { throw RestoreError.corrupt }
+        }
+        try RegistryMigrations.migrator.migrate(snapshot)
+        let digests = try snapshot.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT sha256 FROM image") }
+        let missing = try digests.filter { try !blobExists($0) }
+        guard missing.isEmpty else { return .failure(MissingBlobs(digests: missing)) }
+        try snapshot.backup(to: database)
+        return .success(try database.read { db in try ImageRow.fetchCount(db) })
+    }
+
+    struct MissingBlobs: Error {
+        var digests: [String]
+    }
+
+    enum RestoreError: Error {
+        case corrupt
+    }
+
     // MARK: - Share grants
 
     /// Records a grant and its studies.
