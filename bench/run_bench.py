@@ -5,13 +5,20 @@ Starts a fresh mesh (`atrium up --ephemeral-ports`, release build) for each clie
 slice through the gateway (fsync-durable acknowledgements), fetches every slice back (SHA-256 checked by the
 SDK), and prints images/s, MB/s and p50/p99 latency per image, plus each process's peak RSS.
 
-Usage: run_bench.py --binary .build/release/atrium [--images 500] [--clients 1,4] [--data var/bench]
+Then measures ListImages latency (a patient query through the gateway, as a hospital whose visibility rules apply)
+over an index of 10,000 and 100,000 records, inserted straight into the registry's SQLite file: query latency
+depends on the index alone, never on blobs.
+
+Usage: run_bench.py --binary .build/release/atrium [--images 1000] [--clients 1,4] [--data var/bench]
+                    [--query-records 10000,100000]
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -59,42 +66,99 @@ def peak_rss_by_process(marker):
     return result
 
 
-def run_once(binary, slices, clients):
-    data = tempfile.mkdtemp(prefix="atrium-bench-")
-    up = subprocess.Popen([binary, "up", "--ephemeral-ports", "--data-dir", data], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)
-    try:
-        gateway = key = None
+class Mesh:
+    """`atrium up --ephemeral-ports` in a fresh data directory, stopped (and removed) on exit."""
+
+    def __init__(self, binary):
+        self.binary = binary
+        self.data = tempfile.mkdtemp(prefix="atrium-bench-")
+        self.up = subprocess.Popen([binary, "up", "--ephemeral-ports", "--data-dir", self.data], stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, text=True)
+        self.gateway = self.key = None
         deadline = time.time() + 60
-        for line in up.stdout:
+        for line in self.up.stdout:
             line = line.strip()
             if line.startswith("export ATRIUM_API_KEY="):
-                key = line.split("=", 1)[1]
+                self.key = line.split("=", 1)[1]
             if line.startswith("export ATRIUM_GATEWAY="):
-                gateway = line.split()[1].split("=", 1)[1]
+                self.gateway = line.split()[1].split("=", 1)[1]
             if "Press Ctrl-C" in line or time.time() > deadline:
                 break
-        if not (gateway and key):
-            raise SystemExit("atrium up did not start; see " + data + "/log")
-        out = subprocess.run([binary, "bench", "images", "--dir", slices, "--clients", str(clients), "--gateway", gateway,
-                              "--ca", os.path.join(data, "pki", "ca.pem"), "--api-key", key],
+        if not (self.gateway and self.key):
+            self.close()
+            raise SystemExit("atrium up did not start; see " + self.data + "/log")
+
+    def client_args(self, key=None):
+        return ["--gateway", self.gateway, "--ca", os.path.join(self.data, "pki", "ca.pem"), "--api-key", key or self.key]
+
+    def add_hospital(self, name):
+        out = subprocess.run([self.binary, "security", "add-subscriber", "--data-dir", self.data, "--name", name,
+                              "--kind", "hospital", "--roles", "register,receive"], check=True, capture_output=True,
+                             text=True).stdout
+        ident = next(l.split(" ", 1)[1] for l in out.splitlines() if l.startswith("subscriber "))
+        key = next(l.split("=", 1)[1] for l in out.splitlines() if l.startswith("ATRIUM_API_KEY="))
+        return ident, key
+
+    def close(self):
+        self.up.send_signal(signal.SIGINT)
+        try:
+            self.up.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.up.kill()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_once(binary, slices, clients):
+    with Mesh(binary) as mesh:
+        out = subprocess.run([binary, "bench", "images", "--dir", slices, "--clients", str(clients)] + mesh.client_args(),
                              check=True, capture_output=True, text=True).stdout
         phases = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        rss = peak_rss_by_process(data)
+        rss = peak_rss_by_process(mesh.data)
         return phases, rss
-    finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            up.kill()
-        shutil.rmtree(data, ignore_errors=True)
+
+
+def fill_index(database, registrant, records):
+    """`records` image rows for `registrant`: 10 per patient, in 2 series of 5, CT and MR alternately."""
+    db = sqlite3.connect(database, timeout=30)
+    rows = []
+    base_ms = 1_770_000_000_000
+    for n in range(records):
+        patient, series, instance = n // 10, (n // 5) % 2, n % 5
+        order = base_ms + n * 60_000
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(order / 1000)) + ".000"
+        rows.append((f"img_bench{n:08d}", registrant, f"PB-{patient}", "Bench^Patient", f"1.2.999.{patient}",
+                     f"1.2.999.{patient}.{series}", f"1.2.999.{patient}.{series}.{instance}", "1.2.840.10008.5.1.4.1.1.2",
+                     "CT" if series == 0 else "MR", at, "CT-1", "CHEST", 512, 512, 16, 1, "1.2.840.10008.1.2.1", 525_000,
+                     hashlib.sha256(str(n).encode()).hexdigest(), at, instance, b"", 1, order))
+    db.executemany("""INSERT INTO image (id, registrant_id, patient_id, patient_name, study_uid, series_uid,
+        sop_instance_uid, sop_class_uid, modality, acquired_at, device_id, body_part, rows, columns, bits_allocated,
+        frames, transfer_syntax_uid, size_bytes, sha256, registered_at, instance_number, conditions,
+        conditions_version, order_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""", rows)
+    db.commit()
+    db.close()
+
+
+def query_bench(binary, records, calls=1000):
+    with Mesh(binary) as mesh:
+        registrant, key = mesh.add_hospital("Query bench")
+        fill_index(os.path.join(mesh.data, "registry", "registry.sqlite"), registrant, records)
+        out = subprocess.run([binary, "bench", "query", "--patients", str(records // 10), "--calls", str(calls),
+                              "--label", str(records)] + mesh.client_args(key),
+                             check=True, capture_output=True, text=True).stdout
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", default=".build/release/atrium")
-    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--query-records", default="10000,100000")
     parser.add_argument("--clients", default="1,4")
     parser.add_argument("--data", default="var/bench")
     parser.add_argument("--gateway-calls", type=int, default=5000)
@@ -123,6 +187,17 @@ def main():
               f"{r['p99_ms']:>7.1f} {ratio:>15}")
     print("\nOrthanc reference (plain HTTP, same slices, this machine kind): register 186/332 images/s, "
           "fetch 1315/2522 images/s with 1/4 clients (../shared/bench/README.md).")
+
+    print()
+    print("ListImages through the gateway (TLS, API key, a hospital's visibility rules), 1000 sequential calls each,")
+    print("first page of up to 100 records; Orthanc reference: a patient query in about 7 ms")
+    header = f"{'records':>8} {'query':18} {'p50 ms':>7} {'p99 ms':>7} {'records/call':>13} {'vs Orthanc 7 ms':>16}"
+    print(header)
+    print("-" * len(header))
+    for records in [int(r) for r in args.query_records.split(",") if r]:
+        for r in query_bench(binary, records):
+            print(f"{records:>8} {r['kind']:18} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['mean_records']:>13.1f} "
+                  f"{7.0 / r['p50_ms']:>15.1f}x")
 
     gateway_bench(binary, args.gateway_calls)
 

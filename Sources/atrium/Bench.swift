@@ -1,3 +1,4 @@
+import SwiftProtobuf
 import ArgumentParser
 import AtriumAPI
 import AtriumClient
@@ -7,7 +8,7 @@ import Foundation
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure register and fetch throughput against a running network.",
-        subcommands: [ImagesBench.self, GatewayBench.self],
+        subcommands: [ImagesBench.self, QueryBench.self, GatewayBench.self],
         defaultSubcommand: ImagesBench.self
     )
 }
@@ -92,12 +93,64 @@ struct ImagesBench: AsyncParsableCommand {
         }
     }
 
-    private static func seconds(_ duration: Duration) -> Double {
+    static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
-    private static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    static func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return 0 }
         return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+    }
+}
+
+/// `atrium bench query`: ListImages latency through the gateway, over whatever the index holds.
+struct QueryBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Measure ListImages latency against a running network.",
+        discussion: """
+            Sends --calls sequential ListImages requests: a patient query (filter by patient ID, first page of up to 100) for a \
+            random patient among --patients IDs named <prefix><n>, and the same patient's images of one modality. Prints one JSON \
+            object per query kind with p50/p99 latency in milliseconds and the mean number of records returned.
+            """
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Option(help: "Patient IDs are <prefix><n>.") var patientPrefix = "PB-"
+    @Option(help: "How many patients the index holds.") var patients = 1000
+    @Option(help: "Calls per query kind.") var calls = 1000
+    @Option(help: "A label for the figures (e.g. the record count).") var label = ""
+
+    func run() async throws {
+        var generator = SystemRandomNumberGenerator()
+        try await AtriumClient.with(try client.configuration()) { atrium in
+            for kind in ["patient", "patient+modality"] {
+                var latencies: [Double] = []
+                var returned = 0
+                for call in 0..<(calls + 20) {
+                    let patient = "\(patientPrefix)\(Int.random(in: 0..<patients, using: &generator))"
+                    let request = Atrium_V1_ListImagesRequest.with {
+                        $0.filter.patientID = patient
+                        if kind == "patient+modality" { $0.filter.modality = "CT" }
+                        $0.page.pageSize = 100
+                    }
+                    let begin = ContinuousClock.now
+                    let response = try await atrium.registry.listImages(request, metadata: atrium.metadata)
+                    // The first calls warm the connection and the caches; they are not counted.
+                    if call >= 20 {
+                        latencies.append(ImagesBench.seconds(ContinuousClock.now - begin) * 1000)
+                        returned += response.images.count
+                    }
+                }
+                latencies.sort()
+                let figures: [String: Any] = [
+                    "phase": "query", "kind": kind, "label": label, "calls": calls,
+                    "p50_ms": ImagesBench.percentile(latencies, 0.50), "p99_ms": ImagesBench.percentile(latencies, 0.99),
+                    "mean_records": Double(returned) / Double(calls),
+                ]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys]), as: UTF8.self))
+            }
+        }
     }
 }
