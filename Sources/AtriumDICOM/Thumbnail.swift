@@ -18,16 +18,25 @@ public enum Thumbnail {
         let height = max(1, Int((Double(layout.rows) * scale).rounded()))
         let channels = layout.samplesPerPixel
         var small = [Double](repeating: 0, count: width * height * channels)
-        for y in 0..<height {
-            let y0 = y * layout.rows / height, y1 = max(y0 + 1, (y + 1) * layout.rows / height)
-            for x in 0..<width {
-                let x0 = x * layout.columns / width, x1 = max(x0 + 1, (x + 1) * layout.columns / width)
-                for channel in 0..<channels {
-                    var sum = 0.0
-                    for sy in y0..<y1 {
-                        for sx in x0..<x1 { sum += values[(sy * layout.columns + sx) * channels + channel] }
+        // Every index below is within the frame by construction (y1 <= rows, x1 <= columns): no bounds checks.
+        values.withUnsafeBufferPointer { source in
+            small.withUnsafeMutableBufferPointer { target in
+                for y in 0..<height {
+                    let y0 = y * layout.rows / height, y1 = max(y0 + 1, (y + 1) * layout.rows / height)
+                    for x in 0..<width {
+                        let x0 = x * layout.columns / width, x1 = max(x0 + 1, (x + 1) * layout.columns / width)
+                        for channel in 0..<channels {
+                            var sum = 0.0
+                            for sy in y0..<y1 {
+                                var index = (sy * layout.columns + x0) * channels + channel
+                                for _ in x0..<x1 {
+                                    sum += source[index]
+                                    index += channels
+                                }
+                            }
+                            target[(y * width + x) * channels + channel] = sum / Double((y1 - y0) * (x1 - x0))
+                        }
                     }
-                    small[(y * width + x) * channels + channel] = sum / Double((y1 - y0) * (x1 - x0))
                 }
             }
         }
@@ -68,22 +77,22 @@ public enum Thumbnail {
         return level.isFinite ? UInt8(clamping: Int(max(-1, min(256, level)))) : 0
     }
 
-    /// The first frame's samples as numbers.
+    /// The first frame's samples as numbers (decoded samples are little endian).
     private static func samples(_ bytes: [UInt8], layout: PixelLayout) -> [Double] {
-        let width = layout.bytesPerSample
         let count = layout.samplesPerFrame
-        var out = [Double](repeating: 0, count: count)
-        for index in 0..<count {
-            var value: UInt64 = 0
-            for byte in (0..<width).reversed() { value = value << 8 | UInt64(bytes[index * width + byte]) }
-            if layout.signed {
-                let shift = UInt64(64 - 8 * width)
-                out[index] = Double(Int64(bitPattern: value << shift) >> Int64(shift))
-            } else {
-                out[index] = Double(value)
+        return [Double](unsafeUninitializedCapacity: count) { out, initialized in
+            bytes.withUnsafeBytes { raw in
+                switch (layout.bytesPerSample, layout.signed) {
+                case (1, false): for i in 0..<count { out[i] = Double(raw[i]) }
+                case (1, true): for i in 0..<count { out[i] = Double(Int8(bitPattern: raw[i])) }
+                case (2, false): for i in 0..<count { out[i] = Double(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+                case (2, true): for i in 0..<count { out[i] = Double(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self))) }
+                case (_, false): for i in 0..<count { out[i] = Double(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+                case (_, true): for i in 0..<count { out[i] = Double(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))) }
+                }
             }
+            initialized = count
         }
-        return out
     }
 
     /// An 8-bit greyscale (1 channel) or RGB (3 channels) PNG, each row with filter type 0.

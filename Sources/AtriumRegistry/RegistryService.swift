@@ -67,6 +67,8 @@ public struct RegistryService: Sendable {
         next: () async throws -> UploadPart?
     ) async throws -> Atrium_V1_RegisterResponse {
         try validate(header)
+        // Provenance names only images the registrant may see.
+        for source in header.derivedFromImageIds { _ = try visibleImage(id: source, caller: registrant) }
         let wrapper: RawPixelsWrapper? =
             header.format == .rawPixels
             ? try RawPixelsWrapper(header.raw, comment: header.comment, uids: uids, maximumBytes: configuration.maxImageBytes)

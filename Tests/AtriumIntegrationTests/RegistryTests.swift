@@ -492,5 +492,35 @@ extension IntegrationTests {
                 _ = try await atrium.registerImage(bytes: Data(try Fixtures.dicom(DICOMFixture(sopInstanceUID: "1.2.999.9.10", patientID: "P-B", seed: 10))))
             }
         }
+
+        @Test("processing registers a derived image for a subscriber with its provenance; unseen sources are NOT_FOUND")
+        func registerForWithProvenance() async throws {
+            let mesh = try await TestMesh(processingInstances: 1)
+            defer { mesh.stop() }
+            let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
+            let source = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { atrium in
+                try await atrium.registerImage(bytes: Data(try Fixtures.dicom(DICOMFixture(sopInstanceUID: "1.2.999.11.1", patientID: "P-D"))))
+            }
+            let derived = Data(try Fixtures.dicom(DICOMFixture(sopInstanceUID: "1.2.999.11.2", patientID: "P-D", seed: 4)))
+            func registerFor(_ sources: [String]) async throws -> Atrium_V1_RegisterResponse {
+                let registry = mesh.mesh.address(of: .init(.registry))
+                return try await ClientFactory.withClient(to: registry, security: .mutualTLS(.service(.processing, in: mesh.pkiDirectory))) { client in
+                    let request = StreamingClientRequest<Atrium_V1_RegisterForRequest> { writer in
+                        try await writer.write(.with {
+                            $0.header = .with {
+                                $0.registrant = .with { $0.subscriberID = hospital.id; $0.kind = .hospital; $0.roles = [.register]; $0.requestID = "req-1" }
+                                $0.header = .with { $0.format = .dicomPart10; $0.comment = "smooth sigma=1.5"; $0.derivedFromImageIds = sources }
+                            }
+                        })
+                        try await writer.write(.with { $0.chunk = .with { $0.offset = 0; $0.data = derived } })
+                    }
+                    return try await Atrium_V1_RegistryInternal.Client(wrapping: client).registerFor(request: request)
+                }
+            }
+            await #expect { try await registerFor(["img_unknown"]) } throws: { code(of: $0) == .notFound }
+            let receipt = try await registerFor([source.imageID])
+            let record = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { try await $0.image(id: receipt.imageID) }
+            #expect(record.registrantID == hospital.id && record.derivedFromImageIds == [source.imageID] && record.comment == "smooth sigma=1.5")
+        }
     }
 }

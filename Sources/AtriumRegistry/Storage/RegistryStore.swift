@@ -31,10 +31,12 @@ struct GroupSummary: Sendable {
 /// fsync on commit). Listings read only this file, never blobs.
 struct RegistryStore: Sendable {
     private let database: DatabasePool
+    private let commits: GroupCommit<CommitOutcome>
 
     /// Opens (creating and migrating) the database at `path`.
     init(path: String) throws {
         self.database = try ServiceDatabase.open(path: path, migrator: RegistryMigrations.migrator)
+        self.commits = GroupCommit(database: database, label: "registry.commit")
     }
 
     // MARK: - Ingest
@@ -52,7 +54,7 @@ struct RegistryStore: Sendable {
         reservationID: String,
         supersede: Bool
     ) async throws -> CommitOutcome {
-        try await database.write { db in
+        try await commits.submit { db in
             var row = row
             if let sop = row.sopInstanceUID, var current = try currentImage(db, registrantID: row.registrantID, sopInstanceUID: sop) {
                 if current.sha256 == row.sha256 { return .duplicate(current) }
