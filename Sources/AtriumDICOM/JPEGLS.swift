@@ -1,11 +1,55 @@
 import CCharLS
 
 /// JPEG-LS (ISO/IEC 14495-1; PS3.5 A.4.3) through CharLS. Decoding takes lossless (1.2.840.10008.1.2.4.80) and
-/// near-lossless (1.2.840.10008.1.2.4.81) frames to `PixelDecoder`'s layout.
+/// near-lossless (1.2.840.10008.1.2.4.81) frames to `PixelDecoder`'s layout; encoding writes lossless frames.
 ///
 /// JPEG-LS codes unsigned samples of 2 to 16 bits: signed pixels travel masked to Bits Stored, and the decoder
 /// sign-extends them again, as it does native pixels.
-enum JPEGLS {
+public enum JPEGLS {
+    /// One lossless JPEG-LS codestream (SOI to EOI, even length, as a DICOM fragment needs) for one frame.
+    ///
+    /// `frame` is one frame as `PixelDecoder.decode` returns it: `layout.bytesPerFrame` bytes of little-endian
+    /// samples, colour interleaved (R1 G1 B1 R2 ...) whatever `layout.planarConfiguration` says. Each sample keeps
+    /// only its low Bits Stored bits (so signed values go in masked), coded at that precision (at least 2). Colour is
+    /// coded sample-interleaved (ILV 2) with no colour transform, so the data set that carries the result says
+    /// Planar Configuration 0 and keeps its Photometric Interpretation. Bits Allocated must be 8 or 16.
+    public static func encode(_ frame: some Collection<UInt8>, layout: PixelLayout) throws(PixelError) -> [UInt8] {
+        guard layout.bitsAllocated == 8 || layout.bitsAllocated == 16 else {
+            throw .unsupported("JPEG-LS codes at most 16 bits a sample; Bits Allocated is \(layout.bitsAllocated)")
+        }
+        guard frame.count == layout.bytesPerFrame else {
+            throw .malformed("a frame of \(frame.count) bytes; the layout needs \(layout.bytesPerFrame)")
+        }
+        let precision = max(2, layout.bitsStored)
+        let samples = samplesForCharLS(Array(frame), layout: layout, precision: precision)
+        guard let encoder = charls_jpegls_encoder_create() else { throw .unsupported("CharLS could not create an encoder") }
+        defer { charls_jpegls_encoder_destroy(encoder) }
+        var info = charls_frame_info(
+            width: UInt32(layout.columns), height: UInt32(layout.rows), bits_per_sample: Int32(precision),
+            component_count: Int32(layout.samplesPerPixel))
+        try check(charls_jpegls_encoder_set_frame_info(encoder, &info), "encoding")
+        if layout.samplesPerPixel > 1 {
+            try check(charls_jpegls_encoder_set_interleave_mode(encoder, CHARLS_INTERLEAVE_MODE_SAMPLE), "encoding")
+        }
+        try check(charls_jpegls_encoder_set_encoding_options(encoder, CHARLS_ENCODING_OPTIONS_EVEN_DESTINATION_SIZE), "encoding")
+        var capacity = 0
+        try check(charls_jpegls_encoder_get_estimated_destination_size(encoder, &capacity), "encoding")
+        let result = samples.withUnsafeBytes { source in
+            Result { () throws(PixelError) -> [UInt8] in
+                guard let input = source.baseAddress else { throw .malformed("an empty frame") }
+                return try [UInt8](unsafeUninitializedCapacity: capacity) { (output, written) throws(PixelError) in
+                    guard let destination = output.baseAddress else { throw .unsupported("CharLS estimated an empty codestream") }
+                    try check(charls_jpegls_encoder_set_destination_buffer(encoder, destination, output.count), "encoding")
+                    try check(charls_jpegls_encoder_encode_from_buffer(encoder, input, source.count, 0), "encoding")
+                    var count = 0
+                    try check(charls_jpegls_encoder_get_bytes_written(encoder, &count), "encoding")
+                    written = count
+                }
+            }
+        }
+        return try result.get()
+    }
+
     /// Every frame of encapsulated JPEG-LS pixel data, decoded and joined: little-endian samples of
     /// `layout.bytesPerSample` bytes, colour interleaved, not yet sign-extended.
     ///
@@ -85,6 +129,30 @@ enum JPEGLS {
             for byte in 0..<width { wide[sample * layout.bytesPerSample + byte] = decoded[sample * width + byte] }
         }
         return wide
+    }
+
+    /// A frame's little-endian samples as CharLS reads them: native-endian, one byte each up to 8 bits of
+    /// `precision` and two beyond, masked to Bits Stored.
+    private static func samplesForCharLS(_ frame: [UInt8], layout: PixelLayout, precision: Int) -> [UInt8] {
+        let width = precision <= 8 ? 1 : 2
+        let mask = UInt16(truncatingIfNeeded: (1 << layout.bitsStored) - 1)
+        let count = layout.samplesPerFrame
+        if width == 1 && layout.bytesPerSample == 1 {
+            return mask == 0xFF ? frame : frame.map { $0 & UInt8(truncatingIfNeeded: mask) }
+        }
+        if width == 1 {
+            // 16 bits allocated, at most 8 stored: the low byte of each sample.
+            return (0..<count).map { UInt8(truncatingIfNeeded: UInt16(frame[2 * $0]) & mask) }
+        }
+        let values = [UInt16](unsafeUninitializedCapacity: count) { buffer, initialized in
+            frame.withUnsafeBytes { bytes in
+                for index in 0..<count {
+                    buffer[index] = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * index, as: UInt16.self)) & mask
+                }
+            }
+            initialized = count
+        }
+        return values.withUnsafeBytes(Array.init)
     }
 
     private static func check(_ status: charls_jpegls_errc, _ what: String) throws(PixelError) {
