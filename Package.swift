@@ -50,8 +50,10 @@ let package = Package(
         .target(name: "AtriumCore", dependencies: [grpcCore, logging, crypto], swiftSettings: settings),
         // zlib, from Debian's zlib1g-dev (deflated transfer syntax; PNG thumbnails).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        // The DICOM reader and writer: pure Swift plus zlib, no gRPC.
-        .target(name: "AtriumDICOM", dependencies: ["CZlib"], swiftSettings: settings),
+        // CharLS, from Debian's libcharls-dev (JPEG-LS pixel data, decoded and encoded).
+        .systemLibrary(name: "CCharLS", path: "Sources/CCharLS", pkgConfig: "charls", providers: [.apt(["libcharls-dev"])]),
+        // The DICOM reader and writer: pure Swift plus zlib and CharLS, no gRPC.
+        .target(name: "AtriumDICOM", dependencies: ["CZlib", "CCharLS"], swiftSettings: settings),
         // Content-addressed blob store and database plumbing.
         .target(name: "AtriumStorage", dependencies: ["AtriumCore", grdb, crypto, logging], swiftSettings: settings),
         // Process bootstrap shared by every service: servers, clients, TLS, PKI, health, caller identity.

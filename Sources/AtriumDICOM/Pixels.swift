@@ -65,6 +65,7 @@ public enum PixelDecoder {
         let layout = try PixelLayout(file.dataset)
         guard let element = file.dataset[.pixelData] else { throw .malformed("no Pixel Data (7FE0,0010)") }
         var output: [UInt8]
+        var planar = layout.planarConfiguration == 1
         switch element.value {
         case .bytes(let stored):
             guard !file.transferSyntax.encapsulated else { throw .malformed("native pixel data in an encapsulated transfer syntax") }
@@ -74,17 +75,21 @@ public enum PixelDecoder {
             // Big endian: each sample is reversed; 8-bit samples in an OW element are stored as swapped 16-bit words.
             let width = max(layout.bytesPerSample, element.vr == .OW ? 2 : 1)
             if !file.dataset.littleEndian && width > 1 { swapBytes(&output, width: width) }
-        case .fragments(_, let fragments):
+        case .fragments(let offsetTable, let fragments):
             switch file.transferSyntax.uid {
             case TransferSyntax.rleLossless:
                 output = try RLE.decode(fragments, layout: layout)
+            case TransferSyntax.jpegLSLossless, TransferSyntax.jpegLSNearLossless:
+                output = try JPEGLS.decode(fragments, offsetTable: offsetTable, layout: layout)
+                // The codestream says how colour is interleaved, and the decoder always interleaves it.
+                planar = false
             default:
                 throw .unsupported("pixels in transfer syntax \(file.transferSyntax.uid) are stored and delivered but not decoded")
             }
         case .sequence:
             throw .malformed("Pixel Data is a sequence")
         }
-        if layout.planarConfiguration == 1 { output = interleave(output, layout: layout) }
+        if planar { output = interleave(output, layout: layout) }
         if layout.signed && layout.bitsStored < layout.bitsAllocated { signExtend(&output, layout: layout) }
         return (layout, output)
     }

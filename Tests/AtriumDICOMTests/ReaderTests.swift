@@ -5,8 +5,8 @@ import Testing
 
 @testable import AtriumDICOM
 
-/// The corpus that `make_corpus.py` writes with pydicom, and what pydicom read back from each file.
-private final class Corpus: Sendable {
+/// The corpus that `make_corpus.py` writes with pydicom and dcmtk, and what pydicom read back from each file.
+final class Corpus: Sendable {
     let directory: TemporaryDirectory
     let oracle: [String: [String: JSONValue]]
 
@@ -40,7 +40,7 @@ private struct CorpusError: Error, CustomStringConvertible {
     let description: String
 }
 
-private enum JSONValue: Decodable, Equatable {
+enum JSONValue: Decodable, Equatable {
     case string(String)
     case number(Int)
 
@@ -62,6 +62,10 @@ struct ReaderTests {
     static let names = [
         "ct_explicit_le", "mr_implicit_le", "us_big_endian", "cr_deflated", "dx_multiframe_32", "mr_utf8", "ct_latin1",
         "mr_japanese", "ct_private_sequences", "ct_rle", "us_rgb_planar", "ct_signed_12_bits", "us_rgb_rle_multiframe",
+        // Made by dcmtk from files pydicom wrote: JPEG-LS (dcmcjpls), big endian (dcmconv) and RLE (dcmcrle).
+        "ct_jpegls_signed_12_bits", "ct_jpegls_signed_12_bits_masked", "mr_jpegls_8_bit", "us_jpegls_rgb",
+        "us_jpegls_rgb_sample_interleaved", "us_jpegls_rgb_not_interleaved", "xa_jpegls_multiframe_fragments",
+        "xa_jpegls_multiframe_no_offset_table", "ct_jpegls_near_lossless", "mr_dcmtk_big_endian", "ct_dcmtk_rle_multiframe",
     ]
 
     @Test("every corpus file reads back as pydicom reads it", arguments: names)

@@ -1,0 +1,1 @@
+../../../Sources/AtriumDICOM/Encapsulated.swift
