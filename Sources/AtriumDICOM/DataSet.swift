@@ -28,6 +28,21 @@ public struct TransferSyntax: Hashable, Sendable {
         }
     }
 
+    /// A readable name and the UID, e.g. `JPEG Baseline (1.2.840.10008.1.2.4.50)`.
+    public var displayName: String {
+        let names: [String: String] = [
+            "1.2.840.10008.1.2": "Implicit VR Little Endian", "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
+            "1.2.840.10008.1.2.1.99": "Deflated Explicit VR Little Endian", "1.2.840.10008.1.2.2": "Explicit VR Big Endian",
+            "1.2.840.10008.1.2.5": "RLE Lossless", "1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended",
+            "1.2.840.10008.1.2.4.57": "JPEG Lossless", "1.2.840.10008.1.2.4.70": "JPEG Lossless SV1",
+            "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless", "1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless",
+            "1.2.840.10008.1.2.4.90": "JPEG 2000 Lossless", "1.2.840.10008.1.2.4.91": "JPEG 2000",
+            "1.2.840.10008.1.2.4.201": "HTJ2K Lossless", "1.2.840.10008.1.2.4.202": "HTJ2K Lossless RPCL", "1.2.840.10008.1.2.4.203": "HTJ2K",
+            "1.2.840.10008.1.2.4.100": "MPEG-2 MP@ML", "1.2.840.10008.1.2.4.102": "MPEG-4 AVC/H.264", "1.2.840.10008.1.2.4.107": "HEVC/H.265",
+        ]
+        return names[uid].map { "\($0) (\(uid))" } ?? uid
+    }
+
     private init(uid: String, explicitVR: Bool, littleEndian: Bool, deflated: Bool, encapsulated: Bool) {
         self.uid = uid
         self.explicitVR = explicitVR

@@ -84,7 +84,7 @@ public enum PixelDecoder {
                 // The codestream says how colour is interleaved, and the decoder always interleaves it.
                 planar = false
             default:
-                throw .unsupported("pixels in transfer syntax \(file.transferSyntax.uid) are stored and delivered but not decoded")
+                throw .unsupported("pixels in \(file.transferSyntax.displayName) are stored and delivered but not decoded here")
             }
         case .sequence:
             throw .malformed("Pixel Data is a sequence")

@@ -22,8 +22,11 @@ extension RegistryService {
 
     func thumbnail(_ request: Atrium_V1_GetThumbnailRequest, caller: VerifiedCaller) throws -> Atrium_V1_Thumbnail {
         let row = try visibleImage(id: request.imageID, caller: caller)
-        guard let key = row.thumbnailSHA256, let thumbnail = try readIndex(caller.requestID, { try store.thumbnail(sha256: key) }) else {
-            throw RPCError(code: .notFound, message: "image '\(row.id)' has no thumbnail (its pixel data is in a syntax not decoded here, or absent)")
+        guard let key = row.thumbnailSHA256 else {
+            throw RPCError(code: .failedPrecondition, message: "image '\(row.id)' has no thumbnail: \(row.pixelNote ?? "its pixels were not decoded")")
+        }
+        guard let thumbnail = try readIndex(caller.requestID, { try store.thumbnail(sha256: key) }) else {
+            throw RegistryError.blobDamaged(row.id)
         }
         self.record(caller, "GetThumbnail", image: row)
         return .with {

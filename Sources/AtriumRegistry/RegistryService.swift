@@ -111,6 +111,7 @@ public struct RegistryService: Sendable {
             commit: commit,
             conditions: try conditions.serializedData(),
             thumbnailSHA256: parsed.thumbnail?.sha256,
+            pixelNote: parsed.pixelNote,
             registeredAt: now
         )
         let first = ConditionsRow(imageID: row.id, version: 1, conditions: row.conditions, recordedBy: registrant.subscriberID, recordedAt: now, reason: "registered")
@@ -387,6 +388,7 @@ extension ImageRow {
         commit: BlobCommit,
         conditions: Data,
         thumbnailSHA256: String?,
+        pixelNote: String?,
         registeredAt: Date
     ) {
         self.init(
@@ -419,6 +421,7 @@ extension ImageRow {
             supersededBy: nil,
             derivedFrom: header.derivedFromImageIds.isEmpty ? nil : header.derivedFromImageIds.joined(separator: " "),
             thumbnailSHA256: thumbnailSHA256,
+            pixelNote: pixelNote,
             orderTime: Int64(((metadata.acquiredAt ?? registeredAt).timeIntervalSince1970 * 1000).rounded(.down))
         )
     }

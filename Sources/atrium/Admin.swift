@@ -7,16 +7,15 @@ import AtriumRuntime
 import Foundation
 import GRPCCore
 
-/// Output of the online verbs: readable text by default, the protobuf JSON mapping with `--json`.
+/// Output of the online verbs: readable text by default, the canonical proto3 JSON mapping with `--json`
+/// (lowerCamelCase field names, as every proto3 JSON parser expects).
 struct OutputOptions: ParsableArguments {
-    @Flag(help: "Print the response as JSON (the protobuf JSON mapping).")
+    @Flag(help: "Print the response as JSON (the canonical proto3 JSON mapping).")
     var json = false
 
     func print(_ message: some SwiftProtobuf.Message, _ text: () -> String) throws {
         if json {
-            var options = JSONEncodingOptions()
-            options.preserveProtoFieldNames = true
-            Swift.print(try message.jsonString(options: options))
+            Swift.print(try message.jsonString())
         } else {
             Swift.print(text())
         }

@@ -133,7 +133,7 @@ struct Images: AsyncParsableCommand {
         @Option(help: "Acquired at or after this time (ISO 8601, e.g. 2026-03-01T00:00:00Z).") var from: String?
         @Option(help: "Acquired before this time (ISO 8601).") var until: String?
         @Option(help: "At most this many images (0: all).") var limit = 100
-        @Flag(help: "Print each record as JSON (the protobuf JSON mapping), one per line.") var json = false
+        @Flag(help: "Print each record as JSON (the canonical proto3 JSON mapping), one per line.") var json = false
 
         func run() async throws {
             var filter = Atrium_V1_ImageFilter.with {
@@ -157,18 +157,12 @@ struct Images: AsyncParsableCommand {
                         metadata: atrium.metadata
                     )
                     for record in page.images {
-                        print(json ? try record.jsonString(options: Self.jsonOptions) : Self.line(record))
+                        print(json ? try record.jsonString() : Self.line(record))
                     }
                     printed += page.images.count
                     token = page.nextPageToken
                 } while !token.isEmpty && (limit == 0 || printed < limit)
             }
-        }
-
-        static var jsonOptions: JSONEncodingOptions {
-            var options = JSONEncodingOptions()
-            options.preserveProtoFieldNames = true
-            return options
         }
 
         static func time(_ text: String, _ option: String) throws -> Date {

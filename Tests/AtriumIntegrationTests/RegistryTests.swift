@@ -522,5 +522,63 @@ extension IntegrationTests {
             let record = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { try await $0.image(id: receipt.imageID) }
             #expect(record.registrantID == hospital.id && record.derivedFromImageIds == [source.imageID] && record.comment == "smooth sigma=1.5")
         }
+
+        @Test("an object whose pixels are in a syntax not decoded here is stored and delivered; its thumbnail is FAILED_PRECONDITION naming the syntax")
+        func undecodedSyntax() async throws {
+            let mesh = try await TestMesh(processingInstances: 1)
+            defer { mesh.stop() }
+            let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
+            let bytes = Self.encapsulatedObject(syntax: "1.2.840.10008.1.2.4.50", sop: "1.2.999.12.1")
+            try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { atrium in
+                let receipt = try await atrium.registerImage(bytes: bytes)
+                let record = try await atrium.image(id: receipt.imageID)
+                #expect(record.transferSyntaxUid == "1.2.840.10008.1.2.4.50" && record.rows == 4 && !record.hasThumbnail_p)
+                await #expect { try await atrium.registry.getThumbnail(.with { $0.imageID = receipt.imageID }, metadata: atrium.metadata) } throws: { error in
+                    code(of: error) == .failedPrecondition && (error as? RPCError)?.message.contains("JPEG Baseline (1.2.840.10008.1.2.4.50)") == true
+                }
+                let fetched = "\(mesh.directory.path)/jpeg.dcm"
+                _ = try await atrium.fetchImage(id: receipt.imageID, to: fetched)
+                #expect(try Data(contentsOf: URL(fileURLWithPath: fetched)) == bytes)
+            }
+        }
+
+        /// A Part 10 object in `syntax` with one encapsulated fragment (not a real codestream: stored, never decoded).
+        static func encapsulatedObject(syntax: String, sop: String) -> Data {
+            var out = Data(count: 128) + Data("DICM".utf8)
+            func element(_ group: UInt16, _ element: UInt16, _ vr: String, _ value: Data, into data: inout Data) {
+                var value = value
+                if value.count % 2 == 1 { value.append(vr == "UI" ? 0 : 0x20) }
+                data += withUnsafeBytes(of: group.littleEndian) { Data($0) } + withUnsafeBytes(of: element.littleEndian) { Data($0) } + Data(vr.utf8)
+                if ["OB", "OW", "SQ", "UN", "UT"].contains(vr) {
+                    data += Data([0, 0]) + withUnsafeBytes(of: UInt32(value.count).littleEndian) { Data($0) }
+                } else {
+                    data += withUnsafeBytes(of: UInt16(value.count).littleEndian) { Data($0) }
+                }
+                data += value
+            }
+            var meta = Data()
+            element(0x0002, 0x0002, "UI", Data("1.2.840.10008.5.1.4.1.1.7".utf8), into: &meta)
+            element(0x0002, 0x0003, "UI", Data(sop.utf8), into: &meta)
+            element(0x0002, 0x0010, "UI", Data(syntax.utf8), into: &meta)
+            element(0x0002, 0x0000, "UL", withUnsafeBytes(of: UInt32(meta.count).littleEndian) { Data($0) }, into: &out)
+            out += meta
+            element(0x0008, 0x0016, "UI", Data("1.2.840.10008.5.1.4.1.1.7".utf8), into: &out)
+            element(0x0008, 0x0018, "UI", Data(sop.utf8), into: &out)
+            element(0x0008, 0x0060, "CS", Data("OT".utf8), into: &out)
+            element(0x0010, 0x0020, "LO", Data("P-J".utf8), into: &out)
+            element(0x0028, 0x0002, "US", Data([1, 0]), into: &out)
+            element(0x0028, 0x0004, "CS", Data("MONOCHROME2".utf8), into: &out)
+            element(0x0028, 0x0010, "US", Data([4, 0]), into: &out)
+            element(0x0028, 0x0011, "US", Data([4, 0]), into: &out)
+            element(0x0028, 0x0100, "US", Data([8, 0]), into: &out)
+            element(0x0028, 0x0101, "US", Data([8, 0]), into: &out)
+            element(0x0028, 0x0103, "US", Data([0, 0]), into: &out)
+            // Pixel Data, undefined length: an empty offset table, one fragment, the sequence delimiter.
+            out += Data([0xE0, 0x7F, 0x10, 0x00]) + Data("OB".utf8) + Data([0, 0, 0xFF, 0xFF, 0xFF, 0xFF])
+            out += Data([0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0])
+            out += Data([0xFE, 0xFF, 0x00, 0xE0, 8, 0, 0, 0]) + Data([0xFF, 0xD8, 0xFF, 0xDB, 1, 2, 0xFF, 0xD9])
+            out += Data([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0])
+            return out
+        }
     }
 }

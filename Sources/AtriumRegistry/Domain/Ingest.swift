@@ -11,6 +11,8 @@ struct ParsedImage: Sendable {
     /// The conditions recorded in the object.
     var conditions: Atrium_V1_AcquisitionConditions
     var thumbnail: ThumbnailRow?
+    /// Why there is no thumbnail.
+    var pixelNote: String?
 }
 
 /// Reading an upload: the object is parsed (a malformed one is refused with the byte offset and the reason)
@@ -85,17 +87,22 @@ enum Ingest {
         let conditions = Conditions.read(file.dataset, modality: metadata.modality)
         if let firstFrame { file = firstFrame }
         var thumbnail: ThumbnailRow?
+        var note: String? = "the object has no pixel data"
         if file.dataset[.pixelData] != nil {
             do {
                 let png = try Thumbnail.png(of: file, maximumEdge: thumbnailEdge)
                 thumbnail = ThumbnailRow(png: png)
+                note = nil
             } catch where error.unsupported {
-                thumbnail = nil
+                note = error.description
             } catch {
                 throw RegistryError.invalidArgument("the pixel data cannot be decoded: \(error)")
             }
         }
-        return ParsedImage(metadata: metadata, conditions: conditions, thumbnail: thumbnail)
+        if pixelDataElided && thumbnail == nil && note == "the object has no pixel data" {
+            note = "no thumbnail is made of encapsulated pixel data past the first 16 MiB of an object"
+        }
+        return ParsedImage(metadata: metadata, conditions: conditions, thumbnail: thumbnail, pixelNote: note)
     }
 
     /// A UID as the index keeps it: 1 to 64 characters, digits and dots.

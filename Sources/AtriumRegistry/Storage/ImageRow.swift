@@ -37,6 +37,8 @@ struct ImageRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var derivedFrom: String?
     /// The `thumbnail` row's key, when the image has one.
     var thumbnailSHA256: String?
+    /// Why there is no thumbnail (no pixel data, or a syntax not decoded here): what GetThumbnail answers.
+    var pixelNote: String?
     /// The order of listings: acquisition time in ms since 1970, else registration time.
     var orderTime: Int64
 
@@ -48,7 +50,7 @@ struct ImageRow: Codable, FetchableRecord, PersistableRecord, Sendable {
             transferSyntaxUID = "transfer_syntax_uid", sizeBytes = "size_bytes", sha256, registeredAt = "registered_at",
             instanceNumber = "instance_number", slicePosition = "slice_position", conditions,
             conditionsVersion = "conditions_version", supersedesImageID = "supersedes_image_id", supersededBy = "superseded_by",
-            derivedFrom = "derived_from", thumbnailSHA256 = "thumbnail_sha256", orderTime = "order_time"
+            derivedFrom = "derived_from", thumbnailSHA256 = "thumbnail_sha256", pixelNote = "pixel_note", orderTime = "order_time"
     }
 
     /// The columns a listing's keyset orders by.
@@ -166,6 +168,7 @@ enum RegistryMigrations {
                 t.add(column: "superseded_by", .text)
                 t.add(column: "derived_from", .text)
                 t.add(column: "thumbnail_sha256", .text)
+                t.add(column: "pixel_note", .text)
                 t.add(column: "order_time", .integer).notNull().defaults(to: 0)
             }
             try db.execute(sql: "UPDATE image SET order_time = CAST(strftime('%s', coalesce(acquired_at, registered_at)) AS INTEGER) * 1000")
