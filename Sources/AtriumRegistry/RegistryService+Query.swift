@@ -221,18 +221,7 @@ extension RegistryService {
     }
 
     private func recordGrant(_ caller: VerifiedCaller, _ method: String, _ grant: ShareGrantRow) {
-        audit.enqueue(
-            .with {
-                $0.time = .init(date: Date())
-                $0.subscriberID = caller.subscriberID
-                $0.method = "atrium.v1.Registry/\(method)"
-                $0.resourceID = grant.id
-                $0.resourceOwnerID = grant.grantorID
-                $0.patientID = grant.patientID ?? ""
-                $0.outcome = "ok"
-                $0.requestID = caller.requestID
-            }
-        )
+        record(caller, method, resource: grant.id, owner: grant.grantorID, patientID: grant.patientID)
     }
 }
 

@@ -275,14 +275,19 @@ public struct RegistryService: Sendable {
 
     /// Appends an access to patient data to the audit log.
     func record(_ caller: VerifiedCaller, _ method: String, image row: ImageRow, outcome: String = "ok") {
+        record(caller, method, resource: row.id, owner: row.registrantID, patientID: row.patientID, outcome: outcome)
+    }
+
+    /// Appends a call on `resource` (owned by `owner`, about `patientID`) to the audit log.
+    func record(_ caller: VerifiedCaller, _ method: String, resource: String, owner: String, patientID: String?, outcome: String = "ok") {
         audit.enqueue(
             .with {
                 $0.time = .init(date: Date())
                 $0.subscriberID = caller.subscriberID
                 $0.method = "atrium.v1.Registry/\(method)"
-                $0.resourceID = row.id
-                $0.resourceOwnerID = row.registrantID
-                $0.patientID = row.patientID ?? ""
+                $0.resourceID = resource
+                $0.resourceOwnerID = owner
+                $0.patientID = patientID ?? ""
                 $0.outcome = outcome
                 $0.requestID = caller.requestID
             }
