@@ -51,6 +51,26 @@ public struct ImageMetadata: Sendable, Equatable {
         slicePosition = Self.slicePosition(position: data.doubles(.imagePositionPatient), orientation: data.doubles(.imageOrientationPatient))
     }
 
+    /// Text fields cut to `bytes` UTF-8 bytes at most (at a character boundary): DICOM's own limits are far
+    /// below this, so only a hostile object is cut, and the index stays small whatever it holds.
+    public mutating func limitText(to bytes: Int = 256) {
+        func cut(_ text: String?) -> String? {
+            guard let text, text.utf8.count > bytes else { return text }
+            var result = ""
+            for character in text {
+                guard result.utf8.count + character.utf8.count <= bytes else { break }
+                result.append(character)
+            }
+            return result
+        }
+        patientID = cut(patientID)
+        patientName = cut(patientName)
+        modality = cut(modality)
+        deviceID = cut(deviceID)
+        bodyPart = cut(bodyPart)
+        sopClassUID = cut(sopClassUID)
+    }
+
     /// `position · (row × column)`, or `nil` unless both are complete and finite.
     static func slicePosition(position: [Double], orientation: [Double]) -> Double? {
         guard position.count >= 3, orientation.count >= 6, (position[0..<3] + orientation[0..<6]).allSatisfy(\.isFinite) else { return nil }

@@ -51,6 +51,19 @@ public enum DICOMReader {
         return DICOMFile(meta: DataSet(littleEndian: true), dataset: dataset, transferSyntax: .implicitLittleEndian, hasPreamble: false)
     }
 
+    /// The transfer syntax a Part 10 file's meta group names (only the preamble and the meta are read).
+    public static func transferSyntax(ofPartTen prefix: [UInt8]) throws(DICOMError) -> TransferSyntax {
+        guard prefix.count >= 132, prefix[128..<132].elementsEqual("DICM".utf8) else {
+            throw DICOMError(offset: 0, reason: "not DICOM Part 10: no 'DICM' marker at byte 128")
+        }
+        var parser = Parser(bytes: prefix, syntax: .explicitLittleEndian)
+        parser.position = 132
+        guard let uid = try parser.metaGroup().string(.transferSyntaxUID) else {
+            throw DICOMError(offset: 132, reason: "the file meta has no transfer syntax UID (0002,0010)")
+        }
+        return TransferSyntax(uid: uid)
+    }
+
     /// Reads the first `prefix.count` bytes of a Part 10 object of `totalLength` bytes, for objects too large
     /// to hold in memory: parsing stops at the first top-level element whose value runs past the prefix (most
     /// often the pixel data), which is described in ``DICOMHeader/elided`` instead of being read. Elements

@@ -62,8 +62,10 @@ extension RegistryService {
                 guard chunk.offset == received else {
                     throw RegistryError.invalidArgument("chunk offset \(chunk.offset) does not follow the \(received) bytes received")
                 }
-                guard received + UInt64(chunk.data.count) <= configuration.maxImageBytes else {
-                    throw RegistryError.invalidArgument("the snapshot exceeds \(configuration.maxImageBytes) bytes")
+                // The snapshot streams to disk; the bound only stops a runaway stream (an index of millions of
+                // images with their thumbnails is a few GiB).
+                guard received + UInt64(chunk.data.count) <= Self.snapshotLimit else {
+                    throw RegistryError.invalidArgument("the snapshot exceeds \(Self.snapshotLimit >> 30) GiB")
                 }
                 hasher.update(data: chunk.data)
                 try handle.write(contentsOf: chunk.data)
@@ -94,6 +96,8 @@ extension RegistryService {
             )
         }
     }
+
+    static let snapshotLimit: UInt64 = 256 << 30
 
     /// Runs blocking database work on a dispatch queue, off the threads that run Swift tasks.
     func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {

@@ -69,10 +69,30 @@ extension RegistryService {
         let page = try KeysetPage(request.page, scope: "i" + query.fingerprint)
         let audience = try audience(of: caller)
         let rows = try readIndex(caller.requestID) { try store.listImages(audience: audience, query: query, after: page.after, limit: page.size) }
-        return .with {
-            $0.images = rows.map(\.message)
-            $0.nextPageToken = page.nextToken(last: rows.last.map { ($0.orderTime, $0.id) }, count: rows.count)
+        // A page is also bounded in bytes, far below the 4 MiB message limit, whatever the records hold.
+        var images: [Atrium_V1_ImageRecord] = []
+        var bytes = 0
+        for row in rows {
+            var record = row.message
+            record.conditions.extra = [:]
+            bytes += (try? record.serializedBytes() as [UInt8])?.count ?? 0
+            if bytes > Self.pageByteLimit && !images.isEmpty { break }
+            images.append(record)
         }
+        recordListing(caller, "ListImages", filter: request.filter, count: images.count)
+        let last = rows.prefix(images.count).last.map { ($0.orderTime, $0.id) }
+        return .with {
+            $0.images = images
+            $0.nextPageToken = images.count < rows.count ? page.nextToken(last: last, count: page.size) : page.nextToken(last: last, count: rows.count)
+        }
+    }
+
+    /// About 3 MiB.
+    static let pageByteLimit = 3 << 20
+
+    /// Listings return patient data too: one audit entry per call, naming the patient filter and the count.
+    private func recordListing(_ caller: VerifiedCaller, _ method: String, filter: Atrium_V1_ImageFilter, count: Int) {
+        record(caller, method, resource: "", owner: filter.registrantID, patientID: filter.patientID.isEmpty ? nil : filter.patientID, outcome: "ok: \(count) returned")
     }
 
     func listStudies(_ request: Atrium_V1_ListStudiesRequest, caller: VerifiedCaller) throws -> Atrium_V1_ListStudiesResponse {
@@ -123,7 +143,8 @@ extension RegistryService {
         let groups = try readIndex(caller.requestID) {
             try store.listGroups(by: column, audience: audience, query: query, after: page.after, limit: page.size)
         }
-        return (groups, page.nextToken(last: groups.last.map { ($0.firstOrderTime, $0.key) }, count: groups.count))
+        recordListing(caller, column == .study ? "ListStudies" : "ListSeries", filter: filter, count: groups.count)
+        return (groups, page.nextToken(last: groups.last.map { (0, $0.key) }, count: groups.count))
     }
 
     // MARK: - Share grants
@@ -187,6 +208,7 @@ extension RegistryService {
     }
 
     func listShares(_ request: Atrium_V1_ListSharesRequest, caller: VerifiedCaller) throws -> Atrium_V1_ListSharesResponse {
+        guard request.page.pageToken.utf8.count <= 64 else { throw RegistryError.invalidArgument("page.page_token was not issued by this service") }
         guard request.page.pageSize <= 1000 else { throw RegistryError.invalidArgument("page.page_size must be at most 1000") }
         let size = request.page.pageSize == 0 ? 100 : Int(request.page.pageSize)
         let after = request.page.pageToken.isEmpty ? nil : request.page.pageToken

@@ -76,13 +76,18 @@ public struct RegistryService: Sendable {
         let writer: BlobWriter
         do {
             writer = try blobs.makeWriter()
-            if let wrapper { try writer.write(wrapper.prefix) }
         } catch {
             logger.error("cannot start a blob", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
             throw RegistryError.storageUnavailable
         }
         // Whatever happens below, a writer that was not committed deletes its temp file.
         defer { writer.abort() }
+        do {
+            if let wrapper { try writer.write(wrapper.prefix) }
+        } catch {
+            logger.error("cannot start a blob", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
+            throw RegistryError.storageUnavailable
+        }
         try await receive(next, into: writer, wrapper: wrapper, header: header, requestID: registrant.requestID)
         if let wrapper, wrapper.pixelBytes % 2 == 1 { try writeOrFail(writer, Data([0]), requestID: registrant.requestID) }
         let parsed = try await parse(writer, requestID: registrant.requestID)
@@ -92,7 +97,7 @@ public struct RegistryService: Sendable {
         if let current = try readIndex(registrant.requestID, { try store.currentImage(registrantID: registrant.subscriberID, sopInstanceUID: sop) }) {
             if let answer = try idempotent(current, sha256: sha256, supersede: header.supersede, registrant: registrant) { return answer }
         }
-        let conditions = try Conditions.merge(parsed.conditions, header.conditions)
+        let conditions = try Conditions.merge(parsed.conditions, header.conditions).serializedData()
         let reservationID = Identifier.make(prefix: "rsv")
         try await reserve(writer.byteCount, for: registrant, reservationID: reservationID)
         let commit: BlobCommit
@@ -109,7 +114,7 @@ public struct RegistryService: Sendable {
             metadata: parsed.metadata,
             header: header,
             commit: commit,
-            conditions: try conditions.serializedData(),
+            conditions: conditions,
             thumbnailSHA256: parsed.thumbnail?.sha256,
             pixelNote: parsed.pixelNote,
             registeredAt: now
@@ -345,16 +350,18 @@ public struct RegistryService: Sendable {
         let row = try readIndex(caller.requestID) { try store.image(id: id) }
         guard let row else { throw RegistryError.imageNotFound(id) }
         // Most reads are the registrant's own: the grant table is read only when needed.
-        if row.registrantID == caller.subscriberID || caller.kind == .operator { return row }
-        guard try audience(of: caller).canSee(row) else { throw RegistryError.imageNotFound(id) }
+        if Audience(caller: caller, hasGrants: false).seesDirectly(row) { return row }
+        guard try readIndex(caller.requestID, { try store.grantCovers(imageID: row.id, receiverID: caller.subscriberID, at: Date()) }) else {
+            throw RegistryError.imageNotFound(id)
+        }
         return row
     }
 
-    /// Who `caller` is for visibility: its identity and the grants that apply to it now.
+    /// Who `caller` is for visibility in listings: its identity, and whether any grant applies to it now.
     func audience(of caller: VerifiedCaller) throws -> Audience {
-        if caller.kind == .operator { return Audience(caller: caller, grants: []) }
-        let grants = try readIndex(caller.requestID) { try store.activeGrants(receiverID: caller.subscriberID, at: Date()) }
-        return Audience(caller: caller, grants: grants)
+        if caller.kind == .operator { return Audience(caller: caller, hasGrants: false) }
+        let hasGrants = try readIndex(caller.requestID) { try store.hasActiveGrants(receiverID: caller.subscriberID, at: Date()) }
+        return Audience(caller: caller, hasGrants: hasGrants)
     }
 
     func readIndex<T>(_ requestID: String, _ body: () throws -> T) throws -> T {
@@ -447,10 +454,10 @@ extension ImageRow {
             $0.deviceID = deviceID ?? ""
             $0.bodyPart = bodyPart ?? ""
             $0.comment = comment ?? ""
-            $0.rows = UInt32(rows ?? 0)
-            $0.columns = UInt32(columns ?? 0)
-            $0.bitsAllocated = UInt32(bitsAllocated ?? 0)
-            $0.frames = UInt32(frames ?? 0)
+            $0.rows = UInt32(clamping: rows ?? 0)
+            $0.columns = UInt32(clamping: columns ?? 0)
+            $0.bitsAllocated = UInt32(clamping: bitsAllocated ?? 0)
+            $0.frames = UInt32(clamping: frames ?? 0)
             $0.transferSyntaxUid = transferSyntaxUID ?? ""
             $0.digest = .with { $0.sha256 = sha256; $0.sizeBytes = UInt64(sizeBytes) }
             $0.hasThumbnail_p = thumbnailSHA256 != nil

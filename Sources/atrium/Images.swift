@@ -135,6 +135,10 @@ struct Images: AsyncParsableCommand {
         @Option(help: "At most this many images (0: all).") var limit = 100
         @Flag(help: "Print each record as JSON (the canonical proto3 JSON mapping), one per line.") var json = false
 
+        func validate() throws {
+            guard limit >= 0 else { throw ValidationError("--limit must be 0 (all) or more") }
+        }
+
         func run() async throws {
             var filter = Atrium_V1_ImageFilter.with {
                 $0.patientID = patientID

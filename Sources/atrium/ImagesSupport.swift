@@ -23,10 +23,14 @@ enum RegisterPlan {
             var found: [String] = []
             for case let relative as String in enumerator {
                 let name = (relative as NSString).lastPathComponent
-                if name.hasPrefix(".") || name.uppercased() == "DICOMDIR" { continue }
-                let full = (path as NSString).appendingPathComponent(relative)
-                var nested: ObjCBool = false
-                if manager.fileExists(atPath: full, isDirectory: &nested), !nested.boolValue { found.append(full) }
+                let type = enumerator.fileAttributes?[.type] as? FileAttributeType
+                if name.hasPrefix(".") {
+                    if type == .typeDirectory { enumerator.skipDescendants() }
+                    continue
+                }
+                // Regular files only: a FIFO or a device would hang a worker.
+                guard type == .typeRegular, name.uppercased() != "DICOMDIR" else { continue }
+                found.append((path as NSString).appendingPathComponent(relative))
             }
             files += found.sorted()
         }
@@ -247,7 +251,16 @@ struct Share: AsyncParsableCommand {
 
         func run() async throws {
             let response = try await withAtrium(client) { atrium in
-                try await atrium.registry.listShares(.with { $0.grantedByMe = granted; $0.includeInactive = all; $0.page.pageSize = 1000 }, metadata: atrium.metadata)
+                var all = Atrium_V1_ListSharesResponse()
+                repeat {
+                    let page = try await atrium.registry.listShares(
+                        .with { $0.grantedByMe = granted; $0.includeInactive = self.all; $0.page = .with { $0.pageSize = 1000; $0.pageToken = all.nextPageToken } },
+                        metadata: atrium.metadata
+                    )
+                    all.grants += page.grants
+                    all.nextPageToken = page.nextPageToken
+                } while !all.nextPageToken.isEmpty
+                return all
             }
             try output.print(response) { response.grants.map(Share.line).joined(separator: "\n") }
         }

@@ -263,8 +263,8 @@ extension IntegrationTests {
                 } throws: { code(of: $0) == .invalidArgument }
 
                 let studies = try await atrium.registry.listStudies(.init(), metadata: atrium.metadata).studies
-                // Ordered by first acquisition, then UID: studies 1 and 3 both start at 10:00.
-                #expect(studies.map(\.studyInstanceUid) == ["1.2.999.50.1", "1.2.999.50.3", "1.2.999.50.2"])
+                // Ordered by UID, the one key that never changes while images arrive.
+                #expect(studies.map(\.studyInstanceUid) == ["1.2.999.50.1", "1.2.999.50.2", "1.2.999.50.3"])
                 let first = try #require(studies.first { $0.studyInstanceUid == "1.2.999.50.1" })
                 #expect(first.imageCount == 10 && first.seriesCount == 2 && first.modalities == ["CT"] && first.patientID == "P-A")
                 #expect(!first.representativeImageID.isEmpty)
@@ -539,11 +539,17 @@ extension IntegrationTests {
                 let fetched = "\(mesh.directory.path)/jpeg.dcm"
                 _ = try await atrium.fetchImage(id: receipt.imageID, to: fetched)
                 #expect(try Data(contentsOf: URL(fileURLWithPath: fetched)) == bytes)
+                // Numbers the index keeps are checked even when the pixels are not decoded.
+                await #expect {
+                    try await atrium.registerImage(bytes: Self.encapsulatedObject(syntax: "1.2.840.10008.1.2.4.50", sop: "1.2.999.12.2", frames: "-3"))
+                } throws: { error in
+                    code(of: error) == .invalidArgument && (error as? RPCError)?.message.contains("Number of Frames (0028,0008) is -3") == true
+                }
             }
         }
 
         /// A Part 10 object in `syntax` with one encapsulated fragment (not a real codestream: stored, never decoded).
-        static func encapsulatedObject(syntax: String, sop: String) -> Data {
+        static func encapsulatedObject(syntax: String, sop: String, frames: String? = nil) -> Data {
             var out = Data(count: 128) + Data("DICM".utf8)
             func element(_ group: UInt16, _ element: UInt16, _ vr: String, _ value: Data, into data: inout Data) {
                 var value = value
@@ -568,6 +574,7 @@ extension IntegrationTests {
             element(0x0010, 0x0020, "LO", Data("P-J".utf8), into: &out)
             element(0x0028, 0x0002, "US", Data([1, 0]), into: &out)
             element(0x0028, 0x0004, "CS", Data("MONOCHROME2".utf8), into: &out)
+            if let frames { element(0x0028, 0x0008, "IS", Data(frames.utf8), into: &out) }
             element(0x0028, 0x0010, "US", Data([4, 0]), into: &out)
             element(0x0028, 0x0011, "US", Data([4, 0]), into: &out)
             element(0x0028, 0x0100, "US", Data([8, 0]), into: &out)

@@ -259,7 +259,9 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Image records visible to the caller, filtered, in a stable order (acquisition time, then image ID).
+        /// > Image records visible to the caller, filtered, in a stable order (acquisition time, else registration
+        /// > time, then image ID). Current versions only. Records carry their typed conditions; the `extra` map of
+        /// > conditions comes with GetImage. A page stops early (with a next_page_token) at about 3 MiB.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Atrium_V1_ListImagesRequest` messages.
@@ -277,7 +279,7 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Studies visible to the caller, with counts and a representative thumbnail.
+        /// > Studies visible to the caller, with counts and a representative thumbnail, in study UID order.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Atrium_V1_ListStudiesRequest` messages.
@@ -295,7 +297,7 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Series visible to the caller, with counts and a representative thumbnail.
+        /// > Series visible to the caller, with counts and a representative thumbnail, in series UID order.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Atrium_V1_ListSeriesRequest` messages.
@@ -458,7 +460,9 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Image records visible to the caller, filtered, in a stable order (acquisition time, then image ID).
+        /// > Image records visible to the caller, filtered, in a stable order (acquisition time, else registration
+        /// > time, then image ID). Current versions only. Records carry their typed conditions; the `extra` map of
+        /// > conditions comes with GetImage. A page stops early (with a next_page_token) at about 3 MiB.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_ListImagesRequest` message.
@@ -476,7 +480,7 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Studies visible to the caller, with counts and a representative thumbnail.
+        /// > Studies visible to the caller, with counts and a representative thumbnail, in study UID order.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_ListStudiesRequest` message.
@@ -494,7 +498,7 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Series visible to the caller, with counts and a representative thumbnail.
+        /// > Series visible to the caller, with counts and a representative thumbnail, in series UID order.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_ListSeriesRequest` message.
@@ -655,7 +659,9 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Image records visible to the caller, filtered, in a stable order (acquisition time, then image ID).
+        /// > Image records visible to the caller, filtered, in a stable order (acquisition time, else registration
+        /// > time, then image ID). Current versions only. Records carry their typed conditions; the `extra` map of
+        /// > conditions comes with GetImage. A page stops early (with a next_page_token) at about 3 MiB.
         ///
         /// - Parameters:
         ///   - request: A `Atrium_V1_ListImagesRequest` message.
@@ -673,7 +679,7 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Studies visible to the caller, with counts and a representative thumbnail.
+        /// > Studies visible to the caller, with counts and a representative thumbnail, in study UID order.
         ///
         /// - Parameters:
         ///   - request: A `Atrium_V1_ListStudiesRequest` message.
@@ -691,7 +697,7 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Series visible to the caller, with counts and a representative thumbnail.
+        /// > Series visible to the caller, with counts and a representative thumbnail, in series UID order.
         ///
         /// - Parameters:
         ///   - request: A `Atrium_V1_ListSeriesRequest` message.
@@ -1236,7 +1242,9 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Image records visible to the caller, filtered, in a stable order (acquisition time, then image ID).
+        /// > Image records visible to the caller, filtered, in a stable order (acquisition time, else registration
+        /// > time, then image ID). Current versions only. Records carry their typed conditions; the `extra` map of
+        /// > conditions comes with GetImage. A page stops early (with a next_page_token) at about 3 MiB.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_ListImagesRequest` message.
@@ -1259,7 +1267,7 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Studies visible to the caller, with counts and a representative thumbnail.
+        /// > Studies visible to the caller, with counts and a representative thumbnail, in study UID order.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_ListStudiesRequest` message.
@@ -1282,7 +1290,7 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Series visible to the caller, with counts and a representative thumbnail.
+        /// > Series visible to the caller, with counts and a representative thumbnail, in series UID order.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_ListSeriesRequest` message.
@@ -1526,7 +1534,9 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Image records visible to the caller, filtered, in a stable order (acquisition time, then image ID).
+        /// > Image records visible to the caller, filtered, in a stable order (acquisition time, else registration
+        /// > time, then image ID). Current versions only. Records carry their typed conditions; the `extra` map of
+        /// > conditions comes with GetImage. A page stops early (with a next_page_token) at about 3 MiB.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_ListImagesRequest` message.
@@ -1560,7 +1570,7 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Studies visible to the caller, with counts and a representative thumbnail.
+        /// > Studies visible to the caller, with counts and a representative thumbnail, in study UID order.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_ListStudiesRequest` message.
@@ -1594,7 +1604,7 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Series visible to the caller, with counts and a representative thumbnail.
+        /// > Series visible to the caller, with counts and a representative thumbnail, in series UID order.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_ListSeriesRequest` message.
@@ -1861,7 +1871,9 @@ extension Atrium_V1_Registry.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Image records visible to the caller, filtered, in a stable order (acquisition time, then image ID).
+    /// > Image records visible to the caller, filtered, in a stable order (acquisition time, else registration
+    /// > time, then image ID). Current versions only. Records carry their typed conditions; the `extra` map of
+    /// > conditions comes with GetImage. A page stops early (with a next_page_token) at about 3 MiB.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Atrium_V1_ListImagesRequest` message.
@@ -1890,7 +1902,7 @@ extension Atrium_V1_Registry.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Studies visible to the caller, with counts and a representative thumbnail.
+    /// > Studies visible to the caller, with counts and a representative thumbnail, in study UID order.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Atrium_V1_ListStudiesRequest` message.
@@ -1919,7 +1931,7 @@ extension Atrium_V1_Registry.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Series visible to the caller, with counts and a representative thumbnail.
+    /// > Series visible to the caller, with counts and a representative thumbnail, in series UID order.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Atrium_V1_ListSeriesRequest` message.
@@ -2173,7 +2185,9 @@ extension Atrium_V1_Registry.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Image records visible to the caller, filtered, in a stable order (acquisition time, then image ID).
+    /// > Image records visible to the caller, filtered, in a stable order (acquisition time, else registration
+    /// > time, then image ID). Current versions only. Records carry their typed conditions; the `extra` map of
+    /// > conditions comes with GetImage. A page stops early (with a next_page_token) at about 3 MiB.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -2206,7 +2220,7 @@ extension Atrium_V1_Registry.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Studies visible to the caller, with counts and a representative thumbnail.
+    /// > Studies visible to the caller, with counts and a representative thumbnail, in study UID order.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -2239,7 +2253,7 @@ extension Atrium_V1_Registry.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Series visible to the caller, with counts and a representative thumbnail.
+    /// > Series visible to the caller, with counts and a representative thumbnail, in series UID order.
     ///
     /// - Parameters:
     ///   - message: request message to send.

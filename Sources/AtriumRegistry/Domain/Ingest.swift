@@ -18,13 +18,17 @@ struct ParsedImage: Sendable {
 /// Reading an upload: the object is parsed (a malformed one is refused with the byte offset and the reason)
 /// and a thumbnail is made from its first frame.
 ///
-/// Objects up to `wholeLimit` bytes (and every deflated one) are read whole. A larger one is read from its
-/// first `wholeLimit` bytes up to the first top-level value that runs past them (usually the pixel data):
-/// memory stays bounded whatever the size. Its thumbnail then comes from the first frame alone, read on its
-/// own, when the pixel data is native; encapsulated pixel data of such an object is stored unchecked.
+/// Objects up to `wholeLimit` bytes (and deflated ones up to `deflatedLimit`) are read whole. A larger one is
+/// read from its first `wholeLimit` bytes up to the first top-level value that runs past them (usually the pixel
+/// data): memory stays bounded whatever the size. Its thumbnail then comes from the first frame alone, read on
+/// its own, when the pixel data is native; encapsulated pixel data of such an object is stored unchecked, and
+/// elements after the elided value are not read. One whose structure runs past the prefix otherwise (a top-level
+/// sequence of undefined length larger than 16 MiB) is refused.
 enum Ingest {
     /// 16 MiB: every single-frame CT, MR, CR and DX object is read whole.
     static let wholeLimit = 16 << 20
+    /// 256 MiB: the largest deflated object (read whole, since deflate hides where its elements are).
+    static let deflatedLimit = 256 << 20
 
     /// Parses the `size` bytes that `read(offset, length)` returns; INVALID_ARGUMENT when they are not a DICOM
     /// object we can index.
@@ -44,22 +48,32 @@ enum Ingest {
             if size <= UInt64(wholeLimit) {
                 file = try DICOMReader.read(read(0, Int(size)))
             } else {
-                var header: DICOMHeader?
-                do {
-                    header = try DICOMReader.readHeader(read(0, wholeLimit), totalLength: Int(size))
-                } catch let error as DICOMError where error.reason.contains("deflated") || error.reason.contains("truncated") {
-                    // Deflated, or a top-level sequence of undefined length larger than the prefix: read it whole.
-                    header = nil
-                }
-                guard let header else {
+                let prefix = try read(0, wholeLimit)
+                if try DICOMReader.transferSyntax(ofPartTen: prefix).deflated {
+                    // Deflate hides where the elements are: a deflated object is read whole, up to a bound.
+                    guard size <= UInt64(deflatedLimit) else {
+                        throw RegistryError.invalidArgument("a deflated object larger than \(deflatedLimit >> 20) MiB is not accepted; send it uncompressed")
+                    }
                     return try finish(DICOMReader.read(read(0, Int(size))), pixelDataElided: false, firstFrame: nil, thumbnailEdge: thumbnailEdge)
                 }
+                let header = try DICOMReader.readHeader(prefix, totalLength: Int(size))
                 file = header.file
                 pixelDataElided = header.elided?.tag == .pixelData
                 if let elided = header.elided, elided.tag == .pixelData, let length = elided.length, !header.file.transferSyntax.encapsulated {
-                    if let layout = try? PixelLayout(header.file.dataset), layout.bytesPerFrame <= length {
-                        firstFrame = header.withFirstFrame(try read(UInt64(elided.valueOffset), layout.bytesPerFrame))
+                    // The checks the whole-object path makes through the decoder: a layout that reads, and
+                    // pixel data as long as the frames it describes.
+                    let layout: PixelLayout
+                    do {
+                        layout = try PixelLayout(header.file.dataset)
+                    } catch where error.unsupported {
+                        return try finish(file, pixelDataElided: true, firstFrame: nil, thumbnailEdge: thumbnailEdge, note: error.description)
+                    } catch {
+                        throw RegistryError.invalidArgument("the pixel data cannot be decoded: \(error)")
                     }
+                    guard layout.bytesPerFrame * layout.frames <= length else {
+                        throw RegistryError.invalidArgument("the pixel data holds \(length) bytes, fewer than the \(layout.frames) frame(s) it describes")
+                    }
+                    firstFrame = header.withFirstFrame(try read(UInt64(elided.valueOffset), layout.bytesPerFrame))
                 }
             }
         } catch let error as DICOMError {
@@ -72,11 +86,14 @@ enum Ingest {
         _ file: DICOMFile,
         pixelDataElided: Bool,
         firstFrame: DICOMFile?,
-        thumbnailEdge: Int
+        thumbnailEdge: Int,
+        note elidedNote: String? = nil
     ) throws -> ParsedImage {
         var file = file
         var metadata = ImageMetadata(file)
         if pixelDataElided { metadata.frames = file.dataset.integer(.numberOfFrames) ?? 1 }
+        try checkRanges(metadata)
+        metadata.limitText()
         guard let sop = metadata.sopInstanceUID else {
             throw RegistryError.invalidArgument("the object has no SOP Instance UID (0008,0018)")
         }
@@ -100,9 +117,24 @@ enum Ingest {
             }
         }
         if pixelDataElided && thumbnail == nil && note == "the object has no pixel data" {
-            note = "no thumbnail is made of encapsulated pixel data past the first 16 MiB of an object"
+            note = elidedNote ?? "no thumbnail is made of encapsulated pixel data past the first 16 MiB of an object"
         }
         return ParsedImage(metadata: metadata, conditions: conditions, thumbnail: thumbnail, pixelNote: note)
+    }
+
+    /// The image attributes the index keeps as numbers must be in their DICOM ranges when present.
+    static func checkRanges(_ metadata: ImageMetadata) throws {
+        for (value, name, range) in [
+            (metadata.rows, "Rows (0028,0010)", 1...65535), (metadata.columns, "Columns (0028,0011)", 1...65535),
+            (metadata.bitsAllocated, "Bits Allocated (0028,0100)", 1...64), (metadata.frames, "Number of Frames (0028,0008)", 1...100_000),
+        ] {
+            if let value, !range.contains(value) {
+                throw RegistryError.invalidArgument("\(name) is \(value); it must be \(range.lowerBound) to \(range.upperBound)")
+            }
+        }
+        if let number = metadata.instanceNumber, !(Int(Int32.min)...Int(Int32.max)).contains(number) {
+            throw RegistryError.invalidArgument("Instance Number (0020,0013) is out of range")
+        }
     }
 
     /// A UID as the index keeps it: 1 to 64 characters, digits and dots.

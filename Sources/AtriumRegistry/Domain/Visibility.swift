@@ -1,60 +1,54 @@
 import AtriumAPI
 import AtriumRuntime
 import Foundation
+import GRDB
 
 /// Who may see an image: its registrant; operators; individual subscribers linked to its patient ID; and
 /// receivers of an active share grant from its registrant (for its patient, or for its study). The registry
 /// decides this itself, from the verified caller and its own grant table, for every read and every listing.
 struct Audience: Sendable {
-    /// A grant as it applies to listings: the grantor's images of one patient, or of some studies.
-    struct Grant: Sendable {
-        var grantorID: String
-        var patientID: String?
-        var studyUIDs: [String]
-    }
-
     let subscriberID: String
     let isOperator: Bool
     let patientIDs: [String]
-    let grants: [Grant]
+    /// Whether any grant to the caller is active (the grant clause is left out otherwise).
+    let hasGrants: Bool
 
-    init(caller: VerifiedCaller, grants: [Grant]) {
+    init(caller: VerifiedCaller, hasGrants: Bool) {
         self.subscriberID = caller.subscriberID
         self.isOperator = caller.kind == .operator
         self.patientIDs = caller.kind == .individual ? caller.patientIDs : []
-        self.grants = grants
+        self.hasGrants = hasGrants
     }
 
-    func canSee(_ row: ImageRow) -> Bool {
-        if isOperator || row.registrantID == subscriberID { return true }
-        if let patient = row.patientID, patientIDs.contains(patient) { return true }
-        return grants.contains { grant in
-            guard grant.grantorID == row.registrantID else { return false }
-            if let patient = grant.patientID { return row.patientID == patient }
-            return row.studyUID.map(grant.studyUIDs.contains) ?? false
-        }
+    /// Whether `row` is visible without looking at grants: own images, operators, linked patients.
+    func seesDirectly(_ row: ImageRow) -> Bool {
+        isOperator || row.registrantID == subscriberID || row.patientID.map(patientIDs.contains) == true
     }
 
-    /// The same rule as an SQL condition over `image`, with its arguments; `nil` for operators.
-    var sql: (String, [String])? {
+    /// The same rule as an SQL condition over `image` at `now`, with its arguments; `nil` for operators. Grants
+    /// are matched in SQL against the grant tables, so their number never grows the statement.
+    func sql(at now: Date) -> (String, [any DatabaseValueConvertible & Sendable])? {
         if isOperator { return nil }
-        var clauses = ["registrant_id = ?"]
-        var arguments = [subscriberID]
+        var clauses = ["image.registrant_id = ?"]
+        var arguments: [any DatabaseValueConvertible & Sendable] = [subscriberID]
         if !patientIDs.isEmpty {
-            clauses.append("patient_id IN (\(Self.placeholders(patientIDs.count)))")
-            arguments += patientIDs
+            clauses.append("image.patient_id IN (\(Self.placeholders(patientIDs.count)))")
+            arguments += patientIDs as [any DatabaseValueConvertible & Sendable]
         }
-        for grant in grants {
-            if let patient = grant.patientID {
-                clauses.append("(registrant_id = ? AND patient_id = ?)")
-                arguments += [grant.grantorID, patient]
-            } else if !grant.studyUIDs.isEmpty {
-                clauses.append("(registrant_id = ? AND study_uid IN (\(Self.placeholders(grant.studyUIDs.count))))")
-                arguments += [grant.grantorID] + grant.studyUIDs
-            }
+        if hasGrants {
+            clauses.append(Self.grantClause)
+            arguments += [subscriberID, now]
         }
         return ("(" + clauses.joined(separator: " OR ") + ")", arguments)
     }
+
+    /// An active grant to the receiver (first argument) at a time (second) covers the row of `image`.
+    static let grantClause = """
+                EXISTS (SELECT 1 FROM share_grant AS g WHERE g.receiver_id = ? AND g.grantor_id = image.registrant_id
+                  AND g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > ?)
+                  AND (g.patient_id = image.patient_id
+                    OR EXISTS (SELECT 1 FROM share_grant_study AS s WHERE s.grant_id = g.id AND s.study_uid = image.study_uid)))
+        """
 
     static func placeholders(_ count: Int) -> String {
         Array(repeating: "?", count: count).joined(separator: ", ")

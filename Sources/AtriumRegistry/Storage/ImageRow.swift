@@ -98,11 +98,6 @@ struct ShareGrantRow: Codable, FetchableRecord, PersistableRecord, Sendable {
         case id, grantorID = "grantor_id", receiverID = "receiver_id", patientID = "patient_id", expiresAt = "expires_at",
             createdAt = "created_at", revokedAt = "revoked_at"
     }
-
-    /// Whether the grant applies at `now`.
-    func isActive(at now: Date) -> Bool {
-        revokedAt == nil && (expiresAt.map { $0 > now } ?? true)
-    }
 }
 
 /// A row of `share_grant_study`: one study of a study-scoped grant.

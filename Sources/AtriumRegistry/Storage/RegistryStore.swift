@@ -158,16 +158,16 @@ struct RegistryStore: Sendable {
         return try database.read { db in try ImageRow.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)) }
     }
 
-    /// Studies (`by: "study_uid"`) or series (`by: "series_uid"`) of the visible current records that match
-    /// `query`, each with its counts and a representative image that has a thumbnail, in (first order time,
-    /// UID) order after `after`.
+    /// Studies or series of the visible current records that match `query`, each with its counts and a
+    /// representative image that has a thumbnail, in UID order after `after`. The UID is the whole key, so
+    /// pages stay stable while images are added to groups (a group's first time may change; its UID cannot).
     func listGroups(by column: GroupColumn, audience: Audience, query: ImageQuery, after: (time: Int64, key: String)?, limit: Int) throws -> [GroupSummary] {
+        // Images of a group are found through the group's own index, then filtered.
         var (clauses, arguments) = scope(audience: audience, query: query)
         clauses.append("\(column.rawValue) IS NOT NULL")
-        var having = ""
         if let after {
-            having = "HAVING (min(order_time) > ? OR (min(order_time) = ? AND \(column.rawValue) > ?))"
-            arguments += [after.time, after.time, after.key]
+            clauses.append("\(column.rawValue) > ?")
+            arguments.append(after.key)
         }
         arguments.append(limit)
         let sql = """
@@ -176,8 +176,8 @@ struct RegistryStore: Sendable {
               count(DISTINCT series_uid) AS series_count, count(*) AS image_count, min(order_time) AS first_order_time,
               min(acquired_at) AS first_acquired_at, min(CASE WHEN thumbnail_sha256 IS NOT NULL THEN id END) AS representative
             FROM image WHERE \(clauses.joined(separator: " AND "))
-            GROUP BY \(column.rawValue) \(having)
-            ORDER BY first_order_time, key LIMIT ?
+            GROUP BY \(column.rawValue)
+            ORDER BY key LIMIT ?
             """
         return try database.read { db in
             try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { row in
@@ -207,9 +207,9 @@ struct RegistryStore: Sendable {
     private func scope(audience: Audience, query: ImageQuery) -> ([String], [any DatabaseValueConvertible & Sendable]) {
         var clauses = ["superseded_by IS NULL"]
         var arguments: [any DatabaseValueConvertible & Sendable] = []
-        if let (visibility, visibilityArguments) = audience.sql {
+        if let (visibility, visibilityArguments) = audience.sql(at: Date()) {
             clauses.append(visibility)
-            arguments += visibilityArguments as [any DatabaseValueConvertible & Sendable]
+            arguments += visibilityArguments
         }
         clauses += query.clauses
         arguments += query.arguments as [any DatabaseValueConvertible & Sendable]
@@ -286,12 +286,21 @@ struct RegistryStore: Sendable {
         }
     }
 
-    /// The grants that apply to `receiverID` at `now`, as visibility uses them.
-    func activeGrants(receiverID: String, at now: Date) throws -> [Audience.Grant] {
+    /// Whether any grant to `receiverID` applies at `now`.
+    func hasActiveGrants(receiverID: String, at now: Date) throws -> Bool {
         try database.read { db in
-            try ShareGrantRow.filter(Column("receiver_id") == receiverID && Column("revoked_at") == nil).fetchAll(db)
-                .filter { $0.isActive(at: now) }
-                .map { Audience.Grant(grantorID: $0.grantorID, patientID: $0.patientID, studyUIDs: try studies(db, grantID: $0.id)) }
+            try Bool.fetchOne(
+                db,
+                sql: "SELECT EXISTS (SELECT 1 FROM share_grant WHERE receiver_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?))",
+                arguments: [receiverID, now]
+            ) ?? false
+        }
+    }
+
+    /// Whether an active grant to `receiverID` covers image `imageID` at `now` (the listing's own clause).
+    func grantCovers(imageID: String, receiverID: String, at now: Date) throws -> Bool {
+        try database.read { db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM image WHERE id = ? AND \(Audience.grantClause))", arguments: [imageID, receiverID, now]) ?? false
         }
     }
 
