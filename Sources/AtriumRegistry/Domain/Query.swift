@@ -10,6 +10,8 @@ struct ImageQuery: Sendable {
     var arguments: [String] = []
     /// A short hash of the filter, bound into page tokens so that a token is not reused with another filter.
     let fingerprint: String
+    /// Whether the filter names a patient, study or series: few images, found through their own index.
+    let selective: Bool
 
     init(_ filter: Atrium_V1_ImageFilter) throws {
         let columns: [(String, String, String)] = [
@@ -21,9 +23,13 @@ struct ImageQuery: Sendable {
             (filter.deviceID, "device_id", "filter.device_id"),
             (filter.bodyPart, "body_part", "filter.body_part"),
         ]
+        selective = !filter.patientID.isEmpty || !filter.studyInstanceUid.isEmpty || !filter.seriesInstanceUid.isEmpty
         for (value, column, field) in columns where !value.isEmpty {
             guard value.utf8.count <= 128 else { throw RegistryError.invalidArgument("\(field) is longer than 128 bytes") }
-            clauses.append("\(column) = ?")
+            // With a patient, study or series named, the broad columns are tested row by row (`+column` keeps
+            // SQLite from walking their index): without statistics it may otherwise pick the wrong index.
+            let broad = ["registrant_id", "modality", "device_id", "body_part"].contains(column)
+            clauses.append(selective && broad ? "+\(column) = ?" : "\(column) = ?")
             arguments.append(value)
         }
         if filter.hasAcquired {

@@ -27,9 +27,13 @@ struct Audience: Sendable {
 
     /// The same rule as an SQL condition over `image` at `now`, with its arguments; `nil` for operators. Grants
     /// are matched in SQL against the grant tables, so their number never grows the statement.
-    func sql(at now: Date) -> (String, [any DatabaseValueConvertible & Sendable])? {
+    ///
+    /// With `selectiveFilter` (the query names a patient, study or series), the registrant test is written so
+    /// that SQLite cannot use the registrant index for it (`+column`): otherwise, without statistics, the
+    /// planner may walk every image of a large registrant in order instead of the few of one patient.
+    func sql(at now: Date, selectiveFilter: Bool = false) -> (String, [any DatabaseValueConvertible & Sendable])? {
         if isOperator { return nil }
-        var clauses = ["image.registrant_id = ?"]
+        var clauses = [selectiveFilter ? "+image.registrant_id = ?" : "image.registrant_id = ?"]
         var arguments: [any DatabaseValueConvertible & Sendable] = [subscriberID]
         if !patientIDs.isEmpty {
             clauses.append("image.patient_id IN (\(Self.placeholders(patientIDs.count)))")

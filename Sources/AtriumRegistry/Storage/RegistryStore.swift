@@ -207,7 +207,7 @@ struct RegistryStore: Sendable {
     private func scope(audience: Audience, query: ImageQuery) -> ([String], [any DatabaseValueConvertible & Sendable]) {
         var clauses = ["superseded_by IS NULL"]
         var arguments: [any DatabaseValueConvertible & Sendable] = []
-        if let (visibility, visibilityArguments) = audience.sql(at: Date()) {
+        if let (visibility, visibilityArguments) = audience.sql(at: Date(), selectiveFilter: query.selective) {
             clauses.append(visibility)
             arguments += visibilityArguments
         }
