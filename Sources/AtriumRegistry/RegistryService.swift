@@ -88,18 +88,53 @@ public struct RegistryService: Sendable {
             logger.error("cannot start a blob", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
             throw RegistryError.storageUnavailable
         }
-        try await receive(next, into: writer, wrapper: wrapper, header: header, requestID: registrant.requestID)
-        if let wrapper, wrapper.pixelBytes % 2 == 1 { try writeOrFail(writer, Data([0]), requestID: registrant.requestID) }
-        let parsed = try await parse(writer, requestID: registrant.requestID)
-        let sha256 = writer.sha256
-        guard let sop = parsed.metadata.sopInstanceUID else { throw RegistryError.invalidArgument("the object has no SOP Instance UID") }
-        // The common idempotent case is answered before any quota is reserved; the commit checks again.
-        if let current = try readIndex(registrant.requestID, { try store.currentImage(registrantID: registrant.subscriberID, sopInstanceUID: sop) }) {
-            if let answer = try idempotent(current, sha256: sha256, supersede: header.supersede, registrant: registrant) { return answer }
-        }
-        let conditions = try Conditions.merge(parsed.conditions, header.conditions).serializedData()
+        var stages = StageClock()
         let reservationID = Identifier.make(prefix: "rsv")
-        try await reserve(writer.byteCount, for: registrant, reservationID: reservationID)
+        // When the size is known up front, the quota is reserved while the bytes arrive and are parsed.
+        let knownSize: UInt64? = wrapper.map { UInt64($0.prefix.count) + $0.pixelBytes + $0.pixelBytes % 2 } ?? (header.sizeBytes > 0 ? header.sizeBytes : nil)
+        let early = knownSize.map { size in Task { try await self.reserve(size, for: registrant, reservationID: reservationID) } }
+        /// Gives back an early reservation when the upload goes no further.
+        func abandon() async {
+            if let early, (try? await early.value) != nil { await release(reservationID, requestID: registrant.requestID) }
+        }
+        let parsed: ParsedImage
+        let conditions: Data
+        do {
+            try await receive(next, into: writer, wrapper: wrapper, header: header, requestID: registrant.requestID)
+            if let wrapper, wrapper.pixelBytes % 2 == 1 { try writeOrFail(writer, Data([0]), requestID: registrant.requestID) }
+            stages.mark("receive")
+            // The blob's fsync runs while the bytes are read back and parsed.
+            nonisolated(unsafe) let syncing = writer
+            async let synced: Void = syncing.syncOffloaded()
+            let result: Result<ParsedImage, any Error>
+            do { result = .success(try await parse(writer, requestID: registrant.requestID)) } catch { result = .failure(error) }
+            do {
+                try await synced
+            } catch {
+                logger.error("blob fsync failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
+                throw RegistryError.storageUnavailable
+            }
+            parsed = try result.get()
+            stages.mark("parse")
+            guard let sop = parsed.metadata.sopInstanceUID else { throw RegistryError.invalidArgument("the object has no SOP Instance UID") }
+            // The common idempotent case is answered before the record is written; the commit checks again.
+            if let current = try readIndex(registrant.requestID, { try store.currentImage(registrantID: registrant.subscriberID, sopInstanceUID: sop) }),
+                let answer = try idempotent(current, sha256: writer.sha256, supersede: header.supersede, registrant: registrant)
+            {
+                await abandon()
+                return answer
+            }
+            conditions = try Conditions.merge(parsed.conditions, header.conditions).serializedData()
+        } catch {
+            await abandon()
+            throw error
+        }
+        if let early {
+            try await early.value
+        } else {
+            try await reserve(writer.byteCount, for: registrant, reservationID: reservationID)
+        }
+        stages.mark("reserve")
         let commit: BlobCommit
         do {
             commit = try await commitOrFail(writer, requestID: registrant.requestID)
@@ -107,6 +142,7 @@ public struct RegistryService: Sendable {
             await release(reservationID, requestID: registrant.requestID)
             throw error
         }
+        stages.mark("blob")
         let now = Date()
         let row = ImageRow(
             id: Identifier.make(prefix: "img"),
@@ -128,6 +164,7 @@ public struct RegistryService: Sendable {
             await release(reservationID, requestID: registrant.requestID)
             throw RegistryError.storageUnavailable
         }
+        stages.mark("index")
         let alreadyHad: Bool
         switch outcome {
         case .inserted(let had):
@@ -142,10 +179,12 @@ public struct RegistryService: Sendable {
         // background, batched with others, and the reservation counts against the quota until it arrives.
         settlements.wake()
         record(registrant, "Register", image: row)
-        logger.info("registered", metadata: [
+        var metadata: Logger.Metadata = [
             LogKey.imageID: "\(row.id)", LogKey.subscriberID: "\(registrant.subscriberID)", LogKey.requestID: "\(registrant.requestID)",
             "bytes": "\(commit.size)",
-        ])
+        ]
+        for (stage, milliseconds) in stages.laps { metadata["ms.\(stage)"] = "\(milliseconds)" }
+        logger.info("registered", metadata: metadata)
         return .with {
             $0.imageID = row.id
             $0.digest = .with { $0.sha256 = commit.sha256; $0.sizeBytes = commit.size }
@@ -470,5 +509,18 @@ extension ImageRow {
             $0.instanceNumber = Int32(clamping: instanceNumber ?? 0)
             $0.slicePositionMm = slicePosition ?? 0
         }
+    }
+}
+
+/// Milliseconds spent in each stage of a registration, for its log line.
+struct StageClock {
+    private var last = ContinuousClock.now
+    private(set) var laps: [(String, Int)] = []
+
+    mutating func mark(_ stage: String) {
+        let now = ContinuousClock.now
+        let elapsed = now - last
+        laps.append((stage, Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)))
+        last = now
     }
 }

@@ -28,9 +28,16 @@ enum RegisterPlan {
                     if type == .typeDirectory { enumerator.skipDescendants() }
                     continue
                 }
-                // Regular files only: a FIFO or a device would hang a worker.
-                guard type == .typeRegular, name.uppercased() != "DICOMDIR" else { continue }
-                found.append((path as NSString).appendingPathComponent(relative))
+                let full = (path as NSString).appendingPathComponent(relative)
+                // Regular files, or links to one: a FIFO or a device would hang a worker. Linked directories are
+                // not followed (no loops).
+                var regular = type == .typeRegular
+                if type == .typeSymbolicLink {
+                    let target = (full as NSString).resolvingSymlinksInPath
+                    regular = (try? manager.attributesOfItem(atPath: target)[.type] as? FileAttributeType) == .typeRegular
+                }
+                guard regular, name.uppercased() != "DICOMDIR" else { continue }
+                found.append(full)
             }
             files += found.sorted()
         }
