@@ -64,7 +64,7 @@ let package = Package(
         ),
         .target(name: "AtriumSecurity", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging, x509, asn1], swiftSettings: settings),
         .target(name: "AtriumRegistry", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
-        .target(name: "AtriumDelivery", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, crypto, logging], swiftSettings: settings),
+        .target(name: "AtriumDelivery", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, crypto, logging], swiftSettings: settings),
         .target(name: "AtriumProcessing", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcProtobuf, swiftProtobuf, logging], swiftSettings: settings),
         .target(name: "AtriumCatalog", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
         .target(name: "AtriumBackup", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),

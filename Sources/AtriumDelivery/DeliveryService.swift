@@ -2,6 +2,7 @@ import SwiftProtobuf
 import AtriumAPI
 import AtriumCore
 import AtriumRuntime
+public import AtriumStorage
 import Crypto
 import Foundation
 import Synchronization
@@ -12,13 +13,15 @@ public import ServiceLifecycle
 
 /// Delivery: streams images to receivers.
 ///
-/// This first version delivers the stored bytes (`ENCODING_ORIGINAL`) read through the registry's internal
-/// read stream, with per-image visibility, resume offsets and an end-to-end SHA-256 check. A fetch is
-/// checked against the caller's budget cap first; each delivered image is metered (one delivery, its bytes)
-/// and each image asked for leaves an audit entry. Transcoding, direct blob-store reads, printing and the
-/// inbox arrive with the delivery issue (#5).
+/// This version delivers the stored bytes (`ENCODING_ORIGINAL`): the registry resolves each image for the
+/// caller (visibility, record), then the bytes are read straight from the immutable blob store, read-only, so
+/// they never pass through the registry process. Resume offsets and an end-to-end SHA-256 check apply. A fetch
+/// is checked against the caller's budget cap first; each delivered image is metered (one delivery, its bytes)
+/// and each image asked for leaves an audit entry. Transcoding, printing and the inbox arrive with the rest of
+/// the delivery issue (#5).
 public struct DeliveryService: Sendable {
     private let registry: Atrium_V1_RegistryInternal.Client<HTTP2ClientTransport.Posix>
+    private let blobs: BlobStore
     private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
     private let meter: UsageMeter
     private let audit: AuditTrail
@@ -26,10 +29,17 @@ public struct DeliveryService: Sendable {
     private let uncapped = UncappedSubscribers()
     private let logger: Logger
 
-    /// A delivery service that reads through `registry` and meters through `security` (clients presenting
-    /// delivery's certificate).
-    public init(registry: GRPCClient<HTTP2ClientTransport.Posix>, security: GRPCClient<HTTP2ClientTransport.Posix>, logger: Logger) {
+    /// A delivery service that resolves images through `registry`, reads their bytes from `blobs` (the
+    /// registry's store, opened read-only) and meters through `security` (clients presenting delivery's
+    /// certificate).
+    public init(
+        registry: GRPCClient<HTTP2ClientTransport.Posix>,
+        security: GRPCClient<HTTP2ClientTransport.Posix>,
+        blobs: BlobStore,
+        logger: Logger
+    ) {
         self.registry = Atrium_V1_RegistryInternal.Client(wrapping: registry)
+        self.blobs = blobs
         self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
         self.meter = UsageMeter(security: security, logger: logger)
         self.audit = AuditTrail(security: security, logger: logger)
@@ -123,19 +133,12 @@ public struct DeliveryService: Sendable {
 
     /// Streams each image of `request` to `writer`: begin, chunks, end; or one `refused` item.
     func fetch(_ request: Atrium_V1_FetchRequest, caller: VerifiedCaller, writer: RPCWriter<Atrium_V1_FetchResponse>) async throws {
+        let chunkSize = request.chunkSize == 0 ? 1 << 20 : Int(request.chunkSize)
         for imageID in request.imageIds {
             let offset = request.resumeOffsets[imageID] ?? 0
-            let read = Atrium_V1_ReadImageRequest.with {
-                $0.caller = caller.message
-                $0.imageID = imageID
-                $0.offset = offset
-                $0.chunkSize = request.chunkSize
-            }
+            let record: Atrium_V1_ImageRecord
             do {
-                let record = try await registry.readImage(read) { response in
-                    try await relay(response.messages, imageID: imageID, startOffset: offset, writer: writer)
-                }
-                account(imageID, record: record, caller: caller, outcome: "ok")
+                record = try await registry.resolveImage(.with { $0.caller = caller.message; $0.imageID = imageID })
             } catch let error as RPCError where error.code == .notFound {
                 account(imageID, record: nil, caller: caller, outcome: error.code.statusName)
                 try await writer.write(.with {
@@ -145,65 +148,65 @@ public struct DeliveryService: Sendable {
                         $0.message = error.message
                     }
                 })
+                continue
             } catch let error as RPCError {
                 // The registry's status passes on, without the registry's response headers.
                 throw error.withoutTransportHeaders
             }
+            try await send(record, from: offset, chunkSize: chunkSize, to: writer)
+            account(imageID, record: record, caller: caller, outcome: "ok")
         }
     }
 
-    private func relay(
-        _ parts: RPCAsyncSequence<Atrium_V1_ReadImageResponse, any Error>,
-        imageID: String,
-        startOffset: UInt64,
-        writer: RPCWriter<Atrium_V1_FetchResponse>
-    ) async throws -> Atrium_V1_ImageRecord {
-        var record: Atrium_V1_ImageRecord?
-        var hasher = SHA256()
-        var next = startOffset
-        for try await part in parts {
-            switch part.part {
-            case .record(let value):
-                record = value
-                try await writer.write(.with {
-                    $0.begin = .with {
-                        $0.imageID = imageID
-                        $0.transferSyntaxUid = value.transferSyntaxUid
-                        $0.encoding = .original
-                        $0.sizeBytes = value.digest.sizeBytes
-                        $0.startOffset = startOffset
-                    }
-                })
-            case .chunk(let chunk):
-                guard record != nil, chunk.offset == next else { throw DeliveryError.upstreamBroken(imageID) }
-                if startOffset == 0 { hasher.update(data: chunk.data) }
-                next += UInt64(chunk.data.count)
-                try await writer.write(.with {
-                    $0.chunk = .with {
-                        $0.imageID = imageID
-                        $0.offset = chunk.offset
-                        $0.data = chunk.data
-                    }
-                })
-            case nil:
-                throw DeliveryError.upstreamBroken(imageID)
-            }
+    /// Streams one resolved image's stored bytes from `offset`: begin, chunks, end. From offset 0 the bytes
+    /// are hashed on the way and checked against the record before `end` is sent.
+    private func send(_ record: Atrium_V1_ImageRecord, from offset: UInt64, chunkSize: Int, to writer: RPCWriter<Atrium_V1_FetchResponse>) async throws {
+        let imageID = record.imageID
+        let size = record.digest.sizeBytes
+        guard offset <= size else {
+            throw DeliveryError.invalidArgument("resume offset \(offset) is past the end of image '\(imageID)' (\(size) bytes)")
         }
-        guard let record, next == record.digest.sizeBytes else { throw DeliveryError.upstreamBroken(imageID) }
-        if startOffset == 0 {
-            let digest = Hex.encode(hasher.finalize())
-            guard digest == record.digest.sha256 else {
+        let reader: BlobReader
+        do {
+            reader = try blobs.openReader(record.digest.sha256)
+        } catch {
+            logger.error("cannot open a blob", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(imageID)"])
+            throw DeliveryError.dataLoss(imageID)
+        }
+        guard reader.size == size else {
+            logger.error("a blob's size does not match its record", metadata: [LogKey.imageID: "\(imageID)"])
+            throw DeliveryError.dataLoss(imageID)
+        }
+        try await writer.write(.with {
+            $0.begin = .with {
+                $0.imageID = imageID
+                $0.transferSyntaxUid = record.transferSyntaxUid
+                $0.encoding = .original
+                $0.sizeBytes = size
+                $0.startOffset = offset
+            }
+        })
+        var hasher = SHA256()
+        var next = offset
+        while next < size {
+            let data: Data
+            do {
+                data = try reader.read(offset: next, length: chunkSize)
+            } catch {
+                logger.error("cannot read a blob", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(imageID)"])
+                throw DeliveryError.dataLoss(imageID)
+            }
+            if offset == 0 { hasher.update(data: data) }
+            try await writer.write(.with { $0.chunk = .with { $0.imageID = imageID; $0.offset = next; $0.data = data } })
+            next += UInt64(data.count)
+        }
+        if offset == 0 {
+            guard Hex.encode(hasher.finalize()) == record.digest.sha256 else {
                 logger.error("stored bytes do not match their digest", metadata: [LogKey.imageID: "\(imageID)"])
                 throw DeliveryError.dataLoss(imageID)
             }
         }
-        try await writer.write(.with {
-            $0.end = .with {
-                $0.imageID = imageID
-                $0.digest = record.digest
-            }
-        })
-        return record
+        try await writer.write(.with { $0.end = .with { $0.imageID = imageID; $0.digest = record.digest } })
     }
 }
 
@@ -212,7 +215,6 @@ public struct DeliveryError: Error, Sendable, Equatable, RPCErrorConvertible {
     private enum Code: Sendable, Equatable {
         case invalidArgument
         case unimplemented
-        case unavailable
         case dataLoss
     }
 
@@ -226,14 +228,12 @@ public struct DeliveryError: Error, Sendable, Equatable, RPCErrorConvertible {
 
     static func invalidArgument(_ message: String) -> Self { Self(.invalidArgument, message) }
     static func unimplemented(_ message: String) -> Self { Self(.unimplemented, message) }
-    static func upstreamBroken(_ imageID: String) -> Self { Self(.unavailable, "the read of image '\(imageID)' was interrupted; fetch again with a resume offset") }
     static func dataLoss(_ imageID: String) -> Self { Self(.dataLoss, "the stored bytes of image '\(imageID)' are damaged") }
 
     public var rpcErrorCode: RPCError.Code {
         switch code {
         case .invalidArgument: .invalidArgument
         case .unimplemented: .unimplemented
-        case .unavailable: .unavailable
         case .dataLoss: .dataLoss
         }
     }

@@ -8,6 +8,7 @@ import AtriumGateway
 import AtriumProcessing
 import AtriumRegistry
 import AtriumRuntime
+import AtriumStorage
 import AtriumSecurity
 import Foundation
 import GRPCCore
@@ -123,7 +124,10 @@ struct ServiceAssembly {
         case .delivery:
             let registry = try ClientFactory.makeClient(to: runtime.address(of: .registry), security: .mutualTLS(runtime.tls))
             let security = try ClientFactory.makeClient(to: runtime.address(of: .security), security: .mutualTLS(runtime.tls))
-            let delivery = DeliveryService(registry: registry, security: security, logger: logger)
+            // The registry's blob store, read-only: images are read straight from it once the registry has said
+            // the caller may see them (ARCHITECTURE.md §2).
+            let blobs = try BlobStore(root: values.string("ATRIUM_BLOB_DIR", default: "\(runtime.dataDirectory)/registry/blobs"), readOnly: true)
+            let delivery = DeliveryService(registry: registry, security: security, blobs: blobs, logger: logger)
             rpcServices = delivery.rpcServices
             background = [ClientRunner(registry), ClientRunner(security)] + delivery.background
             healthNames = [Atrium_V1_Delivery.descriptor, Atrium_V1_DeliveryInternal.descriptor].map(\.fullyQualifiedService)
