@@ -7,7 +7,6 @@ public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
         case notFound
         case alreadyExists
         case permissionDenied
-        case unimplemented
         case unavailable
         case dataLoss
     }
@@ -32,8 +31,6 @@ public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
     static func grantNotFound(_ id: String) -> Self { Self(.notFound, "share grant '\(id)' not found") }
     /// A subscriber named in a request does not exist.
     static func subscriberNotFound(_ id: String) -> Self { Self(.notFound, "subscriber '\(id)' not found") }
-    /// Something a later issue delivers.
-    static func unimplemented(_ message: String) -> Self { Self(.unimplemented, message) }
     /// Storage failed; nothing was acknowledged.
     static let storageUnavailable = Self(.unavailable, "the registry could not store or read data; nothing was acknowledged, try again")
     /// Security could not be asked to reserve storage; nothing was stored.
@@ -47,7 +44,6 @@ public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
         case .notFound: .notFound
         case .alreadyExists: .alreadyExists
         case .permissionDenied: .permissionDenied
-        case .unimplemented: .unimplemented
         case .unavailable: .unavailable
         case .dataLoss: .dataLoss
         }

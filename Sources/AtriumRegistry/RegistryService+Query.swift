@@ -80,10 +80,12 @@ extension RegistryService {
             images.append(record)
         }
         recordListing(caller, "ListImages", filter: request.filter, count: images.count)
+        // A page cut short by its byte bound continues after its last record, like a full one.
         let last = rows.prefix(images.count).last.map { ($0.orderTime, $0.id) }
+        let full = images.count < rows.count ? page.size : rows.count
         return .with {
             $0.images = images
-            $0.nextPageToken = images.count < rows.count ? page.nextToken(last: last, count: page.size) : page.nextToken(last: last, count: rows.count)
+            $0.nextPageToken = page.nextToken(last: last, count: full)
         }
     }
 
@@ -106,7 +108,7 @@ extension RegistryService {
                     $0.modalities = group.modalities
                     $0.seriesCount = UInt32(group.seriesCount)
                     $0.imageCount = UInt32(group.imageCount)
-                    $0.firstAcquiredAt = .init(date: Date(timeIntervalSince1970: Double(group.firstOrderTime) / 1000))
+                    if let first = group.firstAcquiredAt { $0.firstAcquiredAt = .init(date: first) }
                     $0.representativeImageID = group.representativeImageID ?? ""
                 }
             }
@@ -141,9 +143,10 @@ extension RegistryService {
         let page = try KeysetPage(pageRequest, scope: (column == .study ? "t" : "s") + query.fingerprint)
         let audience = try audience(of: caller)
         let groups = try readIndex(caller.requestID) {
-            try store.listGroups(by: column, audience: audience, query: query, after: page.after, limit: page.size)
+            try store.listGroups(by: column, audience: audience, query: query, after: page.after?.key, limit: page.size)
         }
         recordListing(caller, column == .study ? "ListStudies" : "ListSeries", filter: filter, count: groups.count)
+        // Groups are keyed by UID alone; the token's time is unused (0).
         return (groups, page.nextToken(last: groups.last.map { (0, $0.key) }, count: groups.count))
     }
 

@@ -258,22 +258,17 @@ public struct RegistryService: Sendable {
     private func parse(_ writer: BlobWriter, requestID: String) async throws -> ParsedImage {
         let edge = configuration.thumbnailEdge
         let logger = self.logger
-        nonisolated(unsafe) let writer = writer  // only this closure touches it until it returns
-        let result: Result<ParsedImage, any Error> = await withCheckedContinuation { continuation in
-            DispatchQueue.global(qos: .userInitiated).async {
-                continuation.resume(returning: Result {
-                    try Ingest.parse(size: writer.byteCount, thumbnailEdge: edge) { offset, length in
-                        do {
-                            return try writer.contents(offset: offset, length: length)
-                        } catch {
-                            logger.error("cannot read back an upload", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-                            throw RegistryError.storageUnavailable
-                        }
-                    }
-                })
+        nonisolated(unsafe) let writer = writer  // only read from here (and fsynced alongside) until it returns
+        return try await offload {
+            try Ingest.parse(size: writer.byteCount, thumbnailEdge: edge) { offset, length in
+                do {
+                    return try writer.contents(offset: offset, length: length)
+                } catch {
+                    logger.error("cannot read back an upload", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
+                    throw RegistryError.storageUnavailable
+                }
             }
         }
-        return try result.get()
     }
 
 

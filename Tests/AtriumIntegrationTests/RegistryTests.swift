@@ -301,12 +301,12 @@ extension IntegrationTests {
                 return (patient, study)
             }
 
-            /// Whether `key` sees the image through list, get, thumbnail and read (delivery's fetch, which asks the
-            /// registry); all four must agree.
-            func sees(_ key: String?) async throws -> Bool {
-                try await AtriumClient.with(mesh.clientConfiguration(apiKey: key)) { atrium in
-                    let listed = try await atrium.images().contains { $0.imageID == image.imageID }
-                    var answers = [listed]
+            /// Whether `key`'s subscriber sees the image through list, get, thumbnail, delivery's fetch, and the
+            /// registry's internal read (`ReadImage`, as processing calls it on the subscriber's behalf); all five must
+            /// agree.
+            func sees(_ key: String?, as id: String, _ kind: Atrium_V1_SubscriberKind, patients: [String] = []) async throws -> Bool {
+                var answers = try await AtriumClient.with(mesh.clientConfiguration(apiKey: key)) { atrium in
+                    var answers = [try await atrium.images().contains { $0.imageID == image.imageID }]
                     for call in 0..<3 {
                         do {
                             switch call {
@@ -319,16 +319,34 @@ extension IntegrationTests {
                             answers.append(false)
                         }
                     }
-                    #expect(Set(answers).count == 1, "list, get, thumbnail and read disagree: \(answers)")
-                    return answers[0]
+                    return answers
                 }
+                let registry = mesh.mesh.address(of: .init(.registry))
+                let read = try await ClientFactory.withClient(to: registry, security: .mutualTLS(.service(.processing, in: mesh.pkiDirectory))) { client in
+                    let request = Atrium_V1_ReadImageRequest.with {
+                        $0.caller = .with { $0.subscriberID = id; $0.kind = kind; $0.patientIds = patients; $0.roles = [.receive]; $0.requestID = "matrix" }
+                        $0.imageID = image.imageID
+                    }
+                    do {
+                        return try await Atrium_V1_RegistryInternal.Client(wrapping: client).readImage(request) { response in
+                            var bytes = 0
+                            for try await part in response.messages { if case .chunk(let chunk)? = part.part { bytes += chunk.data.count } }
+                            return bytes > 0
+                        }
+                    } catch let error as RPCError where error.code == .notFound {
+                        return false
+                    }
+                }
+                answers.append(read)
+                #expect(Set(answers).count == 1, "list, get, thumbnail, fetch and read disagree: \(answers)")
+                return answers[0]
             }
-            #expect(try await sees(registrant.key))
-            #expect(try await sees(grantee.key))
-            #expect(try await sees(studyGrantee.key))
-            #expect(try await sees(individual.key))
-            #expect(try await !sees(stranger.key))
-            #expect(try await sees(nil), "operators see everything")
+            #expect(try await sees(registrant.key, as: registrant.id, .hospital))
+            #expect(try await sees(grantee.key, as: grantee.id, .hospital))
+            #expect(try await sees(studyGrantee.key, as: studyGrantee.id, .hospital))
+            #expect(try await sees(individual.key, as: individual.id, .individual, patients: ["P-V"]))
+            #expect(try await !sees(stranger.key, as: stranger.id, .hospital))
+            #expect(try await sees(nil, as: "sub_operator", .operator), "operators see everything")
 
             // The grantee sees the grant it received; a stranger cannot revoke it.
             let received = try await AtriumClient.with(mesh.clientConfiguration(apiKey: grantee.key)) { atrium in
@@ -345,9 +363,9 @@ extension IntegrationTests {
                 try await atrium.registry.revokeShare(.with { $0.grantID = patientGrant.grantID }, metadata: atrium.metadata)
             }
             #expect(revoked.grant.hasRevokedAt)
-            #expect(try await !sees(grantee.key))
+            #expect(try await !sees(grantee.key, as: grantee.id, .hospital))
             try await Task.sleep(for: .seconds(3.2))
-            #expect(try await !sees(studyGrantee.key))
+            #expect(try await !sees(studyGrantee.key, as: studyGrantee.id, .hospital))
             let made = try await AtriumClient.with(mesh.clientConfiguration(apiKey: registrant.key)) { atrium in
                 (
                     active: try await atrium.registry.listShares(.with { $0.grantedByMe = true }, metadata: atrium.metadata).grants,

@@ -52,9 +52,6 @@ struct ImageRow: Codable, FetchableRecord, PersistableRecord, Sendable {
             conditionsVersion = "conditions_version", supersedesImageID = "supersedes_image_id", supersededBy = "superseded_by",
             derivedFrom = "derived_from", thumbnailSHA256 = "thumbnail_sha256", pixelNote = "pixel_note", orderTime = "order_time"
     }
-
-    /// The columns a listing's keyset orders by.
-    static let orderColumns = "order_time, id"
 }
 
 /// A row of `conditions_version`: one version of an image's acquisition conditions. Never updated.

@@ -22,7 +22,6 @@ struct GroupSummary: Sendable {
     var bodyPart: String?
     var seriesCount: Int
     var imageCount: Int
-    var firstOrderTime: Int64
     var firstAcquiredAt: Date?
     var representativeImageID: String?
 }
@@ -161,19 +160,19 @@ struct RegistryStore: Sendable {
     /// Studies or series of the visible current records that match `query`, each with its counts and a
     /// representative image that has a thumbnail, in UID order after `after`. The UID is the whole key, so
     /// pages stay stable while images are added to groups (a group's first time may change; its UID cannot).
-    func listGroups(by column: GroupColumn, audience: Audience, query: ImageQuery, after: (time: Int64, key: String)?, limit: Int) throws -> [GroupSummary] {
+    func listGroups(by column: GroupColumn, audience: Audience, query: ImageQuery, after: String?, limit: Int) throws -> [GroupSummary] {
         // Images of a group are found through the group's own index, then filtered.
         var (clauses, arguments) = scope(audience: audience, query: query)
         clauses.append("\(column.rawValue) IS NOT NULL")
         if let after {
             clauses.append("\(column.rawValue) > ?")
-            arguments.append(after.key)
+            arguments.append(after)
         }
         arguments.append(limit)
         let sql = """
             SELECT \(column.rawValue) AS key, min(study_uid) AS study_uid, min(patient_id) AS patient_id,
               min(patient_name) AS patient_name, group_concat(DISTINCT modality) AS modalities, min(body_part) AS body_part,
-              count(DISTINCT series_uid) AS series_count, count(*) AS image_count, min(order_time) AS first_order_time,
+              count(DISTINCT series_uid) AS series_count, count(*) AS image_count,
               min(acquired_at) AS first_acquired_at, min(CASE WHEN thumbnail_sha256 IS NOT NULL THEN id END) AS representative
             FROM image WHERE \(clauses.joined(separator: " AND "))
             GROUP BY \(column.rawValue)
@@ -190,7 +189,6 @@ struct RegistryStore: Sendable {
                     bodyPart: row["body_part"],
                     seriesCount: row["series_count"],
                     imageCount: row["image_count"],
-                    firstOrderTime: row["first_order_time"],
                     firstAcquiredAt: row["first_acquired_at"],
                     representativeImageID: row["representative"]
                 )
