@@ -94,11 +94,21 @@ public enum PixelDecoder {
         return (layout, output)
     }
 
-    static func swapBytes(_ bytes: inout [UInt8], width: Int) {
-        var index = 0
-        while index + width <= bytes.count {
-            bytes[index..<index + width].reverse()
-            index += width
+    /// Reverses the bytes of each `width`-byte number in `range` (all of `bytes` when nil); a partial number at
+    /// the end is left as it is.
+    static func swapBytes(_ bytes: inout [UInt8], width: Int, in range: Range<Int>? = nil) {
+        let range = range ?? bytes.indices
+        bytes.withUnsafeMutableBufferPointer { buffer in
+            var index = range.lowerBound
+            while index + width <= range.upperBound {
+                var low = index, high = index + width - 1
+                while low < high {
+                    buffer.swapAt(low, high)
+                    low += 1
+                    high -= 1
+                }
+                index += width
+            }
         }
     }
 

@@ -32,11 +32,12 @@ public enum VR: String, Sendable, CaseIterable {
         }
     }
 
-    /// The size of one binary number of this VR, for byte swapping; `nil` for text and bytes.
+    /// The size of one binary number of this VR, for byte swapping; `nil` for text and bytes. An AT value is
+    /// swapped as two 16-bit halves (group, element).
     var numberWidth: Int? {
         switch self {
-        case .US, .SS: 2
-        case .UL, .SL, .FL, .AT, .OF, .OL: 4
+        case .US, .SS, .AT: 2
+        case .UL, .SL, .FL, .OF, .OL: 4
         case .FD, .OD, .SV, .UV, .OV: 8
         case .OW: 2
         default: nil

@@ -11,6 +11,9 @@ public struct DICOMWriter: Sendable {
         case sequence([[DICOMTag: (VR, Value)]])
     }
 
+    /// The implementation version name written in file meta (0002,0013) unless the caller names another.
+    public static let implementationVersion = "ATRIUM_0_1"
+
     private var elements: [DICOMTag: (VR, Value)] = [:]
 
     public init() {}
@@ -35,7 +38,7 @@ public struct DICOMWriter: Sendable {
 
     /// The Part 10 bytes. The meta group names `sopClassUID`, `sopInstanceUID` and explicit VR little endian,
     /// with the given implementation class UID.
-    public func partTen(implementationClassUID: String, implementationVersion: String = "ATRIUM_0_1") -> [UInt8] {
+    public func partTen(implementationClassUID: String, implementationVersion: String = DICOMWriter.implementationVersion) -> [UInt8] {
         let classUID: String
         if case .text(let text)? = elements[.sopClassUID]?.1 { classUID = text } else { classUID = "" }
         let instanceUID: String
@@ -62,7 +65,7 @@ public struct DICOMWriter: Sendable {
     /// even length). Elements set with a tag at or above Pixel Data are left out.
     public func partTenPrefix(
         implementationClassUID: String,
-        implementationVersion: String = "ATRIUM_0_1",
+        implementationVersion: String = DICOMWriter.implementationVersion,
         pixelDataVR: VR,
         pixelDataLength: UInt32
     ) throws(DICOMError) -> [UInt8] {
