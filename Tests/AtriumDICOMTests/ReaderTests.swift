@@ -15,17 +15,9 @@ final class Corpus: Sendable {
     private init() throws {
         directory = try TemporaryDirectory(prefix: "atrium-dicom-corpus")
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("make_corpus.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, directory.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw CorpusError(description: "make_corpus.py failed (is pydicom installed? `make pydeps`): \(String(decoding: output, as: UTF8.self))")
+        let (status, output) = try Python.run([script, directory.path])
+        guard status == 0 else {
+            throw CorpusError(description: "make_corpus.py failed (is pydicom installed? `make pydeps`): \(output)")
         }
         let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory.path)/oracle.json"))
         oracle = try JSONDecoder().decode([String: [String: JSONValue]].self, from: data)

@@ -86,15 +86,7 @@ struct ThumbnailTests {
             assert len(raw) == h * (w + 1) and all(raw[r * (w + 1)] == 0 for r in range(h))
             print(w, h, depth, colour, ','.join(kinds))
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", check, path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let output = try Python.run(["-c", check, path]).output
         #expect(output.trimmingCharacters(in: .whitespacesAndNewlines) == "128 75 8 0 IHDR,IDAT,IEND", "\(output)")
     }
 }
