@@ -98,16 +98,8 @@ struct JPEGLSTests {
                 want = open(f"{sys.argv[1]}/{i}.raw", "rb").read()
                 print(i, "ok" if got.astype(got.dtype.newbyteorder("<")).tobytes() == want else f"differs {got.dtype} {got.shape}")
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script, directory.path, "\(Self.images.count)"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "is pylibjpeg-libjpeg installed? `make pydeps`: \(output)")
+        let (status, output) = try python(script, [directory.path, "\(Self.images.count)"])
+        #expect(status == 0, "is pylibjpeg-libjpeg installed? `make pydeps`: \(output)")
         let expected = Self.images.indices.map { "\($0) ok" }.joined(separator: "\n")
         #expect(output.trimmingCharacters(in: .whitespacesAndNewlines) == expected)
     }

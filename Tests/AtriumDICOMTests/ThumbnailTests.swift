@@ -6,25 +6,6 @@ import Testing
 
 @Suite("Thumbnails")
 struct ThumbnailTests {
-    private func image(rows: Int, columns: Int, values: [UInt16], photometric: String = "MONOCHROME2", window: (String, String)? = nil) throws -> DICOMFile {
-        var writer = DICOMWriter()
-        try writer.set(.sopClassUID, .UI, .text("1.2.840.10008.5.1.4.1.1.7"))
-        try writer.set(.sopInstanceUID, .UI, .text("2.25.7"))
-        try writer.set(.samplesPerPixel, .US, .uint16([1]))
-        try writer.set(.photometricInterpretation, .CS, .text(photometric))
-        try writer.set(.rows, .US, .uint16([UInt16(rows)]))
-        try writer.set(.columns, .US, .uint16([UInt16(columns)]))
-        try writer.set(.bitsAllocated, .US, .uint16([16]))
-        try writer.set(.bitsStored, .US, .uint16([16]))
-        try writer.set(.pixelRepresentation, .US, .uint16([0]))
-        if let window {
-            try writer.set(.windowCenter, .DS, .text(window.0))
-            try writer.set(.windowWidth, .DS, .text(window.1))
-        }
-        try writer.set(.pixelData, .OW, .bytes(values.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }))
-        return try DICOMReader.read(writer.partTen(implementationClassUID: "2.25.1"))
-    }
-
     /// The grey levels of an 8-bit greyscale PNG this module wrote (filter 0 rows).
     private func greys(_ png: [UInt8]) throws -> (width: Int, height: Int, pixels: [UInt8]) {
         let width = Int(png[16]) << 24 | Int(png[17]) << 16 | Int(png[18]) << 8 | Int(png[19])
@@ -39,36 +20,36 @@ struct ThumbnailTests {
 
     @Test("the window maps centre ± width/2 onto 0…255, as PS3.3 C.11.2.1.2.1 defines it")
     func window() {
-        #expect(Thumbnail.windowed(0, center: 150, width: 301) == 0)
-        #expect(Thumbnail.windowed(150, center: 150, width: 301) == 128)
-        #expect(Thumbnail.windowed(300, center: 150, width: 301) == 255)
-        #expect(Thumbnail.windowed(1000, center: 40, width: 400) == 255)
-        #expect(Thumbnail.windowed(-1000, center: 40, width: 400) == 0)
-        #expect(Thumbnail.windowed(.nan, center: 40, width: 400) == 0)
-        #expect(Thumbnail.windowed(5, center: .nan, width: 400) == 0)
-        #expect(Thumbnail.windowed(5, center: 40, width: .infinity) == 0)
-        #expect(Thumbnail.windowed(1e308, center: -1e308, width: 2) == 255)
+        #expect(Rendering.windowed(0, center: 150, width: 301) == 0)
+        #expect(Rendering.windowed(150, center: 150, width: 301) == 128)
+        #expect(Rendering.windowed(300, center: 150, width: 301) == 255)
+        #expect(Rendering.windowed(1000, center: 40, width: 400) == 255)
+        #expect(Rendering.windowed(-1000, center: 40, width: 400) == 0)
+        #expect(Rendering.windowed(.nan, center: 40, width: 400) == 0)
+        #expect(Rendering.windowed(5, center: .nan, width: 400) == 0)
+        #expect(Rendering.windowed(5, center: 40, width: .infinity) == 0)
+        #expect(Rendering.windowed(1e308, center: -1e308, width: 2) == 255)
     }
 
     @Test("a window or rescale of NaN or infinity in the file falls back instead of trapping")
     func hostileWindow() throws {
-        let file = try image(rows: 1, columns: 2, values: [1000, 3000], window: ("NaN", "inf"))
+        let file = try TestImage.grey(rows: 1, columns: 2, values: [1000, 3000], window: ("NaN", "inf"))
         #expect(try greys(Thumbnail.png(of: file)).pixels == [0, 255])
     }
 
     @Test("a grey image is windowed by its own window, MONOCHROME1 is inverted, and min/max is the fallback")
     func greyLevels() throws {
-        let windowed = try greys(Thumbnail.png(of: image(rows: 1, columns: 3, values: [0, 150, 300], window: ("150", "301"))))
+        let windowed = try greys(Thumbnail.png(of: TestImage.grey(rows: 1, columns: 3, values: [0, 150, 300], window: ("150", "301"))))
         #expect(windowed.pixels == [0, 128, 255])
-        let inverted = try greys(Thumbnail.png(of: image(rows: 1, columns: 3, values: [0, 150, 300], photometric: "MONOCHROME1", window: ("150", "301"))))
+        let inverted = try greys(Thumbnail.png(of: TestImage.grey(rows: 1, columns: 3, values: [0, 150, 300], photometric: "MONOCHROME1", window: ("150", "301"))))
         #expect(inverted.pixels == [255, 127, 0])
-        let stretched = try greys(Thumbnail.png(of: image(rows: 1, columns: 2, values: [1000, 3000])))
+        let stretched = try greys(Thumbnail.png(of: TestImage.grey(rows: 1, columns: 2, values: [1000, 3000])))
         #expect(stretched.pixels == [0, 255])
     }
 
     @Test("the longest edge becomes 128 pixels and the PNG is valid for an independent reader")
     func size() throws {
-        let file = try image(rows: 300, columns: 512, values: (0..<(300 * 512)).map { UInt16($0 % 4096) })
+        let file = try TestImage.grey(rows: 300, columns: 512, values: (0..<(300 * 512)).map { UInt16($0 % 4096) })
         let png = try Thumbnail.png(of: file)
         let decoded = try greys(png)
         #expect(decoded.width == 128 && decoded.height == 75)
@@ -86,15 +67,7 @@ struct ThumbnailTests {
             assert len(raw) == h * (w + 1) and all(raw[r * (w + 1)] == 0 for r in range(h))
             print(w, h, depth, colour, ','.join(kinds))
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", check, path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (_, output) = try python(check, [path])
         #expect(output.trimmingCharacters(in: .whitespacesAndNewlines) == "128 75 8 0 IHDR,IDAT,IEND", "\(output)")
     }
 }

@@ -49,20 +49,11 @@ struct WriterTests {
         let directory = try TemporaryDirectory(prefix: "atrium-dicom-writer")
         let path = "\(directory.path)/written.dcm"
         try Data(try sample()).write(to: URL(fileURLWithPath: path))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", "-c",
+        let (status, output) = try python(
             "import pydicom,sys; d=pydicom.dcmread(sys.argv[1]); print(d.PatientName, d.PatientID, d.Rows, d.Columns, d.pixel_array.tolist(), d.file_meta.TransferSyntaxUID)",
-            path,
-        ]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+            [path]
+        )
+        #expect(status == 0, "\(output)")
         #expect(output.trimmingCharacters(in: .whitespacesAndNewlines) == "山田^太郎 PAT-9 2 3 [[1, 2, 3], [4, 5, 65535]] 1.2.840.10008.1.2.1")
     }
 
