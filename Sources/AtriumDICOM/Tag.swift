@@ -72,6 +72,8 @@ extension DICOMTag {
     public static let numberOfFrames = DICOMTag(0x0028, 0x0008)
     public static let rows = DICOMTag(0x0028, 0x0010)
     public static let columns = DICOMTag(0x0028, 0x0011)
+    public static let pixelSpacing = DICOMTag(0x0028, 0x0030)
+    public static let pixelAspectRatio = DICOMTag(0x0028, 0x0034)
     public static let bitsAllocated = DICOMTag(0x0028, 0x0100)
     public static let bitsStored = DICOMTag(0x0028, 0x0101)
     public static let highBit = DICOMTag(0x0028, 0x0102)

@@ -39,15 +39,15 @@ struct ThumbnailTests {
 
     @Test("the window maps centre ± width/2 onto 0…255, as PS3.3 C.11.2.1.2.1 defines it")
     func window() {
-        #expect(Thumbnail.windowed(0, center: 150, width: 301) == 0)
-        #expect(Thumbnail.windowed(150, center: 150, width: 301) == 128)
-        #expect(Thumbnail.windowed(300, center: 150, width: 301) == 255)
-        #expect(Thumbnail.windowed(1000, center: 40, width: 400) == 255)
-        #expect(Thumbnail.windowed(-1000, center: 40, width: 400) == 0)
-        #expect(Thumbnail.windowed(.nan, center: 40, width: 400) == 0)
-        #expect(Thumbnail.windowed(5, center: .nan, width: 400) == 0)
-        #expect(Thumbnail.windowed(5, center: 40, width: .infinity) == 0)
-        #expect(Thumbnail.windowed(1e308, center: -1e308, width: 2) == 255)
+        #expect(Rendering.windowed(0, center: 150, width: 301) == 0)
+        #expect(Rendering.windowed(150, center: 150, width: 301) == 128)
+        #expect(Rendering.windowed(300, center: 150, width: 301) == 255)
+        #expect(Rendering.windowed(1000, center: 40, width: 400) == 255)
+        #expect(Rendering.windowed(-1000, center: 40, width: 400) == 0)
+        #expect(Rendering.windowed(.nan, center: 40, width: 400) == 0)
+        #expect(Rendering.windowed(5, center: .nan, width: 400) == 0)
+        #expect(Rendering.windowed(5, center: 40, width: .infinity) == 0)
+        #expect(Rendering.windowed(1e308, center: -1e308, width: 2) == 255)
     }
 
     @Test("a window or rescale of NaN or infinity in the file falls back instead of trapping")
