@@ -23,6 +23,9 @@ public struct AtriumClientConfiguration: Sendable {
     public var clientCertificate: (certificatePath: String, keyPath: String)?
     /// Bytes per uploaded chunk, 64 KiB to 1 MiB.
     public var chunkSize: Int
+    /// Ask for gzip message compression in both directions (off by default: image bytes barely gzip, and the
+    /// lossless pixel encodings of `fetchImages` compress far better for less CPU).
+    public var messageCompression = false
 
     /// A configuration with an API key.
     public init(gateway: HostAndPort, caPath: String?, apiKey: String, chunkSize: Int = 1 << 20) {
@@ -58,27 +61,31 @@ public struct AtriumClientConfiguration: Sendable {
 /// ```
 public struct AtriumClient: Sendable {
     private let grpc: GRPCClient<HTTP2ClientTransport.Posix>
-    private let configuration: AtriumClientConfiguration
+    private let chunkSize: Int
+    /// The credential header to send with every call made through the raw stubs (empty with a certificate),
+    /// e.g. `try await atrium.account.getUsage(.init(), metadata: atrium.metadata)`.
+    public let metadata: Metadata
 
     /// Runs `body` with a connected client and closes it afterwards.
     public static func with<Result: Sendable>(
         _ configuration: AtriumClientConfiguration,
         _ body: (AtriumClient) async throws -> Result
     ) async throws -> Result {
-        try await ClientFactory.withClient(to: configuration.gateway, security: configuration.security) { grpc in
+        try await ClientFactory.withClient(to: configuration.gateway, security: configuration.security, compression: configuration.messageCompression) { grpc in
             try await body(AtriumClient(grpc: grpc, configuration: configuration))
         }
     }
 
     private init(grpc: GRPCClient<HTTP2ClientTransport.Posix>, configuration: AtriumClientConfiguration) {
-        self.grpc = grpc
-        self.configuration = configuration
+        self.init(connection: grpc, metadata: configuration.apiKey.isEmpty ? [:] : ["authorization": "Bearer \(configuration.apiKey)"], chunkSize: configuration.chunkSize)
     }
 
-    /// The credential header to send with every call made through the raw stubs (empty with a certificate),
-    /// e.g. `try await atrium.account.getUsage(.init(), metadata: atrium.metadata)`.
-    public var metadata: Metadata {
-        configuration.apiKey.isEmpty ? [:] : ["authorization": "Bearer \(configuration.apiKey)"]
+    /// A client over a connection the caller runs, sending `metadata` with every call: for tools that talk to
+    /// a backend directly (benchmarks measuring the gateway's cost) rather than through the gateway.
+    public init(connection: GRPCClient<HTTP2ClientTransport.Posix>, metadata: Metadata, chunkSize: Int = 1 << 20) {
+        self.grpc = connection
+        self.metadata = metadata
+        self.chunkSize = chunkSize
     }
 
     /// The raw `Registry` stub with this client's connection, for calls the SDK does not wrap yet.
@@ -111,8 +118,7 @@ public struct AtriumClient: Sendable {
         var header = header
         header.sizeBytes = try handle.seekToEnd()
         try handle.seek(toOffset: 0)
-        let chunkSize = configuration.chunkSize
-        let request = StreamingClientRequest<Atrium_V1_RegisterRequest>(metadata: metadata) { [header] writer in
+                let request = StreamingClientRequest<Atrium_V1_RegisterRequest>(metadata: metadata) { [header] writer in
             try await writer.write(.with { $0.header = header })
             var offset: UInt64 = 0
             while let data = try handle.read(upToCount: chunkSize), !data.isEmpty {
@@ -126,8 +132,7 @@ public struct AtriumClient: Sendable {
     /// Registers bytes in memory under an explicit header (for raw pixels: the pixels, row-major, little
     /// endian); the size is filled in.
     public func register(header: Atrium_V1_RegisterHeader, bytes: Data) async throws -> Atrium_V1_RegisterResponse {
-        let chunkSize = configuration.chunkSize
-        var header = header
+                var header = header
         header.sizeBytes = UInt64(bytes.count)
         let request = StreamingClientRequest<Atrium_V1_RegisterRequest>(metadata: metadata) { [header] writer in
             try await writer.write(.with { $0.header = header })
@@ -158,60 +163,5 @@ public struct AtriumClient: Sendable {
     /// One image record.
     public func image(id: String) async throws -> Atrium_V1_ImageRecord {
         try await registry.getImage(request: ClientRequest(message: .with { $0.imageID = id }, metadata: metadata))
-    }
-
-    /// Fetches an image, handing each piece of its bytes to `consume` in order, and checks the whole against
-    /// the SHA-256 the server sends. Throws the refusal's status (e.g. NOT_FOUND) if the image is not delivered,
-    /// and DATA_LOSS if the bytes do not match.
-    @discardableResult
-    public func fetchImage(id: String, consume: @escaping @Sendable (Data) throws -> Void) async throws -> Atrium_V1_Digest {
-        let request = ClientRequest<Atrium_V1_FetchRequest>(message: .with { $0.imageIds = [id]; $0.encoding = .original }, metadata: metadata)
-        return try await delivery.fetch(request: request) { response in
-            var hasher = SHA256()
-            var received: UInt64 = 0
-            var digest: Atrium_V1_Digest?
-            for try await message in response.messages {
-                switch message.part {
-                case .begin: break
-                case .chunk(let chunk):
-                    guard chunk.offset == received else { throw RPCError(code: .dataLoss, message: "chunk out of order") }
-                    try consume(chunk.data)
-                    hasher.update(data: chunk.data)
-                    received += UInt64(chunk.data.count)
-                case .end(let end):
-                    guard Hex.encode(hasher.finalize()) == end.digest.sha256, received == end.digest.sizeBytes else {
-                        throw RPCError(code: .dataLoss, message: "the fetched bytes of '\(id)' do not match the digest the server sent")
-                    }
-                    digest = end.digest
-                case .refused(let refusal):
-                    let code = Status.Code(rawValue: Int(refusal.code)).flatMap(RPCError.Code.init) ?? .unknown
-                    throw RPCError(code: code, message: refusal.message)
-                case nil: break
-                }
-            }
-            guard let digest else { throw RPCError(code: .dataLoss, message: "the stream of '\(id)' ended early") }
-            return digest
-        }
-    }
-
-    /// Fetches an image into `path`: written to `<path>.part`, checked against the SHA-256 the server sends,
-    /// fsynced, then renamed into place, so `path` only ever holds a complete, verified image.
-    @discardableResult
-    public func fetchImage(id: String, to path: String) async throws -> Atrium_V1_Digest {
-        let partPath = path + ".part"
-        _ = FileManager.default.createFile(atPath: partPath, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: partPath))
-        var completed = false
-        defer {
-            try? handle.close()
-            if !completed { try? FileManager.default.removeItem(atPath: partPath) }
-        }
-        let digest = try await fetchImage(id: id) { data in try handle.write(contentsOf: data) }
-        try handle.synchronize()
-        try handle.close()
-        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-        try FileManager.default.moveItem(atPath: partPath, toPath: path)
-        completed = true
-        return digest
     }
 }

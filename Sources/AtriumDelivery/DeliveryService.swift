@@ -2,7 +2,7 @@ import SwiftProtobuf
 import AtriumAPI
 import AtriumCore
 import AtriumRuntime
-public import AtriumStorage
+import AtriumStorage
 import Crypto
 import Foundation
 import Synchronization
@@ -11,43 +11,98 @@ public import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
 
-/// Delivery: streams images to receivers.
+/// Delivery: streams images to receivers, hands film sheets to printers, and keeps each subscriber's inbox.
 ///
-/// This version delivers the stored bytes (`ENCODING_ORIGINAL`): the registry resolves each image for the
-/// caller (visibility, record), then the bytes are read straight from the immutable blob store, read-only, so
-/// they never pass through the registry process. Resume offsets and an end-to-end SHA-256 check apply. A fetch
-/// is checked against the caller's budget cap first; each delivered image is metered (one delivery, its bytes)
-/// and each image asked for leaves an audit entry. Transcoding, printing and the inbox arrive with the rest of
-/// the delivery issue (#5).
+/// - **Fetch.** The registry resolves each image for the caller (visibility, record); the bytes are then read
+///   straight from the registry's immutable blob store, read-only, so they never pass through the registry
+///   process. Other encodings are transcoded once per (stored bytes, encoding) and kept in delivery's own blob
+///   store of variants. Each delivered image is metered once per (subscriber, fetch ID, image, encoding).
+/// - **Print jobs** (`DeliveryService+Print.swift`): a job is a capability that lets its printer fetch its
+///   images, with the submitter's visibility, while it is open.
+/// - **Inbox** (`DeliveryService+Inbox.swift`): durable entries other services address to a subscriber,
+///   pushed to watchers, kept until acknowledged.
 public struct DeliveryService: Sendable {
-    private let registry: Atrium_V1_RegistryInternal.Client<HTTP2ClientTransport.Posix>
-    private let blobs: BlobStore
-    private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
-    private let meter: UsageMeter
-    private let audit: AuditTrail
+    let registry: Atrium_V1_RegistryInternal.Client<HTTP2ClientTransport.Posix>
+    let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    let blobs: BlobStore
+    let variants: BlobStore
+    let store: DeliveryStore
+    let configuration: DeliveryConfiguration
+    /// Usage events, written before each image's `end` and drained to security by `usagePump`.
+    let usage: UsageOutbox
+    let usagePump: OutboxPump
+    let audit: AuditTrail
+    /// Rung when a subscriber's inbox gets an entry (key: subscriber ID).
+    let inboxBell = Doorbell()
+    /// Rung when a printer gets a job (key: printer ID).
+    let printerBell = Doorbell()
+    let transcodes = SingleFlight<VariantKey, VariantRow>()
     /// Subscribers known to have no budget cap, until when.
     private let uncapped = UncappedSubscribers()
-    private let logger: Logger
+    let logger: Logger
 
-    /// A delivery service that resolves images through `registry`, reads their bytes from `blobs` (the
-    /// registry's store, opened read-only) and meters through `security` (clients presenting delivery's
-    /// certificate).
+    /// A delivery service that resolves images through `registry`, reads their bytes from the registry's
+    /// blob store (read-only), keeps its own state in `configuration`'s database and variant store, and meters
+    /// through `security` (clients presenting delivery's certificate).
     public init(
+        configuration: DeliveryConfiguration,
         registry: GRPCClient<HTTP2ClientTransport.Posix>,
         security: GRPCClient<HTTP2ClientTransport.Posix>,
-        blobs: BlobStore,
         logger: Logger
-    ) {
+    ) throws {
+        self.configuration = configuration
         self.registry = Atrium_V1_RegistryInternal.Client(wrapping: registry)
-        self.blobs = blobs
         self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
-        self.meter = UsageMeter(security: security, logger: logger)
+        self.blobs = try BlobStore(root: configuration.blobDirectory, readOnly: true)
+        self.variants = try BlobStore(root: configuration.variantDirectory)
+        _ = try variants.removeStaleTemporaries()
+        self.store = try DeliveryStore(path: configuration.databasePath)
+        let usage = try UsageOutbox(path: configuration.usageOutboxPath)
+        let sender = UsageSender(outbox: usage, security: self.security, logger: logger)
+        self.usage = usage
+        self.usagePump = OutboxPump(interval: .milliseconds(500)) { await sender.deliver() }
         self.audit = AuditTrail(security: security, logger: logger)
         self.logger = logger
     }
 
-    /// What the process must run besides the server: the usage meter and the audit trail.
-    public var background: [any Service] { [meter, audit] }
+    /// What the process must run besides the server: the usage sender and the audit trail.
+    public var background: [any Service] { [usagePump, audit] }
+
+    /// Every RPC service the delivery process serves.
+    public var rpcServices: [any RegistrableRPCService] {
+        [PublicDelivery(service: self), InternalDelivery(service: self)]
+    }
+
+    // MARK: - Fetch
+
+    /// Validates a fetch request.
+    func validate(_ request: Atrium_V1_FetchRequest, caller: VerifiedCaller) throws {
+        guard !request.imageIds.isEmpty else { throw DeliveryError.invalidArgument("image_ids is empty") }
+        guard request.imageIds.count <= 1000 else { throw DeliveryError.invalidArgument("at most 1000 image_ids per call") }
+        guard request.chunkSize == 0 || (64 << 10)...(1 << 20) ~= Int(request.chunkSize) else {
+            throw DeliveryError.invalidArgument("chunk_size must be 0 or 65536 to 1048576 bytes")
+        }
+        if case .UNRECOGNIZED(let value) = request.encoding {
+            throw DeliveryError.invalidArgument("unknown encoding \(value)")
+        }
+        if !request.fetchID.isEmpty {
+            guard request.fetchID.utf8.count <= 64, request.fetchID.utf8.allSatisfy(Self.isFetchIDByte) else {
+                throw DeliveryError.invalidArgument("fetch_id must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+            }
+        }
+        if request.printJobID.isEmpty, !caller.roles.contains(.receive) {
+            throw DeliveryError.permissionDenied("a printer fetches only the images of its open print jobs: set print_job_id")
+        }
+    }
+
+    private static func isFetchIDByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+            true
+        default: false
+        }
+    }
 
     /// Refuses a fetch that would take the caller past its budget cap (RESOURCE_EXHAUSTED). A subscriber whose
     /// contract has no cap is not asked again for 5 s (the same window as the gateway's authorization cache).
@@ -76,119 +131,107 @@ public struct DeliveryService: Sendable {
         }
     }
 
-    /// Meters and audits one image delivered (or refused, with `outcome`).
-    private func account(_ imageID: String, record: Atrium_V1_ImageRecord?, caller: VerifiedCaller, outcome: String) {
-        audit.enqueue(
-            .with {
-                $0.time = .init(date: Date())
-                $0.subscriberID = caller.subscriberID
-                $0.method = Atrium_V1_Delivery.Method.Fetch.descriptor.fullyQualifiedMethod
-                $0.resourceID = imageID
-                $0.resourceOwnerID = record?.registrantID ?? ""
-                $0.patientID = record?.patientID ?? ""
-                $0.outcome = outcome
-                $0.requestID = caller.requestID
-            }
-        )
-        guard let record, outcome == "ok" else { return }
-        meter.enqueue(
-            .with {
-                $0.eventID = "delivery:\(caller.requestID):\(imageID)"
-                $0.subscriberID = caller.subscriberID
-                $0.time = .init(date: Date())
-                $0.delivery = .with {
-                    $0.imageID = imageID
-                    $0.bytes = record.digest.sizeBytes
-                }
-            }
-        )
-    }
-
-    /// Every RPC service the delivery process serves.
-    public var rpcServices: [any RegistrableRPCService] {
-        [
-            PublicDelivery(service: self),
-            UnimplementedService(methods: Atrium_V1_DeliveryInternal.Method.descriptors, subject: "the delivery issue (#5)"),
-        ]
-    }
-
-    /// Validates a fetch request.
-    func validate(_ request: Atrium_V1_FetchRequest) throws {
-        guard !request.imageIds.isEmpty else { throw DeliveryError.invalidArgument("image_ids is empty") }
-        guard request.imageIds.count <= 1000 else { throw DeliveryError.invalidArgument("at most 1000 image_ids per call") }
-        guard request.chunkSize == 0 || (64 << 10)...(1 << 20) ~= Int(request.chunkSize) else {
-            throw DeliveryError.invalidArgument("chunk_size must be 0 or 65536 to 1048576 bytes")
-        }
-        switch request.encoding {
-        case .unspecified, .original: break
-        case .explicitLe, .jpegLs, .deflate:
-            throw DeliveryError.unimplemented("transfer encodings other than ENCODING_ORIGINAL arrive with the delivery issue (#5)")
-        case .UNRECOGNIZED(let value):
-            throw DeliveryError.invalidArgument("unknown encoding \(value)")
-        }
-        if !request.printJobID.isEmpty {
-            throw DeliveryError.unimplemented("print-job fetches arrive with the delivery issue (#5)")
-        }
-    }
-
     /// Streams each image of `request` to `writer`: begin, chunks, end; or one `refused` item.
     func fetch(_ request: Atrium_V1_FetchRequest, caller: VerifiedCaller, writer: RPCWriter<Atrium_V1_FetchResponse>) async throws {
         let chunkSize = request.chunkSize == 0 ? 1 << 20 : Int(request.chunkSize)
-        for imageID in request.imageIds {
-            let offset = request.resumeOffsets[imageID] ?? 0
-            let record: Atrium_V1_ImageRecord
-            do {
-                record = try await registry.resolveImage(.with { $0.caller = caller.message; $0.imageID = imageID })
-            } catch let error as RPCError where error.code == .notFound {
-                account(imageID, record: nil, caller: caller, outcome: error.code.statusName)
-                try await writer.write(.with {
-                    $0.refused = .with {
-                        $0.id = imageID
-                        $0.code = Int32(Status.Code.notFound.rawValue)
-                        $0.message = error.message
-                    }
-                })
-                continue
-            } catch let error as RPCError {
-                // The registry's status passes on, without the registry's response headers.
-                throw error.withoutTransportHeaders
+        let encoding: Atrium_V1_Encoding = request.encoding == .unspecified ? .original : request.encoding
+        let fetchID = request.fetchID.isEmpty ? caller.requestID : request.fetchID
+        // For a printer: the open job that allows the fetch, and whose submitter's visibility applies.
+        let visibility: VerifiedCaller
+        var allowed: Set<String>?
+        if request.printJobID.isEmpty {
+            visibility = caller
+        } else {
+            let job = try await openJob(request.printJobID, printer: caller)
+            visibility = try VerifiedCaller(message: Atrium_V1_CallerIdentity(serializedBytes: job.submitter))
+            allowed = Set(job.images)
+        }
+        // Records are resolved a window at a time: one registry call per 64 images, not one per image.
+        var next = request.imageIds.startIndex
+        while next < request.imageIds.endIndex {
+            let window = Array(request.imageIds[next..<min(next + 64, request.imageIds.endIndex)])
+            next += window.count
+            var refusals: [String: String] = [:]
+            for id in window where !(allowed?.contains(id) ?? true) {
+                refusals[id] = "image '\(id)' is not part of print job '\(request.printJobID)'"
             }
-            try await send(record, from: offset, chunkSize: chunkSize, to: writer)
-            account(imageID, record: record, caller: caller, outcome: "ok")
+            let records = try await resolve(window.filter { refusals[$0] == nil }, for: visibility, refusals: &refusals)
+            for imageID in window {
+                guard let record = records[imageID] else {
+                    account(imageID, record: nil, caller: caller, outcome: RPCError.Code.notFound.statusName)
+                    try await writer.write(.with {
+                        $0.refused = .with {
+                            $0.id = imageID
+                            $0.code = Int32(Status.Code.notFound.rawValue)
+                            $0.message = refusals[imageID] ?? "image '\(imageID)' not found"
+                        }
+                    })
+                    continue
+                }
+                let delivered = try await deliverable(record, encoding: encoding, requestID: caller.requestID)
+                try await send(delivered, imageID: imageID, from: request.resumeOffsets[imageID] ?? 0, chunkSize: chunkSize, to: writer) {
+                    // Counted before `end`: an image the receiver has is counted even if this process dies now.
+                    try await meter(imageID, delivered: delivered, caller: caller, fetchID: fetchID)
+                }
+                account(imageID, record: record, caller: caller, outcome: "ok")
+            }
         }
     }
 
-    /// Streams one resolved image's stored bytes from `offset`: begin, chunks, end. From offset 0 the bytes
-    /// are hashed on the way and checked against the record before `end` is sent.
-    private func send(_ record: Atrium_V1_ImageRecord, from offset: UInt64, chunkSize: Int, to writer: RPCWriter<Atrium_V1_FetchResponse>) async throws {
-        let imageID = record.imageID
-        let size = record.digest.sizeBytes
-        guard offset <= size else {
-            throw DeliveryError.invalidArgument("resume offset \(offset) is past the end of image '\(imageID)' (\(size) bytes)")
+    /// The records of `ids` that `caller` may see, from one registry call; the others get a refusal message.
+    func resolve(_ ids: [String], for caller: VerifiedCaller, refusals: inout [String: String]) async throws -> [String: Atrium_V1_ImageRecord] {
+        guard !ids.isEmpty else { return [:] }
+        let response: Atrium_V1_ResolveImagesResponse
+        do {
+            response = try await registry.resolveImages(.with { $0.caller = caller.message; $0.imageIds = ids }, options: .internalCall)
+        } catch let error as RPCError {
+            // The registry's status passes on, without the registry's response headers.
+            throw error.withoutTransportHeaders
+        }
+        for item in response.missing { refusals[item.id] = item.message }
+        return Dictionary(response.records.map { ($0.imageID, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Streams one image's delivered bytes from `offset`: begin, chunks, end. From offset 0 the bytes are
+    /// hashed on the way and checked before `end` is sent.
+    private func send(
+        _ delivered: Deliverable,
+        imageID: String,
+        from offset: UInt64,
+        chunkSize: Int,
+        to writer: RPCWriter<Atrium_V1_FetchResponse>,
+        beforeEnd: () async throws -> Void
+    ) async throws {
+        guard offset <= delivered.size else {
+            throw DeliveryError.invalidArgument("resume offset \(offset) is past the end of image '\(imageID)' (\(delivered.size) bytes in this encoding)")
         }
         let reader: BlobReader
         do {
-            reader = try blobs.openReader(record.digest.sha256)
+            reader = try delivered.store.openReader(delivered.sha256)
         } catch {
             logger.error("cannot open a blob", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(imageID)"])
+            try await forgetVariant(delivered)
             throw DeliveryError.dataLoss(imageID)
         }
-        guard reader.size == size else {
+        guard reader.size == delivered.size else {
             logger.error("a blob's size does not match its record", metadata: [LogKey.imageID: "\(imageID)"])
+            try await forgetVariant(delivered)
             throw DeliveryError.dataLoss(imageID)
         }
         try await writer.write(.with {
             $0.begin = .with {
                 $0.imageID = imageID
-                $0.transferSyntaxUid = record.transferSyntaxUid
-                $0.encoding = .original
-                $0.sizeBytes = size
+                $0.transferSyntaxUid = delivered.transferSyntaxUID
+                $0.encoding = delivered.encoding
+                $0.sizeBytes = delivered.size
                 $0.startOffset = offset
+                $0.sha256 = delivered.sha256
+                $0.encodingNote = delivered.note
             }
         })
         var hasher = SHA256()
         var next = offset
-        while next < size {
+        while next < delivered.size {
             let data: Data
             do {
                 data = try reader.read(offset: next, length: chunkSize)
@@ -201,44 +244,56 @@ public struct DeliveryService: Sendable {
             next += UInt64(data.count)
         }
         if offset == 0 {
-            guard Hex.encode(hasher.finalize()) == record.digest.sha256 else {
+            guard Hex.encode(hasher.finalize()) == delivered.sha256 else {
                 logger.error("stored bytes do not match their digest", metadata: [LogKey.imageID: "\(imageID)"])
+                try await forgetVariant(delivered)
                 throw DeliveryError.dataLoss(imageID)
             }
         }
-        try await writer.write(.with { $0.end = .with { $0.imageID = imageID; $0.digest = record.digest } })
-    }
-}
-
-/// Errors of delivery, each mapped to the status the caller sees.
-public struct DeliveryError: Error, Sendable, Equatable, RPCErrorConvertible {
-    private enum Code: Sendable, Equatable {
-        case invalidArgument
-        case unimplemented
-        case dataLoss
+        try await beforeEnd()
+        try await writer.write(.with {
+            $0.end = .with {
+                $0.imageID = imageID
+                $0.digest = .with { $0.sha256 = delivered.sha256; $0.sizeBytes = delivered.size }
+            }
+        })
     }
 
-    private let code: Code
-    private let message: String
-
-    private init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
+    /// Audits one image asked for: delivered (`ok`) or refused (the status name).
+    private func account(
+        _ imageID: String,
+        record: Atrium_V1_ImageRecord?,
+        caller: VerifiedCaller,
+        outcome: String
+    ) {
+        audit.enqueue(
+            .with {
+                $0.time = .init(date: Date())
+                $0.subscriberID = caller.subscriberID
+                $0.method = Atrium_V1_Delivery.Method.Fetch.descriptor.fullyQualifiedMethod
+                $0.resourceID = imageID
+                $0.resourceOwnerID = record?.registrantID ?? ""
+                $0.patientID = record?.patientID ?? ""
+                $0.outcome = outcome
+                $0.requestID = caller.requestID
+            }
+        )
     }
 
-    static func invalidArgument(_ message: String) -> Self { Self(.invalidArgument, message) }
-    static func unimplemented(_ message: String) -> Self { Self(.unimplemented, message) }
-    static func dataLoss(_ imageID: String) -> Self { Self(.dataLoss, "the stored bytes of image '\(imageID)' are damaged") }
-
-    public var rpcErrorCode: RPCError.Code {
-        switch code {
-        case .invalidArgument: .invalidArgument
-        case .unimplemented: .unimplemented
-        case .dataLoss: .dataLoss
+    /// Writes one delivery (the image, its delivered bytes) to the usage outbox. The event's ID is derived from
+    /// (subscriber, fetch ID, image, encoding): a resumed image counts once.
+    private func meter(_ imageID: String, delivered: Deliverable, caller: VerifiedCaller, fetchID: String) async throws {
+        let event = Atrium_V1_UsageEvent.with {
+            $0.eventID = "delivery:\(caller.subscriberID):\(fetchID):\(imageID):\(delivered.encoding.rawValue)"
+            $0.subscriberID = caller.subscriberID
+            $0.time = .init(date: Date())
+            $0.delivery = .with {
+                $0.imageID = imageID
+                $0.bytes = delivered.size
+            }
         }
+        try await storing(caller.requestID) { try await usage.add(event) }
     }
-
-    public var rpcErrorMessage: String { message }
 }
 
 /// Subscribers known to have no budget cap, each until when.

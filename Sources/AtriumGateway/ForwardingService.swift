@@ -6,6 +6,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// The gateway's only service: every public method, admitted against the caller's contract and forwarded to
@@ -78,9 +79,23 @@ struct ForwardingService: RegistrableRPCService {
             }
         }
         let subscriber = admission.caller?.subscriberID ?? ""
+        let watch = method.method.hasPrefix("Watch")
         return StreamingServerResponse { writer in
             do {
-                let trailers = try await relay(request.messages, call: call, backend: backend, writer: writer)
+                let trailers: Metadata
+                if watch {
+                    // A watch stream never ends on its own: at graceful shutdown it ends with UNAVAILABLE, so the
+                    // gateway can drain and the watcher reconnects (to this gateway once back, or another).
+                    do {
+                        trailers = try await cancelWhenGracefulShutdown {
+                            try await relay(request.messages, call: call, backend: backend, writer: writer)
+                        }
+                    } catch is CancellationError where Task.isShuttingDownGracefully {
+                        throw RPCError(code: .unavailable, message: "the gateway is shutting down; watch again")
+                    }
+                } else {
+                    trailers = try await relay(request.messages, call: call, backend: backend, writer: writer)
+                }
                 record(method: method, subscriber: subscriber, requestID: requestID, code: nil)
                 return trailers
             } catch let error as RPCError {

@@ -12,11 +12,38 @@ extension RegistryService {
 
     func getImage(_ request: Atrium_V1_GetImageRequest, caller: VerifiedCaller) throws -> Atrium_V1_ImageRecord {
         let row = try visibleImage(id: request.imageID, caller: caller)
-        var record = row.message
-        if request.includeConditionsHistory {
-            record.conditionsHistory = try readIndex(caller.requestID) { try store.conditionsHistory(imageID: row.id) }.map(\.message)
-        }
+        let record = try record(of: row, withHistory: request.includeConditionsHistory, requestID: caller.requestID)
         self.record(caller, "GetImage", image: row)
+        return record
+    }
+
+    /// For delivery and processing (internal): the record of an image `caller` may see. The caller's own
+    /// service audits what it does with it.
+    func resolveImage(_ request: Atrium_V1_ResolveImageRequest, caller: VerifiedCaller) throws -> Atrium_V1_ImageRecord {
+        try record(of: try visibleImage(id: request.imageID, caller: caller), withHistory: request.includeConditionsHistory, requestID: caller.requestID)
+    }
+
+    /// For delivery and processing (internal): the records of several images, each visible to `caller` or NOT_FOUND.
+    func resolveImages(_ ids: [String], caller: VerifiedCaller) throws -> Atrium_V1_ResolveImagesResponse {
+        guard (1...1000).contains(ids.count) else { throw RegistryError.invalidArgument("image_ids must hold 1 to 1000 IDs") }
+        var response = Atrium_V1_ResolveImagesResponse()
+        for id in ids {
+            do {
+                response.records.append(try visibleImage(id: id, caller: caller).message)
+            } catch let error as RegistryError where error.rpcErrorCode == .notFound || error.rpcErrorCode == .invalidArgument {
+                // An ID that cannot name an image is one that is not found.
+                let message = error.rpcErrorCode == .notFound ? error.rpcErrorMessage : RegistryError.imageNotFound(id).rpcErrorMessage
+                response.missing.append(.with { $0.id = id; $0.code = Int32(Status.Code.notFound.rawValue); $0.message = message })
+            }
+        }
+        return response
+    }
+
+    private func record(of row: ImageRow, withHistory: Bool, requestID: String) throws -> Atrium_V1_ImageRecord {
+        var record = row.message
+        if withHistory {
+            record.conditionsHistory = try readIndex(requestID) { try store.conditionsHistory(imageID: row.id) }.map(\.message)
+        }
         return record
     }
 

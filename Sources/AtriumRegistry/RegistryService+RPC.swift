@@ -108,7 +108,15 @@ struct InternalRegistry: Atrium_V1_RegistryInternal.ServiceProtocol {
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ImageRecord> {
         let caller = try VerifiedCaller(message: request.message.caller)
-        return ServerResponse(message: try service.visibleImage(id: request.message.imageID, caller: caller).message)
+        return ServerResponse(message: try service.resolveImage(request.message, caller: caller))
+    }
+
+    func resolveImages(
+        request: ServerRequest<Atrium_V1_ResolveImagesRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_ResolveImagesResponse> {
+        let caller = try VerifiedCaller(message: request.message.caller)
+        return ServerResponse(message: try service.resolveImages(request.message.imageIds, caller: caller))
     }
 
     func readImage(

@@ -21,7 +21,8 @@ public struct RegistryService: Sendable {
     let configuration: RegistryConfiguration
     let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
     let audit: AuditTrail
-    let settlements: SettlementSender
+    /// Drains the settlement outbox to security (``SettlementSender``).
+    let settlements: OutboxPump
     private let uids: UIDGenerator
     let logger: Logger
 
@@ -38,7 +39,8 @@ public struct RegistryService: Sendable {
         self.uids = UIDGenerator(root: configuration.uidRoot)
         self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
         self.audit = AuditTrail(security: security, logger: logger)
-        self.settlements = SettlementSender(store: store, security: self.security, logger: logger)
+        let sender = SettlementSender(store: store, security: self.security, logger: logger)
+        self.settlements = OutboxPump(interval: .seconds(2)) { await sender.deliver() }
         self.logger = logger
     }
 

@@ -5,7 +5,6 @@ import AtriumRuntime
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
-import ServiceLifecycle
 
 /// Delivers the registry's settlement outbox to security, in batches: each committed image's reservation is
 /// settled with the bytes it added. An upload does not wait for it: its settlement is durable in the outbox
@@ -13,22 +12,10 @@ import ServiceLifecycle
 /// has applied it. `wake` asks for a delivery now; otherwise the outbox is tried every two seconds, including
 /// rows left by an earlier process. Settling is idempotent at security, so a retry after a lost reply counts
 /// nothing twice.
-struct SettlementSender: Service {
+struct SettlementSender: Sendable {
     let store: RegistryStore
     let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
     let logger: Logger
-    private let signal = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-
-    init(store: RegistryStore, security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>, logger: Logger) {
-        self.store = store
-        self.security = security
-        self.logger = logger
-    }
-
-    /// Asks for the outbox to be delivered now.
-    func wake() {
-        signal.continuation.yield()
-    }
 
     /// Delivers up to 1 000 pending settlements; returns whether the outbox may hold more.
     func deliver() async -> Bool {
@@ -65,26 +52,5 @@ struct SettlementSender: Service {
             return false
         }
         return pending.count == 1000
-    }
-
-    func run() async throws {
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                // A tick every two seconds retries whatever a failed delivery left.
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(2))
-                    signal.continuation.yield()
-                }
-            }
-            group.addTask {
-                try? await gracefulShutdown()
-                signal.continuation.finish()
-            }
-            for await _ in signal.stream {
-                while await deliver() {}
-            }
-            _ = await deliver()
-            group.cancelAll()
-        }
     }
 }

@@ -5,15 +5,25 @@ public import GRDB
 /// `synchronous = FULL` makes each commit durable before it returns, so a service acknowledges only what
 /// survives a power cut. Migrations are registered by the service and are never edited once landed.
 public enum ServiceDatabase {
+    /// What a commit survives once it returns.
+    public enum Durability: Sendable {
+        /// A power cut (`synchronous = FULL`: the write-ahead log is fsynced at each commit). The default.
+        case powerLoss
+        /// The process being killed, not a power cut (`synchronous = NORMAL`: the log is written at each commit
+        /// but fsynced only at checkpoints). For records whose loss costs little and whose volume would make an
+        /// fsync each too dear, e.g. usage events in an outbox.
+        case processCrash
+    }
+
     /// Opens (creating if needed) `path` and applies the migrations.
-    public static func open(path: String, migrator: DatabaseMigrator) throws -> DatabasePool {
+    public static func open(path: String, migrator: DatabaseMigrator, durability: Durability = .powerLoss) throws -> DatabasePool {
         if let slash = path.lastIndex(of: "/") {
             try FileSystem.makeDirectories(String(path[..<slash]))
         }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: durability == .powerLoss ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
         }
         let pool = try DatabasePool(path: path, configuration: configuration)
         try migrator.migrate(pool)

@@ -2,7 +2,11 @@ import SwiftProtobuf
 import ArgumentParser
 import AtriumAPI
 import AtriumClient
+import AtriumCore
+import AtriumRuntime
+import Crypto
 import Foundation
+import GRPCCore
 
 /// Load generation against a running network: what `make bench` drives.
 struct Bench: AsyncParsableCommand {
@@ -20,8 +24,12 @@ struct ImagesBench: AsyncParsableCommand {
         abstract: "Measure register and fetch throughput against a running network.",
         discussion: """
             Registers every file in --dir through the gateway, split across --clients concurrent clients (each with
-            its own connection), then fetches every image back into memory and checks its SHA-256. Prints one JSON object per
-            phase: images, bytes, seconds, images/s, MB/s, and p50/p99 latency per image in milliseconds.
+            its own connection), then fetches every image back into memory in each of --encodings and checks its
+            SHA-256: one image per call, and with --batch N also N images per call (a series). An encoding other
+            than original is fetched once first to fill delivery's variant cache (the "transcode" phase), then
+            measured warm. With --mesh-data (the data directory of a local mesh) the fetches are measured again
+            straight to delivery, presenting the gateway's certificate, to show the gateway's cost. Prints one JSON
+            object per phase: images, bytes, seconds, images/s, MB/s, and p50/p99 latency per call in milliseconds.
             """
     )
 
@@ -33,64 +41,129 @@ struct ImagesBench: AsyncParsableCommand {
     @Option(help: "Concurrent clients.")
     var clients = 1
 
+    @Option(help: "Fetch encodings, comma-separated: original, explicit-le, jpeg-ls, deflate.")
+    var encodings = "original"
+
+    @Option(help: "Also fetch this many images per call (1: only one per call).")
+    var batch = 1
+
+    @Option(help: "The data directory of a local mesh (`atrium up --data-dir`): also measure fetches straight to delivery.")
+    var meshData: String?
+
     func validate() throws {
         guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
+        guard (1...1000).contains(batch) else { throw ValidationError("--batch must be 1 to 1000") }
+        for name in encodings.split(separator: ",") where Atrium_V1_Encoding(argument: String(name)) == nil {
+            throw ValidationError("--encodings: unknown encoding '\(name)'")
+        }
     }
 
     func run() async throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".dcm") }.sorted().map { "\(dir)/\($0)" }
         guard !files.isEmpty else { throw ValidationError("no .dcm files in \(dir)") }
         let configuration = try client.configuration()
-        let shards = (0..<clients).map { index in stride(from: index, to: files.count, by: clients).map { files[$0] } }
+        let gateway: Connect = { body in try await AtriumClient.with(configuration, body) }
 
-        let registered = try await measure(phase: "register", shards: shards) { atrium, file in
-            let receipt = try await atrium.registerImage(file: file)
-            return (receipt.imageID, receipt.digest.sizeBytes)
+        _ = try await Self.measure(phase: "register", route: "gateway", units: Self.shard(files.map { [$0] }, clients), connect: gateway) { atrium, unit in
+            let receipt = try await atrium.registerImage(file: unit[0])
+            return receipt.digest.sizeBytes
         }
-        let idShards = (0..<clients).map { index in stride(from: index, to: registered.count, by: clients).map { registered[$0] } }
-        _ = try await measure(phase: "fetch", shards: idShards) { atrium, id in
-            // Into memory and discarded (hash still checked), so the figure is the network's, not the disk's.
-            let digest = try await atrium.fetchImage(id: id) { _ in }
-            return (id, digest.sizeBytes)
+        let ids = try await AtriumClient.with(configuration) { atrium in try await atrium.images().map(\.imageID) }
+        var routes: [(String, Connect)] = [("gateway", gateway)]
+        if let meshData {
+            let caller = try await AtriumClient.with(configuration) { atrium in try await atrium.account.whoAmI(.init(), metadata: atrium.metadata) }
+            routes.append(("direct", try Self.direct(meshData: meshData, caller: caller)))
         }
+        for name in encodings.split(separator: ",") {
+            let encoding = Atrium_V1_Encoding(argument: String(name))!
+            if encoding != .original {
+                // Cold: every image transcoded once and cached by delivery.
+                _ = try await Self.fetch(ids, encoding: encoding, batch: batch, clients: clients, phase: "transcode", route: "gateway", connect: gateway)
+            }
+            for (route, connect) in routes {
+                for size in Set([1, batch]).sorted() {
+                    _ = try await Self.fetch(ids, encoding: encoding, batch: size, clients: clients, phase: "fetch", route: route, connect: connect)
+                }
+            }
+        }
+    }
 
-        /// Runs `work` over every shard concurrently, one client per shard; prints the phase's figures.
-        func measure(
-            phase: String,
-            shards: [[String]],
-            work: @escaping @Sendable (AtriumClient, String) async throws -> (String, UInt64)
-        ) async throws -> [String] {
-            let started = ContinuousClock.now
-            let results = try await withThrowingTaskGroup(of: [(String, UInt64, Duration)].self) { group in
-                for shard in shards {
-                    group.addTask {
-                        try await AtriumClient.with(configuration) { atrium in
-                            var out: [(String, UInt64, Duration)] = []
-                            for item in shard {
-                                let begin = ContinuousClock.now
-                                let (id, bytes) = try await work(atrium, item)
-                                out.append((id, bytes, ContinuousClock.now - begin))
-                            }
-                            return out
+    typealias Connect = @Sendable (_ body: (AtriumClient) async throws -> [(UInt64, Int, Duration)]) async throws -> [(UInt64, Int, Duration)]
+
+    /// Splits units round-robin across `count` clients.
+    static func shard<T>(_ units: [T], _ count: Int) -> [[T]] {
+        (0..<count).map { index in stride(from: index, to: units.count, by: count).map { units[$0] } }
+    }
+
+    /// A connection straight to delivery, as the gateway would make it: the gateway's certificate and the
+    /// caller's verified identity in the metadata.
+    static func direct(meshData: String, caller: Atrium_V1_Subscriber) throws -> Connect {
+        guard let port = PortFile.read("\(meshData)/run/delivery.port") else { throw ValidationError("--mesh-data: no run/delivery.port in \(meshData)") }
+        let identity = VerifiedCaller(
+            subscriberID: caller.subscriberID, kind: caller.kind, roles: Set(caller.contract.roles), patientIDs: caller.patientIds, requestID: "req_bench"
+        )
+        let security = ClientSecurity.mutualTLS(.service(.gateway, in: "\(meshData)/pki"))
+        return { body in
+            try await ClientFactory.withClient(to: HostAndPort(host: "127.0.0.1", port: port), security: security) { connection in
+                try await body(AtriumClient(connection: connection, metadata: identity.metadata))
+            }
+        }
+    }
+
+    /// Fetches every image in `encoding`, `batch` per call, into memory (hash checked); prints the figures.
+    static func fetch(_ ids: [String], encoding: Atrium_V1_Encoding, batch: Int, clients: Int, phase: String, route: String, connect: @escaping Connect) async throws -> UInt64 {
+        let units = stride(from: 0, to: ids.count, by: batch).map { Array(ids[$0..<min($0 + batch, ids.count)]) }
+        return try await measure(
+            phase: phase, route: route, units: shard(units, clients), connect: connect,
+            extra: ["encoding": encoding.argumentName, "batch": batch]
+        ) { atrium, unit in
+            let outcomes = try await atrium.fetchImages(unit, options: .init(encoding: encoding), destination: { _ in DiscardDestination() })
+            return try outcomes.reduce(0) { $0 + (try $1.image().digest.sizeBytes) }
+        }
+    }
+
+    /// Runs `work` over every shard concurrently, one connection per shard; prints the phase's figures and
+    /// returns the bytes moved.
+    static func measure(
+        phase: String,
+        route: String,
+        units shards: [[[String]]],
+        connect: @escaping Connect,
+        extra: [String: Any] = [:],
+        work: @escaping @Sendable (AtriumClient, [String]) async throws -> UInt64
+    ) async throws -> UInt64 {
+        let started = ContinuousClock.now
+        let results = try await withThrowingTaskGroup(of: [(UInt64, Int, Duration)].self) { group in
+            for shard in shards {
+                group.addTask {
+                    try await connect { atrium in
+                        var out: [(UInt64, Int, Duration)] = []
+                        for unit in shard {
+                            let begin = ContinuousClock.now
+                            let bytes = try await work(atrium, unit)
+                            out.append((bytes, unit.count, ContinuousClock.now - begin))
                         }
+                        return out
                     }
                 }
-                var all: [(String, UInt64, Duration)] = []
-                for try await part in group { all += part }
-                return all
             }
-            let seconds = Self.seconds(ContinuousClock.now - started)
-            let latencies = results.map { Self.seconds($0.2) * 1000 }.sorted()
-            let bytes = results.reduce(UInt64(0)) { $0 + $1.1 }
-            let figures: [String: Any] = [
-                "phase": phase, "clients": shards.count, "images": results.count, "bytes": bytes,
-                "seconds": seconds, "images_per_s": Double(results.count) / seconds, "mb_per_s": Double(bytes) / 1e6 / seconds,
-                "p50_ms": Self.percentile(latencies, 0.50), "p99_ms": Self.percentile(latencies, 0.99),
-            ]
-            let json = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
-            print(String(decoding: json, as: UTF8.self))
-            return results.map(\.0)
+            var all: [(UInt64, Int, Duration)] = []
+            for try await part in group { all += part }
+            return all
         }
+        let seconds = Self.seconds(ContinuousClock.now - started)
+        let latencies = results.map { Self.seconds($0.2) * 1000 }.sorted()
+        let bytes = results.reduce(UInt64(0)) { $0 + $1.0 }
+        let images = results.reduce(0) { $0 + $1.1 }
+        var figures: [String: Any] = [
+            "phase": phase, "route": route, "clients": shards.count, "images": images, "bytes": bytes,
+            "seconds": seconds, "images_per_s": Double(images) / seconds, "mb_per_s": Double(bytes) / 1e6 / seconds,
+            "p50_ms": Self.percentile(latencies, 0.50), "p99_ms": Self.percentile(latencies, 0.99),
+        ]
+        figures.merge(extra) { _, new in new }
+        let json = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
+        print(String(decoding: json, as: UTF8.self))
+        return bytes
     }
 
     static func seconds(_ duration: Duration) -> Double {
@@ -153,4 +226,14 @@ struct QueryBench: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// Hashes and drops fetched bytes: the figure is the network's, not the disk's.
+final class DiscardDestination: FetchDestination {
+    var resumableBytes: UInt64 { 0 }
+    func rehash(into hasher: inout SHA256) {}
+    func reset() {}
+    func append(_ data: Data) {}
+    func finish(_ image: FetchedImage) {}
+    func abandon() {}
 }

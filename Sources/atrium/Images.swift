@@ -45,7 +45,7 @@ struct ClientOptions: ParsableArguments {
 struct Images: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Register, find, inspect and fetch images.",
-        subcommands: [Register.self, List.self, Show.self, Conditions.self, Thumbnail.self, Fetch.self]
+        subcommands: [Register.self, List.self, Show.self, Conditions.self, Thumbnail.self, FetchImages.self]
     )
 
     struct Register: AsyncParsableCommand {
@@ -228,6 +228,8 @@ struct Images: AsyncParsableCommand {
         @Argument(help: "The image ID.") var id: String
         @Option(name: .customLong("set"), help: "KEY=VALUE to record (repeatable).") var assignments: [String] = []
         @Option(help: "Why the conditions are corrected.") var reason = ""
+        @Option(name: .customLong("protocol"), help: "Also write the current conditions as a JSON protocol file, the hand-off to a modality console (see docs/delivery.md).")
+        var protocolFile: String?
 
         func run() async throws {
             try await withAtrium(client) { atrium in
@@ -238,15 +240,12 @@ struct Images: AsyncParsableCommand {
                         metadata: atrium.metadata
                     )
                 }
-                let record = try await atrium.registry.getImage(.with { $0.imageID = id; $0.includeConditionsHistory = true }, metadata: atrium.metadata)
-                let conditionsOnly = Atrium_V1_ImageRecord.with {
-                    $0.imageID = record.imageID
-                    $0.conditions = record.conditions
-                    $0.conditionsVersion = record.conditionsVersion
-                    $0.conditionsHistory = record.conditionsHistory
+                let record = try await atrium.delivery.getAcquisitionConditions(.with { $0.imageID = id }, metadata: atrium.metadata)
+                if let protocolFile {
+                    try AcquisitionProtocol.json(record).write(to: URL(fileURLWithPath: protocolFile), options: .atomic)
                 }
-                try output.print(conditionsOnly) {
-                    record.conditionsHistory.map { version in
+                try output.print(record) {
+                    record.history.map { version in
                         let when = ISO8601DateFormatter().string(from: version.recordedAt.date)
                         return "v\(version.version)  \(when)  \(version.recordedBy)\(version.reason.isEmpty ? "" : "  (\(version.reason))")\n    \(ConditionsText.summary(version.conditions))"
                     }.joined(separator: "\n")
@@ -267,23 +266,6 @@ struct Images: AsyncParsableCommand {
             }
             try thumbnail.png.write(to: URL(fileURLWithPath: output))
             print("\(id)  \(thumbnail.width)x\(thumbnail.height)  -> \(output)")
-        }
-    }
-
-    struct Fetch: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Fetch an image's bytes, verified against its SHA-256.")
-
-        @OptionGroup var client: ClientOptions
-
-        @Argument(help: "The image ID.")
-        var id: String
-
-        @Option(name: .shortAndLong, help: "The file to write.")
-        var output: String
-
-        func run() async throws {
-            let digest = try await withAtrium(client) { try await $0.fetchImage(id: id, to: output) }
-            print("\(id)  \(digest.sha256)  \(digest.sizeBytes) bytes  -> \(output)")
         }
     }
 }

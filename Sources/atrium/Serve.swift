@@ -8,7 +8,6 @@ import AtriumGateway
 import AtriumProcessing
 import AtriumRegistry
 import AtriumRuntime
-import AtriumStorage
 import AtriumSecurity
 import Foundation
 import GRPCCore
@@ -124,10 +123,14 @@ struct ServiceAssembly {
         case .delivery:
             let registry = try ClientFactory.makeClient(to: runtime.address(of: .registry), security: .mutualTLS(runtime.tls))
             let security = try ClientFactory.makeClient(to: runtime.address(of: .security), security: .mutualTLS(runtime.tls))
-            // The registry's blob store, read-only: images are read straight from it once the registry has said
-            // the caller may see them (ARCHITECTURE.md §2).
-            let blobs = try BlobStore(root: values.string("ATRIUM_BLOB_DIR", default: "\(runtime.dataDirectory)/registry/blobs"), readOnly: true)
-            let delivery = DeliveryService(registry: registry, security: security, blobs: blobs, logger: logger)
+            // Delivery reads the registry's blob store read-only, once the registry has said the caller may see
+            // an image (ARCHITECTURE.md §2), and keeps its variants in a store of its own.
+            let delivery = try DeliveryService(
+                configuration: DeliveryConfiguration(runtime: runtime, values: values),
+                registry: registry,
+                security: security,
+                logger: logger
+            )
             rpcServices = delivery.rpcServices
             background = [ClientRunner(registry), ClientRunner(security)] + delivery.background
             healthNames = [Atrium_V1_Delivery.descriptor, Atrium_V1_DeliveryInternal.descriptor].map(\.fullyQualifiedService)

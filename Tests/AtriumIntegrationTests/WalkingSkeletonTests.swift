@@ -157,10 +157,10 @@ extension IntegrationTests {
             defer { mesh.stop() }
             await #expect {
                 try await AtriumClient.with(mesh.clientConfiguration()) { atrium in
-                    try await atrium.delivery.listInbox(request: ClientRequest(message: .init(), metadata: ["authorization": "Bearer \(mesh.operatorKey)"]))
+                    try await atrium.processing.listJobs(request: ClientRequest(message: .init(), metadata: ["authorization": "Bearer \(mesh.operatorKey)"]))
                 }
             } throws: { error in
-                code(of: error) == .unimplemented && (error as? RPCError)?.message.contains("#5") == true
+                code(of: error) == .unimplemented && (error as? RPCError)?.message.contains("#6") == true
             }
         }
     }

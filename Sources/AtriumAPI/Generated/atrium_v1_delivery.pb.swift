@@ -49,6 +49,11 @@ public nonisolated struct Atrium_V1_FetchRequest: Sendable {
   /// For printers: the print job whose capability allows the fetch.
   public var printJobID: String = String()
 
+  /// The client's name for this fetch, 1 to 64 characters of [A-Za-z0-9._-], reused when it calls again to resume.
+  /// Usage counts one delivery per (subscriber, fetch_id, image, encoding), so a resumed image is not counted
+  /// twice. Empty: the gateway's request ID (a new call counts again).
+  public var fetchID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -124,6 +129,14 @@ public nonisolated struct Atrium_V1_FetchBegin: Sendable {
   public var sizeBytes: UInt64 = 0
 
   public var startOffset: UInt64 = 0
+
+  /// The SHA-256 of the whole delivered object, known before the bytes (lower-case hex). A client resuming a
+  /// partial file checks that it resumes the same object.
+  public var sha256: String = String()
+
+  /// Why the encoding differs from the one asked for, e.g. JPEG-LS asked for 32-bit pixels, or pixels that
+  /// cannot be decoded here (then ORIGINAL is delivered). Empty when it is the one asked for.
+  public var encodingNote: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -576,7 +589,7 @@ fileprivate nonisolated let _protobuf_package = "atrium.v1"
 
 nonisolated extension Atrium_V1_FetchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FetchRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}image_ids\0\u{1}encoding\0\u{3}resume_offsets\0\u{3}chunk_size\0\u{3}print_job_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}image_ids\0\u{1}encoding\0\u{3}resume_offsets\0\u{3}chunk_size\0\u{3}print_job_id\0\u{3}fetch_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -589,6 +602,7 @@ nonisolated extension Atrium_V1_FetchRequest: SwiftProtobuf.Message, SwiftProtob
       case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.resumeOffsets) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.chunkSize) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.printJobID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.fetchID) }()
       default: break
       }
     }
@@ -610,6 +624,9 @@ nonisolated extension Atrium_V1_FetchRequest: SwiftProtobuf.Message, SwiftProtob
     if !self.printJobID.isEmpty {
       try visitor.visitSingularStringField(value: self.printJobID, fieldNumber: 5)
     }
+    if !self.fetchID.isEmpty {
+      try visitor.visitSingularStringField(value: self.fetchID, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -619,6 +636,7 @@ nonisolated extension Atrium_V1_FetchRequest: SwiftProtobuf.Message, SwiftProtob
     if lhs.resumeOffsets != rhs.resumeOffsets {return false}
     if lhs.chunkSize != rhs.chunkSize {return false}
     if lhs.printJobID != rhs.printJobID {return false}
+    if lhs.fetchID != rhs.fetchID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -727,7 +745,7 @@ nonisolated extension Atrium_V1_FetchResponse: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Atrium_V1_FetchBegin: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FetchBegin"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}image_id\0\u{3}transfer_syntax_uid\0\u{1}encoding\0\u{3}size_bytes\0\u{3}start_offset\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}image_id\0\u{3}transfer_syntax_uid\0\u{1}encoding\0\u{3}size_bytes\0\u{3}start_offset\0\u{1}sha256\0\u{3}encoding_note\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -740,6 +758,8 @@ nonisolated extension Atrium_V1_FetchBegin: SwiftProtobuf.Message, SwiftProtobuf
       case 3: try { try decoder.decodeSingularEnumField(value: &self.encoding) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.sizeBytes) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.startOffset) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.encodingNote) }()
       default: break
       }
     }
@@ -761,6 +781,12 @@ nonisolated extension Atrium_V1_FetchBegin: SwiftProtobuf.Message, SwiftProtobuf
     if self.startOffset != 0 {
       try visitor.visitSingularUInt64Field(value: self.startOffset, fieldNumber: 5)
     }
+    if !self.sha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 6)
+    }
+    if !self.encodingNote.isEmpty {
+      try visitor.visitSingularStringField(value: self.encodingNote, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -770,6 +796,8 @@ nonisolated extension Atrium_V1_FetchBegin: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.encoding != rhs.encoding {return false}
     if lhs.sizeBytes != rhs.sizeBytes {return false}
     if lhs.startOffset != rhs.startOffset {return false}
+    if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.encodingNote != rhs.encodingNote {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

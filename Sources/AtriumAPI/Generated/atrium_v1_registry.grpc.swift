@@ -2437,6 +2437,19 @@ public enum Atrium_V1_RegistryInternal: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ResolveImages" metadata.
+        public enum ResolveImages: Sendable {
+            /// Request type for "ResolveImages".
+            public typealias Input = Atrium_V1_ResolveImagesRequest
+            /// Response type for "ResolveImages".
+            public typealias Output = Atrium_V1_ResolveImagesResponse
+            /// Descriptor for "ResolveImages".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "atrium.v1.RegistryInternal"),
+                method: "ResolveImages",
+                type: .unary
+            )
+        }
         /// Namespace for "ReadImage" metadata.
         public enum ReadImage: Sendable {
             /// Request type for "ReadImage".
@@ -2492,6 +2505,7 @@ public enum Atrium_V1_RegistryInternal: Sendable {
         /// Descriptors for all methods in the "atrium.v1.RegistryInternal" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             ResolveImage.descriptor,
+            ResolveImages.descriptor,
             ReadImage.descriptor,
             RegisterFor.descriptor,
             Export.descriptor,
@@ -2545,6 +2559,25 @@ extension Atrium_V1_RegistryInternal {
             request: GRPCCore.StreamingServerRequest<Atrium_V1_ResolveImageRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_ImageRecord>
+
+        /// Handle the "ResolveImages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The records of up to 1000 images in one call, for the same caller: each visible one in `records` (request
+        /// > order), each other one in `missing` as NOT_FOUND. INVALID_ARGUMENT for no IDs or more than 1000.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Atrium_V1_ResolveImagesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Atrium_V1_ResolveImagesResponse` messages.
+        func resolveImages(
+            request: GRPCCore.StreamingServerRequest<Atrium_V1_ResolveImagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_ResolveImagesResponse>
 
         /// Handle the "ReadImage" method.
         ///
@@ -2652,6 +2685,25 @@ extension Atrium_V1_RegistryInternal {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Atrium_V1_ImageRecord>
 
+        /// Handle the "ResolveImages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The records of up to 1000 images in one call, for the same caller: each visible one in `records` (request
+        /// > order), each other one in `missing` as NOT_FOUND. INVALID_ARGUMENT for no IDs or more than 1000.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_ResolveImagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Atrium_V1_ResolveImagesResponse` message.
+        func resolveImages(
+            request: GRPCCore.ServerRequest<Atrium_V1_ResolveImagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Atrium_V1_ResolveImagesResponse>
+
         /// Handle the "ReadImage" method.
         ///
         /// > Source IDL Documentation:
@@ -2756,6 +2808,25 @@ extension Atrium_V1_RegistryInternal {
             context: GRPCCore.ServerContext
         ) async throws -> Atrium_V1_ImageRecord
 
+        /// Handle the "ResolveImages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The records of up to 1000 images in one call, for the same caller: each visible one in `records` (request
+        /// > order), each other one in `missing` as NOT_FOUND. INVALID_ARGUMENT for no IDs or more than 1000.
+        ///
+        /// - Parameters:
+        ///   - request: A `Atrium_V1_ResolveImagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Atrium_V1_ResolveImagesResponse` to respond with.
+        func resolveImages(
+            request: Atrium_V1_ResolveImagesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Atrium_V1_ResolveImagesResponse
+
         /// Handle the "ReadImage" method.
         ///
         /// > Source IDL Documentation:
@@ -2849,6 +2920,17 @@ extension Atrium_V1_RegistryInternal.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Atrium_V1_RegistryInternal.Method.ResolveImages.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_ResolveImagesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_ResolveImagesResponse>(),
+            handler: { request, context in
+                try await self.resolveImages(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Atrium_V1_RegistryInternal.Method.ReadImage.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_ReadImageRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_ReadImageResponse>(),
@@ -2909,6 +2991,17 @@ extension Atrium_V1_RegistryInternal.ServiceProtocol {
         return GRPCCore.StreamingServerResponse(single: response)
     }
 
+    public func resolveImages(
+        request: GRPCCore.StreamingServerRequest<Atrium_V1_ResolveImagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_ResolveImagesResponse> {
+        let response = try await self.resolveImages(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     public func readImage(
         request: GRPCCore.StreamingServerRequest<Atrium_V1_ReadImageRequest>,
         context: GRPCCore.ServerContext
@@ -2963,6 +3056,19 @@ extension Atrium_V1_RegistryInternal.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Atrium_V1_ImageRecord> {
         return GRPCCore.ServerResponse<Atrium_V1_ImageRecord>(
             message: try await self.resolveImage(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func resolveImages(
+        request: GRPCCore.ServerRequest<Atrium_V1_ResolveImagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Atrium_V1_ResolveImagesResponse> {
+        return GRPCCore.ServerResponse<Atrium_V1_ResolveImagesResponse>(
+            message: try await self.resolveImages(
                 request: request.message,
                 context: context
             ),
@@ -3067,6 +3173,30 @@ extension Atrium_V1_RegistryInternal {
             deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_ImageRecord>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_ImageRecord>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ResolveImages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The records of up to 1000 images in one call, for the same caller: each visible one in `records` (request
+        /// > order), each other one in `missing` as NOT_FOUND. INVALID_ARGUMENT for no IDs or more than 1000.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_ResolveImagesRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_ResolveImagesRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_ResolveImagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func resolveImages<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_ResolveImagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_ResolveImagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_ResolveImagesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_ResolveImagesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ReadImage" method.
@@ -3212,6 +3342,41 @@ extension Atrium_V1_RegistryInternal {
             try await self.client.unary(
                 request: request,
                 descriptor: Atrium_V1_RegistryInternal.Method.ResolveImage.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ResolveImages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The records of up to 1000 images in one call, for the same caller: each visible one in `records` (request
+        /// > order), each other one in `missing` as NOT_FOUND. INVALID_ARGUMENT for no IDs or more than 1000.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_ResolveImagesRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_ResolveImagesRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_ResolveImagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func resolveImages<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_ResolveImagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_ResolveImagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_ResolveImagesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_ResolveImagesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Atrium_V1_RegistryInternal.Method.ResolveImages.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -3387,6 +3552,36 @@ extension Atrium_V1_RegistryInternal.ClientProtocol {
         )
     }
 
+    /// Call the "ResolveImages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The records of up to 1000 images in one call, for the same caller: each visible one in `records` (request
+    /// > order), each other one in `missing` as NOT_FOUND. INVALID_ARGUMENT for no IDs or more than 1000.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Atrium_V1_ResolveImagesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resolveImages<Result>(
+        request: GRPCCore.ClientRequest<Atrium_V1_ResolveImagesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_ResolveImagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.resolveImages(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_ResolveImagesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_ResolveImagesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ReadImage" method.
     ///
     /// > Source IDL Documentation:
@@ -3532,6 +3727,40 @@ extension Atrium_V1_RegistryInternal.ClientProtocol {
             metadata: metadata
         )
         return try await self.resolveImage(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ResolveImages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The records of up to 1000 images in one call, for the same caller: each visible one in `records` (request
+    /// > order), each other one in `missing` as NOT_FOUND. INVALID_ARGUMENT for no IDs or more than 1000.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resolveImages<Result>(
+        _ message: Atrium_V1_ResolveImagesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_ResolveImagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Atrium_V1_ResolveImagesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.resolveImages(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -1,0 +1,378 @@
+public import AtriumAPI
+import AtriumCore
+public import Crypto
+import SwiftProtobuf
+public import Foundation
+public import GRPCCore
+import GRPCNIOTransportHTTP2
+
+/// How ``AtriumClient/fetchImages(_:options:destination:progress:)`` fetches.
+public struct FetchOptions: Sendable {
+    /// The wanted encoding (every one is lossless); the server may deliver another, saying why.
+    public var encoding: Atrium_V1_Encoding
+    /// The fetch's name, reused on every retry so usage counts each image once. `nil`: a new random one.
+    public var fetchID: String?
+    /// How many times in a row a call may fail without progress before the fetch gives up.
+    public var maxAttempts: Int
+    /// The pause before the first retry; it doubles, up to `maxBackoff`, with jitter.
+    public var initialBackoff: Duration
+    public var maxBackoff: Duration
+    /// For printers: the open print job whose capability allows the fetch.
+    public var printJobID: String
+
+    public init(
+        encoding: Atrium_V1_Encoding = .original,
+        fetchID: String? = nil,
+        printJobID: String = "",
+        maxAttempts: Int = 6,
+        initialBackoff: Duration = .milliseconds(200),
+        maxBackoff: Duration = .seconds(5)
+    ) {
+        self.encoding = encoding
+        self.fetchID = fetchID
+        self.maxAttempts = maxAttempts
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff
+        self.printJobID = printJobID
+    }
+}
+
+/// Where one fetched image's bytes go. A destination may already hold the start of the object from an earlier,
+/// interrupted run (`resumableBytes`): the fetch then asks only for the rest.
+public protocol FetchDestination: AnyObject {
+    /// Bytes already held from an earlier run, to resume after; 0 for none.
+    var resumableBytes: UInt64 { get }
+    /// Feeds the held bytes to `hasher` (so the whole object's hash can be checked at the end).
+    func rehash(into hasher: inout SHA256) throws
+    /// Drops every held byte (the object changed, or the held bytes were wrong).
+    func reset() throws
+    func append(_ data: Data) throws
+    /// The object is complete and verified.
+    func finish(_ image: FetchedImage) throws
+    /// The fetch of this image ended without it (refused, or failed): release what is held (a file destination
+    /// keeps its partial file for a later resume).
+    func abandon()
+}
+
+/// A fetched, verified image.
+public struct FetchedImage: Sendable {
+    public var imageID: String
+    public var digest: Atrium_V1_Digest
+    public var transferSyntaxUID: String
+    public var encoding: Atrium_V1_Encoding
+    /// Why the encoding differs from the one asked for; empty when it does not.
+    public var encodingNote: String
+    /// Bytes received in this run (less than the size when resumed).
+    public var receivedBytes: UInt64
+}
+
+/// How one image of a fetch ended.
+public enum FetchOutcome: Sendable {
+    case fetched(FetchedImage)
+    /// Not delivered: not found or not visible (the two are not distinguished), with the server's status.
+    case refused(imageID: String, code: RPCError.Code, message: String)
+}
+
+/// Progress of a fetch, reported after each chunk.
+public struct FetchProgress: Sendable {
+    public var imageID: String
+    public var receivedBytes: UInt64
+    public var totalBytes: UInt64
+    public var imagesDone: Int
+    public var imagesTotal: Int
+}
+
+extension AtriumClient {
+    /// Fetches images in one stream, each into its own destination, verified against the SHA-256 the server
+    /// sends. When the connection drops, it calls again for what is missing, with the offset each image reached,
+    /// after an exponential backoff; every call carries the same fetch ID, so usage counts each image once.
+    /// Returns one outcome per distinct ID, in order. Throws when the calls keep failing without progress, or
+    /// on an error that retrying cannot fix (a refused credential, a bad request).
+    public func fetchImages(
+        _ ids: [String],
+        options: FetchOptions = .init(),
+        destination: (String) throws -> any FetchDestination,
+        progress: @escaping (FetchProgress) -> Void = { _ in }
+    ) async throws -> [FetchOutcome] {
+        var order: [String] = []
+        var seen = Set<String>()
+        for id in ids where seen.insert(id).inserted { order.append(id) }
+        let fetchID = options.fetchID ?? "f-\(UUID().uuidString.lowercased())"
+        var states: [String: Receiving] = [:]
+        for id in order {
+            let target = try destination(id)
+            let state = Receiving(target)
+            if target.resumableBytes > 0 {
+                try target.rehash(into: &state.hasher)
+                state.received = target.resumableBytes
+            }
+            states[id] = state
+        }
+        defer { for state in states.values where !state.done { state.target.abandon() } }
+        let session = FetchSession(states: states, total: order.count, progress: progress)
+        var failures = 0
+        var backoff = options.initialBackoff
+        while session.outcomes.count < order.count {
+            let pending = order.filter { session.outcomes[$0] == nil }
+            let request = Atrium_V1_FetchRequest.with {
+                $0.imageIds = pending
+                $0.encoding = options.encoding
+                $0.fetchID = fetchID
+                $0.printJobID = options.printJobID
+                for id in pending where states[id]!.received > 0 { $0.resumeOffsets[id] = states[id]!.received }
+            }
+            session.progressed = false
+            do {
+                try await delivery.fetch(request: ClientRequest(message: request, metadata: metadata)) { response in
+                    for try await message in response.messages { try session.handle(message) }
+                }
+                if session.outcomes.count < order.count {
+                    throw RPCError(code: .unavailable, message: "the fetch stream ended before every image was delivered")
+                }
+            } catch let error as RPCError where Self.isRetryable(error.code) {
+                if session.progressed {
+                    failures = 0
+                    backoff = options.initialBackoff
+                }
+                failures += 1
+                guard failures < options.maxAttempts else { throw error }
+                if error.code == .dataLoss {
+                    // The server found its copy damaged and dropped it; ask for the whole object again.
+                    for id in pending { try states[id]?.restart() }
+                }
+                try await Task.sleep(for: backoff * Double.random(in: 0.5...1.0))
+                backoff = min(backoff * 2, options.maxBackoff)
+            }
+        }
+        let outcomes = session.outcomes
+        return order.map { outcomes[$0]! }
+    }
+
+    /// Fetches images into `directory`, one `<image ID>.dcm` each: written to `<name>.part` (kept when the fetch
+    /// fails, and resumed by the next call), checked against the SHA-256 the server sends, fsynced, then renamed
+    /// into place, so a `.dcm` only ever holds a complete, verified image.
+    public func fetchImages(
+        _ ids: [String],
+        into directory: String,
+        options: FetchOptions = .init(),
+        progress: @escaping (FetchProgress) -> Void = { _ in }
+    ) async throws -> [FetchOutcome] {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return try await fetchImages(ids, options: options, destination: { id in
+            guard !id.isEmpty, !id.contains("/"), id != ".", id != ".." else {
+                throw RPCError(code: .invalidArgument, message: "'\(id)' cannot name a file")
+            }
+            return try FileDestination(path: "\(directory)/\(id).dcm")
+        }, progress: progress)
+    }
+
+    /// Fetches one image, handing each piece of its bytes to `consume` in order, and checks the whole against
+    /// the SHA-256 the server sends (resuming after a dropped connection). Throws the refusal's status (e.g.
+    /// NOT_FOUND) if the image is not delivered, and DATA_LOSS if the bytes do not match.
+    @discardableResult
+    public func fetchImage(id: String, encoding: Atrium_V1_Encoding = .original, consume: @escaping (Data) throws -> Void) async throws -> Atrium_V1_Digest {
+        let outcome = try await fetchImages([id], options: .init(encoding: encoding), destination: { _ in StreamDestination(consume) })
+        return try outcome[0].image().digest
+    }
+
+    /// Fetches one image into `path` (see ``fetchImages(_:into:options:progress:)`` for the `.part` file).
+    @discardableResult
+    public func fetchImage(id: String, to path: String, encoding: Atrium_V1_Encoding = .original) async throws -> Atrium_V1_Digest {
+        let outcome = try await fetchImages([id], options: .init(encoding: encoding), destination: { _ in try FileDestination(path: path) })
+        return try outcome[0].image().digest
+    }
+
+    private static func isRetryable(_ code: RPCError.Code) -> Bool {
+        code == .unavailable || code == .aborted || code == .dataLoss
+    }
+}
+
+extension FetchOutcome {
+    /// The fetched image, or the refusal as an error.
+    public func image() throws -> FetchedImage {
+        switch self {
+        case .fetched(let image): return image
+        case .refused(_, let code, let message): throw RPCError(code: code, message: message)
+        }
+    }
+}
+
+/// The receiving side of one ``AtriumClient/fetchImages(_:options:destination:progress:)``, across its calls.
+///
+/// `@unchecked Sendable`: the response handler that uses it runs inside the awaited call, so one task at a time
+/// touches it, never two at once.
+private final class FetchSession: @unchecked Sendable {
+    let states: [String: Receiving]
+    let total: Int
+    let progress: (FetchProgress) -> Void
+    var outcomes: [String: FetchOutcome] = [:]
+    /// Whether the current call delivered anything (a retry after progress starts a fresh backoff).
+    var progressed = false
+
+    init(states: [String: Receiving], total: Int, progress: @escaping (FetchProgress) -> Void) {
+        self.states = states
+        self.total = total
+        self.progress = progress
+    }
+
+    func handle(_ message: Atrium_V1_FetchResponse) throws {
+        switch message.part {
+        case .begin(let begin):
+            try states[begin.imageID]?.begin(begin)
+        case .chunk(let chunk):
+            guard let state = states[chunk.imageID] else { return }
+            try state.append(chunk)
+            progressed = true
+            progress(.init(imageID: chunk.imageID, receivedBytes: state.received, totalBytes: state.size, imagesDone: outcomes.count, imagesTotal: total))
+        case .end(let end):
+            guard let state = states[end.imageID] else { return }
+            outcomes[end.imageID] = .fetched(try state.end(end))
+            progressed = true
+        case .refused(let refusal):
+            guard let state = states[refusal.id] else { return }
+            state.target.abandon()
+            state.done = true
+            let code = Status.Code(rawValue: Int(refusal.code)).flatMap(RPCError.Code.init) ?? .unknown
+            outcomes[refusal.id] = .refused(imageID: refusal.id, code: code, message: refusal.message)
+        case nil:
+            break
+        }
+    }
+}
+
+/// One image being received, across calls.
+private final class Receiving {
+    let target: any FetchDestination
+    var hasher = SHA256()
+    var received: UInt64 = 0
+    var receivedThisRun: UInt64 = 0
+    var size: UInt64 = 0
+    /// The hash the server announced for the object, once known: a resumed call must deliver the same object.
+    var expected: String?
+    var transferSyntaxUID = ""
+    var encoding: Atrium_V1_Encoding = .unspecified
+    var note = ""
+    var done = false
+
+    init(_ target: any FetchDestination) { self.target = target }
+
+    func begin(_ begin: Atrium_V1_FetchBegin) throws {
+        if let expected, expected != begin.sha256 || begin.startOffset != received {
+            throw RPCError(code: .dataLoss, message: "image '\(begin.imageID)' changed during the fetch (\(expected) then \(begin.sha256))")
+        }
+        if begin.startOffset == 0 && received > 0 {
+            // The server starts over (it could not resume): so do we.
+            try restart()
+        }
+        guard begin.startOffset == received else {
+            throw RPCError(code: .internalError, message: "the server resumed image '\(begin.imageID)' at \(begin.startOffset), not \(received)")
+        }
+        expected = begin.sha256
+        size = begin.sizeBytes
+        transferSyntaxUID = begin.transferSyntaxUid
+        encoding = begin.encoding
+        note = begin.encodingNote
+    }
+
+    func append(_ chunk: Atrium_V1_FetchChunk) throws {
+        guard chunk.offset == received else { throw RPCError(code: .dataLoss, message: "image '\(chunk.imageID)': chunk at \(chunk.offset), expected \(received)") }
+        try target.append(chunk.data)
+        hasher.update(data: chunk.data)
+        received += UInt64(chunk.data.count)
+        receivedThisRun += UInt64(chunk.data.count)
+    }
+
+    func end(_ end: Atrium_V1_FetchEnd) throws -> FetchedImage {
+        guard Hex.encode(hasher.finalize()) == end.digest.sha256, received == end.digest.sizeBytes else {
+            // Held bytes from an earlier run that were not this object's: start this image over.
+            try restart()
+            throw RPCError(code: .dataLoss, message: "the fetched bytes of '\(end.imageID)' do not match the digest the server sent")
+        }
+        let image = FetchedImage(
+            imageID: end.imageID, digest: end.digest, transferSyntaxUID: transferSyntaxUID, encoding: encoding, encodingNote: note,
+            receivedBytes: receivedThisRun
+        )
+        try target.finish(image)
+        done = true
+        return image
+    }
+
+    func restart() throws {
+        try target.reset()
+        hasher = SHA256()
+        received = 0
+        expected = nil
+    }
+}
+
+/// A destination that hands the bytes to a closure and cannot resume across runs.
+final class StreamDestination: FetchDestination {
+    private let consume: (Data) throws -> Void
+    init(_ consume: @escaping (Data) throws -> Void) { self.consume = consume }
+    var resumableBytes: UInt64 { 0 }
+    func rehash(into hasher: inout SHA256) {}
+    func reset() throws {
+        throw RPCError(code: .dataLoss, message: "bytes already handed on cannot be taken back; fetch the image again")
+    }
+    func append(_ data: Data) throws { try consume(data) }
+    func finish(_ image: FetchedImage) {}
+    func abandon() {}
+}
+
+/// A destination in memory, for objects small enough to hold (a film sheet's images).
+public final class MemoryDestination: FetchDestination {
+    /// The bytes received so far; the whole verified object once ``finished``.
+    public private(set) var data = Data()
+    public private(set) var finished = false
+
+    public init() {}
+    public var resumableBytes: UInt64 { 0 }
+    public func rehash(into hasher: inout SHA256) {}
+    public func reset() { data.removeAll() }
+    public func append(_ data: Data) { self.data.append(data) }
+    public func finish(_ image: FetchedImage) { finished = true }
+    public func abandon() {}
+}
+
+/// A destination file, written through `<path>.part`.
+public final class FileDestination: FetchDestination {
+    private let path: String
+    private let partPath: String
+    private let handle: FileHandle
+    public let resumableBytes: UInt64
+
+    /// Opens `<path>.part`, keeping what it holds from an earlier run.
+    public init(path: String) throws {
+        self.path = path
+        self.partPath = path + ".part"
+        if !FileManager.default.fileExists(atPath: partPath) {
+            _ = FileManager.default.createFile(atPath: partPath, contents: nil)
+        }
+        handle = try FileHandle(forUpdating: URL(fileURLWithPath: partPath))
+        resumableBytes = try handle.seekToEnd()
+    }
+
+    deinit { try? handle.close() }
+
+    public func rehash(into hasher: inout SHA256) throws {
+        try handle.seek(toOffset: 0)
+        while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty { hasher.update(data: data) }
+        _ = try handle.seekToEnd()
+    }
+
+    public func reset() throws {
+        try handle.truncate(atOffset: 0)
+    }
+
+    public func append(_ data: Data) throws { try handle.write(contentsOf: data) }
+
+    public func finish(_ image: FetchedImage) throws {
+        try handle.synchronize()
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+        try FileManager.default.moveItem(atPath: partPath, toPath: path)
+    }
+
+    public func abandon() {
+        try? handle.synchronize()
+    }
+}

@@ -1,0 +1,55 @@
+import SwiftProtobuf
+import AtriumAPI
+import AtriumStorage
+import Foundation
+import GRDB
+
+/// Usage events of delivered images, written before the image's `end` message is sent and drained to
+/// security in batches (``UsageSender``). Written first, so an image the receiver got is counted even if delivery
+/// is killed a moment later; keyed by event ID, which security also deduplicates, so a resumed image is counted once.
+///
+/// A separate file committed with `synchronous = NORMAL`: an append survives the process being killed (the log is
+/// written at commit) without costing an fsync per image; a power cut may lose the last few events.
+struct UsageOutbox: Sendable {
+    private let database: DatabasePool
+    private let commits: GroupCommit<Void>
+
+    init(path: String) throws {
+        database = try ServiceDatabase.open(path: path, migrator: Self.migrator, durability: .processCrash)
+        commits = GroupCommit(database: database, label: "delivery.usage")
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1 usage outbox") { db in
+            try db.create(table: "usage_outbox") { t in
+                t.autoIncrementedPrimaryKey("sequence")
+                t.column("event_id", .text).notNull().unique(onConflict: .ignore)
+                t.column("event", .blob).notNull()
+            }
+        }
+        return migrator
+    }
+
+    /// Appends an event (a repeated event ID is ignored); returns once it is written.
+    func add(_ event: Atrium_V1_UsageEvent) async throws {
+        let bytes: Data = try event.serializedBytes()
+        try await commits.submit { db in
+            try db.execute(sql: "INSERT INTO usage_outbox (event_id, event) VALUES (?, ?)", arguments: [event.eventID, bytes])
+        }
+    }
+
+    /// The oldest events, up to `limit`, with their sequence numbers.
+    func pending(limit: Int) async throws -> [(sequence: Int64, event: Atrium_V1_UsageEvent)] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT sequence, event FROM usage_outbox ORDER BY sequence LIMIT ?", arguments: [limit]).map { row in
+                (row["sequence"], try Atrium_V1_UsageEvent(serializedBytes: row["event"] as Data))
+            }
+        }
+    }
+
+    /// Removes events security has recorded, up to and including `sequence`.
+    func remove(through sequence: Int64) async throws {
+        try await database.write { db in try db.execute(sql: "DELETE FROM usage_outbox WHERE sequence <= ?", arguments: [sequence]) }
+    }
+}
