@@ -22,7 +22,7 @@ PROTOS         := $(sort $(wildcard proto/atrium/v1/*.proto)) proto/grpc/health/
 APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler zlib1g-dev libcharls-dev dcmtk
 PIP_PACKAGES   ?= jsonschema pyyaml pydicom numpy pylibjpeg pylibjpeg-libjpeg
 
-.PHONY: run up test bench proto proto-check compose-check lint build deps pydeps plugins clean fuzz
+.PHONY: run up test bench benchdeps proto proto-check compose-check lint build deps pydeps plugins clean fuzz
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -49,7 +49,18 @@ test: deps pydeps compose-check
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	ATRIUM_BINARY=$(CURDIR)/.build/debug/atrium $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-bench: deps pydeps
+# What only the benchmarks need: socat and iproute2 (the shaped-link figure), imagecodecs (CharLS from Python, the
+# reference for JPEG-LS sizes).
+benchdeps:
+	@missing=""; for p in socat iproute2; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@$(PYTHON) -c "import imagecodecs" 2>/dev/null || $(PYTHON) -m pip install -q imagecodecs 2>/dev/null || \
+	  $(PYTHON) -m pip install -q --break-system-packages imagecodecs
+
+bench: deps pydeps benchdeps
 	$(SWIFT) build -c release --product atrium
 	$(PYTHON) bench/run_bench.py --binary .build/release/atrium
 

@@ -9,8 +9,13 @@ Then measures ListImages latency (a patient query through the gateway, as a hosp
 over an index of 10,000 and 100,000 records, inserted straight into the registry's SQLite file: query latency
 depends on the index alone, never on blobs.
 
+Delivery (#5): fetch in each encoding (original and JPEG-LS, one image per call and a series per call) through
+the gateway and straight to delivery; the JPEG-LS compression ratio against CharLS through imagecodecs on real CT
+and MR slices; SubmitPrintJob latency; and a 200-slice series fetched over a link shaped to 100 Mbit/s (a network
+namespace, a veth pair and a token-bucket filter), raw against JPEG-LS.
+
 Usage: run_bench.py --binary .build/release/atrium [--images 1000] [--clients 1,4] [--data var/bench]
-                    [--query-records 10000,100000]
+                    [--query-records 10000,100000] [--skip register,query,gateway,ratio,print,link]
 """
 import argparse
 import hashlib
@@ -29,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Reference figures for the same slices on a machine of this kind (../shared/bench/README.md, Orthanc 1.10.1,
 # plain HTTP REST, no TLS). Context for the ratios below; issues #4 and #5 set goals against them.
 ORTHANC = {("register", 1): 186.0, ("register", 4): 332.0, ("fetch", 1): 1315.0, ("fetch", 4): 2522.0}
+BATCH = 50
 
 
 def ensure_slices(directory, count):
@@ -92,8 +98,11 @@ class Mesh:
         return ["--gateway", self.gateway, "--ca", os.path.join(self.data, "pki", "ca.pem"), "--api-key", key or self.key]
 
     def add_hospital(self, name):
+        return self.add_subscriber(name, "hospital", "register,receive")
+
+    def add_subscriber(self, name, kind, roles):
         out = subprocess.run([self.binary, "security", "add-subscriber", "--data-dir", self.data, "--name", name,
-                              "--kind", "hospital", "--roles", "register,receive"], check=True, capture_output=True,
+                              "--kind", kind, "--roles", roles], check=True, capture_output=True,
                              text=True).stdout
         ident = next(l.split(" ", 1)[1] for l in out.splitlines() if l.startswith("subscriber "))
         key = next(l.split("=", 1)[1] for l in out.splitlines() if l.startswith("ATRIUM_API_KEY="))
@@ -116,8 +125,9 @@ class Mesh:
 
 def run_once(binary, slices, clients):
     with Mesh(binary) as mesh:
-        out = subprocess.run([binary, "bench", "images", "--dir", slices, "--clients", str(clients)] + mesh.client_args(),
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run([binary, "bench", "images", "--dir", slices, "--clients", str(clients),
+                              "--encodings", "original,jpeg-ls", "--batch", str(BATCH), "--mesh-data", mesh.data]
+                             + mesh.client_args(), check=True, capture_output=True, text=True).stdout
         phases = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         rss = peak_rss_by_process(mesh.data)
         return phases, rss
@@ -162,11 +172,24 @@ def main():
     parser.add_argument("--clients", default="1,4")
     parser.add_argument("--data", default="var/bench")
     parser.add_argument("--gateway-calls", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=50, help="images per fetch call for the series figures")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip")
     args = parser.parse_args()
+    global BATCH
+    BATCH = args.batch
     binary = os.path.abspath(args.binary)
     slices = os.path.abspath(os.path.join(args.data, f"ct{args.images}"))
     ensure_slices(slices, args.images)
 
+    skip = set(args.skip.split(",")) if args.skip else set()
+    if "ratio" not in skip:
+        ratio_bench(binary, slices)
+    if "print" not in skip:
+        print_bench(binary, slices)
+    if "link" not in skip:
+        link_bench(binary, os.path.abspath(os.path.join(args.data, "ct200")))
+    if "register" in skip:
+        return
     rows = []
     for clients in [int(c) for c in args.clients.split(",")]:
         phases, rss = run_once(binary, slices, clients)
@@ -176,15 +199,17 @@ def main():
               flush=True)
 
     print()
-    print(f"Atrium through the gateway (TLS, API key), {args.images} CT slices of ~525 kB, release build")
-    header = f"{'phase':9} {'clients':>7} {'images/s':>9} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'vs Orthanc ref':>15}"
+    print(f"Atrium, {args.images} CT slices of ~525 kB, release build. route gateway: TLS with an API key, then mTLS to")
+    print("delivery; direct: mTLS straight to delivery (what the gateway costs). batch: images per call; p50/p99 per call.")
+    header = (f"{'phase':9} {'route':7} {'encoding':9} {'batch':>5} {'clients':>7} {'images/s':>9} {'MB/s':>7} "
+              f"{'p50 ms':>7} {'p99 ms':>7} {'vs Orthanc ref':>15}")
     print(header)
     print("-" * len(header))
     for r in rows:
         ref = ORTHANC.get((r["phase"], r["clients"]))
-        ratio = f"{r['images_per_s'] / ref:.2f}x" if ref else "-"
-        print(f"{r['phase']:9} {r['clients']:>7} {r['images_per_s']:>9.1f} {r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} "
-              f"{r['p99_ms']:>7.1f} {ratio:>15}")
+        ratio = f"{r['images_per_s'] / ref:.2f}x" if ref and r["phase"] in ("register", "fetch") else "-"
+        print(f"{r['phase']:9} {r['route']:7} {r.get('encoding', '-'):9} {r.get('batch', 1):>5} {r['clients']:>7} "
+              f"{r['images_per_s']:>9.1f} {r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {ratio:>15}")
     print("\nOrthanc reference (plain HTTP, same slices, this machine kind): register 186/332 images/s, "
           "fetch 1315/2522 images/s with 1/4 clients (../shared/bench/README.md).")
 
@@ -226,6 +251,137 @@ def gateway_bench(binary, calls):
         if r["phase"] == "auth-cache":
             print(f"authorization cache, {r['clients']} concurrent clients for {r['seconds']} s: {r['calls']} calls "
                   f"({r['calls_per_second']}/s), hit rate {r['hit_rate'] * 100:.2f}% ({r['hits']} hits, {r['misses']} misses)")
+
+
+
+def ratio_bench(binary, slices):
+    """JPEG-LS size: Atrium's transcoder (CharLS through Swift) against imagecodecs.jpegls_encode (CharLS through
+    Python) on the same pixels, for pydicom's real CT and MR slices and three synthetic CT slices."""
+    import numpy as np
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import generate_frames
+    import imagecodecs
+
+    files = [("CT_small (real CT, 128x128 16-bit signed)", get_testdata_file("CT_small.dcm")),
+             ("MR_small (real MR, 64x64 16-bit signed)", get_testdata_file("MR_small.dcm"))]
+    synthetic = sorted(f for f in os.listdir(slices) if f.endswith(".dcm"))[:3]
+    files += [(f"synthetic CT {name} (512x512 12-bit)", os.path.join(slices, name)) for name in synthetic]
+    print()
+    print("JPEG-LS lossless size: Atrium (atrium dicom transcode) vs CharLS through Python imagecodecs, same pixels")
+    header = f"{'image':44} {'pixel bytes':>11} {'Atrium':>9} {'imagecodecs':>11} {'ratio':>6} {'ref':>6} {'diff':>7} {'within 2%':>9}"
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory() as scratch:
+        for label, path in files:
+            out = os.path.join(scratch, "out.dcm")
+            subprocess.run([binary, "dicom", "transcode", path, "-o", out, "--encoding", "jpeg-ls"], check=True,
+                           capture_output=True)
+            ds = pydicom.dcmread(out)
+            ours = sum(len(f) for f in generate_frames(ds.PixelData, number_of_frames=int(getattr(ds, "NumberOfFrames", 1))))
+            original = pydicom.dcmread(path)
+            pixels = original.pixel_array
+            bits = int(original.BitsStored)
+            if original.PixelRepresentation == 1:
+                pixels = (pixels.astype(np.int64) & ((1 << bits) - 1)).astype(np.uint16)
+            reference = len(imagecodecs.jpegls_encode(np.ascontiguousarray(pixels), level=0))
+            raw = pixels.size * original.BitsAllocated // 8
+            diff = (ours - reference) / reference * 100
+            print(f"{label:44} {raw:>11} {ours:>9} {reference:>11} {raw / ours:>6.2f} {raw / reference:>6.2f} "
+                  f"{diff:>+6.2f}% {'yes' if abs(diff) <= 2 else 'NO':>9}")
+
+
+def print_bench(binary, slices):
+    """SubmitPrintJob latency through the gateway (release): a 2x3 film box of six 525 kB slices."""
+    with Mesh(binary) as mesh:
+        printer, _ = mesh.add_subscriber("Bench printer", "printer", "print")
+        files = sorted(os.path.join(slices, f) for f in os.listdir(slices) if f.endswith(".dcm"))[:6]
+        out = subprocess.run([binary, "bench", "print", "--printer", printer, "--calls", "500"] + files + mesh.client_args(),
+                             check=True, capture_output=True, text=True).stdout
+        r = [json.loads(line) for line in out.splitlines() if line.startswith("{")][0]
+        print()
+        print(f"SubmitPrintJob through the gateway, STANDARD\\2,3 of six 525 kB slices, {r['calls']} sequential calls: "
+              f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms (goal: under 50 ms: "
+              f"{'met' if r['p99_ms'] < 50 else 'MISSED'})")
+
+
+NETNS = "atrium-bench"
+
+
+def sh(*command, check=True):
+    return subprocess.run(list(command), check=check, capture_output=True, text=True)
+
+
+def shaped_link(rate="100mbit"):
+    """A network namespace joined to this one by a veth pair shaped to `rate` in both directions. Returns the
+    teardown function."""
+    sh("ip", "netns", "del", NETNS, check=False)
+    sh("ip", "link", "del", "atb0", check=False)
+    sh("ip", "netns", "add", NETNS)
+    sh("ip", "link", "add", "atb0", "type", "veth", "peer", "name", "atb1")
+    sh("ip", "link", "set", "atb1", "netns", NETNS)
+    sh("ip", "addr", "add", "10.77.0.1/30", "dev", "atb0")
+    sh("ip", "link", "set", "atb0", "up")
+    sh("ip", "netns", "exec", NETNS, "ip", "addr", "add", "10.77.0.2/30", "dev", "atb1")
+    sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "atb1", "up")
+    sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up")
+    for prefix in ([], ["ip", "netns", "exec", NETNS]):
+        device = "atb0" if not prefix else "atb1"
+        sh(*prefix, "tc", "qdisc", "add", "dev", device, "root", "tbf", "rate", rate, "burst", "128kb", "latency", "50ms")
+
+    def teardown():
+        sh("ip", "netns", "del", NETNS, check=False)
+        sh("ip", "link", "del", "atb0", check=False)
+    return teardown
+
+
+def link_bench(binary, series_dir, count=200):
+    """A 200-slice CT series fetched by a client on the far side of a 100 Mbit/s link, raw vs JPEG-LS."""
+    ensure_slices(series_dir, count)
+    try:
+        teardown = shaped_link()
+    except (subprocess.CalledProcessError, FileNotFoundError) as error:
+        print(f"\n100 Mbit/s link: cannot make a network namespace here ({error}); skipped")
+        return
+    forwarders = []
+    try:
+        with Mesh(binary) as mesh:
+            subprocess.run([binary, "images", "register", series_dir] + mesh.client_args(), check=True, capture_output=True)
+            listing = subprocess.run([binary, "images", "list", "--json", "--limit", "0"] + mesh.client_args(),
+                                     check=True, capture_output=True, text=True).stdout
+            ids = [json.loads(line)["imageId"] for line in listing.splitlines() if line.strip()]
+            # Fill the variant cache first: the link figure is the network's, not the transcoder's.
+            subprocess.run([binary, "images", "fetch", *ids, "-o", os.path.join(mesh.data, "warm"), "--encoding", "jpeg-ls"]
+                           + mesh.client_args(), check=True, capture_output=True)
+            port = mesh.gateway.rsplit(":", 1)[1]
+            # The client reaches the gateway through the shaped veth: 127.0.0.1:17443 in the namespace forwards to
+            # 10.77.0.1:17443, which forwards to the gateway on this side's loopback (its certificate names 127.0.0.1).
+            forwarders.append(subprocess.Popen(["socat", "TCP-LISTEN:17443,bind=10.77.0.1,fork,reuseaddr", f"TCP:127.0.0.1:{port}"]))
+            forwarders.append(subprocess.Popen(["ip", "netns", "exec", NETNS, "socat", "TCP-LISTEN:17443,bind=127.0.0.1,fork,reuseaddr",
+                                                "TCP:10.77.0.1:17443"]))
+            time.sleep(0.5)
+            args = mesh.client_args()
+            args[args.index("--gateway") + 1] = "127.0.0.1:17443"
+            results = {}
+            for encoding in ("original", "jpeg-ls"):
+                target = os.path.join(mesh.data, f"far-{encoding}")
+                started = time.time()
+                subprocess.run(["ip", "netns", "exec", NETNS, binary, "images", "fetch", *ids, "-o", target, "--encoding", encoding]
+                               + args, check=True, capture_output=True)
+                seconds = time.time() - started
+                size = sum(os.path.getsize(os.path.join(target, f)) for f in os.listdir(target))
+                results[encoding] = (seconds, size)
+            print()
+            print(f"A {len(ids)}-slice CT series over a link shaped to 100 Mbit/s (veth + tbf), `atrium images fetch` on the far side")
+            for encoding, (seconds, size) in results.items():
+                print(f"  {encoding:9} {seconds:6.2f} s  {size / 1e6:7.1f} MB  {size * 8 / seconds / 1e6:6.1f} Mbit/s")
+            speedup = results["original"][0] / results["jpeg-ls"][0]
+            print(f"  JPEG-LS is {speedup:.2f}x faster than raw (goal 3.5x: {'met' if speedup >= 3.5 else 'MISSED'}); "
+                  f"bytes {results['original'][1] / results['jpeg-ls'][1]:.2f}x fewer")
+    finally:
+        for forwarder in forwarders:
+            forwarder.kill()
+        teardown()
 
 
 if __name__ == "__main__":

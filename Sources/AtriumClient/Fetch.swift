@@ -49,9 +49,11 @@ public protocol FetchDestination: AnyObject {
     func append(_ data: Data) throws
     /// The object is complete and verified.
     func finish(_ image: FetchedImage) throws
-    /// The fetch of this image ended without it (refused, or failed): release what is held (a file destination
-    /// keeps its partial file for a later resume).
+    /// The fetch of this image failed part-way: release what is held (a file destination keeps its partial file
+    /// for a later resume).
     func abandon()
+    /// The image was refused: drop what is held, nothing will resume it.
+    func discard()
 }
 
 /// A fetched, verified image.
@@ -230,7 +232,7 @@ private final class FetchSession: @unchecked Sendable {
             progressed = true
         case .refused(let refusal):
             guard let state = states[refusal.id] else { return }
-            state.target.abandon()
+            state.target.discard()
             state.done = true
             let code = Status.Code(rawValue: Int(refusal.code)).flatMap(RPCError.Code.init) ?? .unknown
             outcomes[refusal.id] = .refused(imageID: refusal.id, code: code, message: refusal.message)
@@ -317,6 +319,7 @@ final class StreamDestination: FetchDestination {
     func append(_ data: Data) throws { try consume(data) }
     func finish(_ image: FetchedImage) {}
     func abandon() {}
+    func discard() {}
 }
 
 /// A destination in memory, for objects small enough to hold (a film sheet's images).
@@ -332,6 +335,7 @@ public final class MemoryDestination: FetchDestination {
     public func append(_ data: Data) { self.data.append(data) }
     public func finish(_ image: FetchedImage) { finished = true }
     public func abandon() {}
+    public func discard() { data.removeAll() }
 }
 
 /// A destination file, written through `<path>.part`.
@@ -374,5 +378,12 @@ public final class FileDestination: FetchDestination {
 
     public func abandon() {
         try? handle.synchronize()
+        // An empty partial file holds nothing to resume.
+        if handle.offsetInFile == 0 { discard() }
+    }
+
+    public func discard() {
+        try? handle.close()
+        try? FileManager.default.removeItem(atPath: partPath)
     }
 }

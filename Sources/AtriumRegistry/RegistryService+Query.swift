@@ -213,12 +213,19 @@ extension RegistryService {
             createdAt: now,
             revokedAt: nil
         )
+        let scope = patientID.map { "patient \($0)" } ?? (studies.count == 1 ? "study \(studies[0])" : "\(studies.count) studies")
+        let entry = Atrium_V1_InboxEntry.with {
+            $0.source = caller.subscriberID
+            $0.kind = "share.granted"
+            $0.message = "\(caller.subscriberID) shares \(scope) with you (grant \(grant.id))"
+        }
         do {
-            try await store.insert(grant, studies: studies)
+            try await store.insert(grant, studies: studies, notice: Notice(recipientID: receiver, entryKey: "share:\(grant.id)", entry: try entry.serializedBytes()))
         } catch {
             logger.error("cannot record a share grant", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
             throw RegistryError.storageUnavailable
         }
+        notices.wake()
         recordGrant(caller, "GrantShare", grant)
         return grant.message(studies: studies)
     }

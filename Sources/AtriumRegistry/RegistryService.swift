@@ -23,12 +23,20 @@ public struct RegistryService: Sendable {
     let audit: AuditTrail
     /// Drains the settlement outbox to security (``SettlementSender``).
     let settlements: OutboxPump
+    /// Drains the notice outbox to receivers' inboxes (``NoticeSender``).
+    let notices: OutboxPump
     private let uids: UIDGenerator
     let logger: Logger
 
     /// Opens the index and the blob store, and removes temp files an earlier crash left behind. Storage quotas
-    /// are reserved and audit entries written through `security` (a client presenting the registry's certificate).
-    public init(configuration: RegistryConfiguration, security: GRPCClient<HTTP2ClientTransport.Posix>, logger: Logger) throws {
+    /// are reserved and audit entries written through `security`, and share notices put in inboxes through
+    /// `delivery` (clients presenting the registry's certificate).
+    public init(
+        configuration: RegistryConfiguration,
+        security: GRPCClient<HTTP2ClientTransport.Posix>,
+        delivery: GRPCClient<HTTP2ClientTransport.Posix>,
+        logger: Logger
+    ) throws {
         self.store = try RegistryStore(path: configuration.databasePath)
         self.blobs = try BlobStore(root: configuration.blobDirectory)
         let removed = try blobs.removeStaleTemporaries()
@@ -41,11 +49,13 @@ public struct RegistryService: Sendable {
         self.audit = AuditTrail(security: security, logger: logger)
         let sender = SettlementSender(store: store, security: self.security, logger: logger)
         self.settlements = OutboxPump(interval: .seconds(2)) { await sender.deliver() }
+        let notifier = NoticeSender(store: store, delivery: Atrium_V1_DeliveryInternal.Client(wrapping: delivery), logger: logger)
+        self.notices = OutboxPump(interval: .seconds(2)) { await notifier.deliver() }
         self.logger = logger
     }
 
-    /// What the process must run besides the server: the audit trail and the settlement retrier.
-    public var background: [any Service] { [audit, settlements] }
+    /// What the process must run besides the server: the audit trail and the two outboxes.
+    public var background: [any Service] { [audit, settlements, notices] }
 
     /// Every RPC service the registry process serves.
     public var rpcServices: [any RegistrableRPCService] {

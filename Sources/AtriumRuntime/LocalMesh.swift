@@ -74,6 +74,11 @@ public final class LocalMesh: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: "\(plan.dataDirectory)/log", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: "\(plan.dataDirectory)/run", withIntermediateDirectories: true)
         let mesh = LocalMesh(plan: plan)
+        if plan.ephemeralPorts {
+            // The registry and delivery call each other (share notices; resolving images), so one of them must know
+            // the other's port before it has started: delivery's is chosen here.
+            mesh.ports[Instance(.delivery)] = try freePort()
+        }
         do {
             for instance in plan.instances {
                 try await mesh.launch(instance, timeout: timeout)
@@ -220,4 +225,21 @@ public final class LocalMesh: @unchecked Sendable {
         }
         throw ConfigurationError(key: "\(instance)", problem: "did not start listening within \(timeout); see \(logPath)")
     }
+}
+
+/// A TCP port free on 127.0.0.1 right now (the kernel's choice for port 0).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw ConfigurationError(key: "ATRIUM_PORT", problem: "cannot open a socket to find a free port") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw ConfigurationError(key: "ATRIUM_PORT", problem: "cannot bind a socket to find a free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

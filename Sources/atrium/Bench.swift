@@ -12,7 +12,7 @@ import GRPCCore
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure register and fetch throughput against a running network.",
-        subcommands: [ImagesBench.self, QueryBench.self, GatewayBench.self],
+        subcommands: [ImagesBench.self, QueryBench.self, GatewayBench.self, PrintBench.self],
         defaultSubcommand: ImagesBench.self
     )
 }
@@ -236,4 +236,49 @@ final class DiscardDestination: FetchDestination {
     func append(_ data: Data) {}
     func finish(_ image: FetchedImage) {}
     func abandon() {}
+    func discard() {}
+}
+
+/// `atrium bench print`: SubmitPrintJob latency through the gateway.
+struct PrintBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "print",
+        abstract: "Measure SubmitPrintJob latency against a running network.",
+        discussion: """
+            Registers the files (at most 100), then submits --calls sequential jobs of all of them to --printer in a \
+            square-ish STANDARD\\C,R film box, and prints one JSON object with p50/p99 latency in milliseconds.
+            """
+    )
+
+    @OptionGroup var client: ClientOptions
+    @Option(help: "The printer's subscriber ID.") var printer: String
+    @Option(help: "Jobs to submit.") var calls = 500
+    @Argument(help: "DICOM files for the film box.") var files: [String]
+
+    func run() async throws {
+        guard (1...100).contains(files.count) else { throw ValidationError("give 1 to 100 files") }
+        let columns = Int(Double(files.count).squareRoot().rounded(.up))
+        let rows = (files.count + columns - 1) / columns
+        try await AtriumClient.with(try client.configuration()) { atrium in
+            var ids: [String] = []
+            for file in files { ids.append(try await atrium.registerImage(file: file).imageID) }
+            let request = Atrium_V1_SubmitPrintJobRequest.with {
+                $0.printerID = printer
+                $0.imageIds = ids
+                $0.filmBox = .with { $0.imageDisplayFormat = "STANDARD\\\(columns),\(rows)"; $0.filmSizeID = "14INX17IN" }
+            }
+            var latencies: [Double] = []
+            for call in 0..<(calls + 20) {
+                let begin = ContinuousClock.now
+                _ = try await atrium.delivery.submitPrintJob(request, metadata: atrium.metadata)
+                if call >= 20 { latencies.append(ImagesBench.seconds(ContinuousClock.now - begin) * 1000) }
+            }
+            latencies.sort()
+            let figures: [String: Any] = [
+                "phase": "print", "calls": calls, "images": ids.count,
+                "p50_ms": ImagesBench.percentile(latencies, 0.50), "p99_ms": ImagesBench.percentile(latencies, 0.99),
+            ]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys]), as: UTF8.self))
+        }
+    }
 }

@@ -115,9 +115,15 @@ struct ServiceAssembly {
             internalCallers = [(Atrium_V1_SecurityInternal.descriptor, Set(ServiceName.allCases).subtracting([.security]))]
         case .registry:
             let security = try ClientFactory.makeClient(to: runtime.address(of: .security), security: .mutualTLS(runtime.tls))
-            let registry = try RegistryService(configuration: RegistryConfiguration(runtime: runtime, values: values), security: security, logger: logger)
+            let delivery = try ClientFactory.makeClient(to: runtime.address(of: .delivery), security: .mutualTLS(runtime.tls))
+            let registry = try RegistryService(
+                configuration: RegistryConfiguration(runtime: runtime, values: values),
+                security: security,
+                delivery: delivery,
+                logger: logger
+            )
             rpcServices = registry.rpcServices
-            background = [ClientRunner(security)] + registry.background
+            background = [ClientRunner(security), ClientRunner(delivery)] + registry.background
             healthNames = [Atrium_V1_Registry.descriptor, Atrium_V1_RegistryInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_RegistryInternal.descriptor, [.delivery, .processing, .backup])]
         case .delivery:

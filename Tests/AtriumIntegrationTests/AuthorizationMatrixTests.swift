@@ -99,7 +99,9 @@ extension IntegrationTests {
                 (mesh.operatorKey, nil, nil),
                 (other.key, .notFound, .notFound),
                 (individual.key, .notFound, .notFound),
-                (printer.key, .notFound, .notFound),
+                // A printer fetches only the images of its open print jobs, naming the job; without one the fetch is
+                // refused whatever the image (DeliveryTests covers fetches with a job).
+                (printer.key, .notFound, .permissionDenied),
                 (vendor.key, .permissionDenied, .permissionDenied),
             ]
             for cell in expectations {

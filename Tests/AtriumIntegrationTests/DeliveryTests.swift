@@ -318,6 +318,28 @@ extension IntegrationTests {
             }
         }
 
+        @Test("a share grant puts a notice in the receiver's inbox, once")
+        func shareNotice() async throws {
+            let mesh = try await TestMesh(processingInstances: 1)
+            defer { mesh.stop() }
+            let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
+            let receiver = try await mesh.createSubscriber(name: "Receiver", kind: .hospital)
+            let grant = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { atrium in
+                try await atrium.registry.grantShare(.with { $0.receiverID = receiver.id; $0.patientID = "P-D" }, metadata: atrium.metadata)
+            }
+            try await AtriumClient.with(mesh.clientConfiguration(apiKey: receiver.key)) { atrium in
+                var entries: [Atrium_V1_InboxEntry] = []
+                let deadline = ContinuousClock.now + .seconds(10)
+                while entries.isEmpty && ContinuousClock.now < deadline {
+                    entries = try await atrium.delivery.listInbox(.init(), metadata: atrium.metadata).entries
+                    if entries.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+                }
+                #expect(entries.count == 1)
+                #expect(entries.first?.kind == "share.granted" && entries.first?.source == hospital.id)
+                #expect(entries.first?.message.contains(grant.grantID) == true && entries.first?.message.contains("patient P-D") == true)
+            }
+        }
+
         @Test("the inbox keeps entries until acknowledged; a watcher killed mid-stream misses none and gets none twice after an ack")
         func inbox() async throws {
             let mesh = try await TestMesh(processingInstances: 1)

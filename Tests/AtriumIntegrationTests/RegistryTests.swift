@@ -431,8 +431,8 @@ extension IntegrationTests {
                 ["images", "conditions", record.imageID, "--set", "ct.pitch=1.375", "--set", "contrast=none", "--reason", "from the console log", "--json"],
                 environment: environment
             )
-            let history = try Atrium_V1_ImageRecord(jsonString: corrected)
-            #expect(history.conditionsHistory.count == 2 && history.conditions.ct.helicalPitch == 1.375 && history.conditions.extra["contrast"] == "none")
+            let history = try Atrium_V1_GetAcquisitionConditionsResponse(jsonString: corrected)
+            #expect(history.history.count == 2 && history.current.ct.helicalPitch == 1.375 && history.current.extra["contrast"] == "none")
             let grant = try Atrium_V1_ShareGrant(
                 jsonString: try AtriumBinary.run(["share", "grant", receiver.id, "--patient-id", "P-CLI", "--json"], environment: environment)
             )

@@ -204,6 +204,15 @@ enum RegistryMigrations {
                 t.primaryKey(["grant_id", "study_uid"])
             }
         }
+        // Share notices for receivers' inboxes, committed with the grant and sent to delivery afterwards.
+        migrator.registerMigration("v4 notice outbox") { db in
+            try db.create(table: "notice_outbox") { t in
+                t.autoIncrementedPrimaryKey("sequence")
+                t.column("recipient_id", .text).notNull()
+                t.column("entry_key", .text).notNull()
+                t.column("entry", .blob).notNull()
+            }
+        }
         return migrator
     }
 }

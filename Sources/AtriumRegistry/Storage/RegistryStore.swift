@@ -251,12 +251,30 @@ struct RegistryStore: Sendable {
 
     // MARK: - Share grants
 
-    /// Records a grant and its studies.
-    func insert(_ grant: ShareGrantRow, studies: [String]) async throws {
+    /// Records a grant and its studies, and the notice for the receiver's inbox, in one transaction.
+    func insert(_ grant: ShareGrantRow, studies: [String], notice: Notice) async throws {
         try await database.write { db in
             try grant.insert(db)
             for study in studies { try ShareStudyRow(grantID: grant.id, studyUID: study).insert(db, onConflict: .ignore) }
+            try db.execute(
+                sql: "INSERT INTO notice_outbox (recipient_id, entry_key, entry) VALUES (?, ?, ?)",
+                arguments: [notice.recipientID, notice.entryKey, notice.entry]
+            )
         }
+    }
+
+    /// The oldest notices waiting to be delivered, up to `limit`.
+    func pendingNotices(limit: Int) async throws -> [Notice] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT sequence, recipient_id, entry_key, entry FROM notice_outbox ORDER BY sequence LIMIT ?", arguments: [limit]).map {
+                Notice(sequence: $0["sequence"], recipientID: $0["recipient_id"], entryKey: $0["entry_key"], entry: $0["entry"])
+            }
+        }
+    }
+
+    /// Removes a delivered notice.
+    func removeNotice(_ sequence: Int64) async throws {
+        try await database.write { db in try db.execute(sql: "DELETE FROM notice_outbox WHERE sequence = ?", arguments: [sequence]) }
     }
 
     /// Revokes a grant `grantorID` made, at `now` (a revoked grant keeps its first revocation time).
@@ -305,4 +323,13 @@ struct RegistryStore: Sendable {
     private func studies(_ db: Database, grantID: String) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT study_uid FROM share_grant_study WHERE grant_id = ? ORDER BY study_uid", arguments: [grantID])
     }
+}
+
+/// An inbox entry the registry owes a subscriber (a share notice), as kept in its outbox.
+struct Notice: Sendable {
+    var sequence: Int64 = 0
+    var recipientID: String
+    var entryKey: String
+    /// A serialized `InboxEntry`.
+    var entry: Data
 }
