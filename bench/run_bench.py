@@ -213,18 +213,23 @@ def main():
     print("\nOrthanc reference (plain HTTP, same slices, this machine kind): register 186/332 images/s, "
           "fetch 1315/2522 images/s with 1/4 clients (../shared/bench/README.md).")
 
+    if "query" not in skip:
+        print_query_figures(binary, args.query_records)
+    if "gateway" not in skip:
+        gateway_bench(binary, args.gateway_calls)
+
+
+def print_query_figures(binary, query_records):
     print()
     print("ListImages through the gateway (TLS, API key, a hospital's visibility rules), 1000 sequential calls each,")
     print("first page of up to 100 records; Orthanc reference: a patient query in about 7 ms")
     header = f"{'records':>8} {'query':18} {'p50 ms':>7} {'p99 ms':>7} {'records/call':>13} {'vs Orthanc 7 ms':>16}"
     print(header)
     print("-" * len(header))
-    for records in [int(r) for r in args.query_records.split(",") if r]:
+    for records in [int(r) for r in query_records.split(",") if r]:
         for r in query_bench(binary, records):
             print(f"{records:>8} {r['kind']:18} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['mean_records']:>13.1f} "
                   f"{7.0 / r['p50_ms']:>15.1f}x")
-
-    gateway_bench(binary, args.gateway_calls)
 
 
 def gateway_bench(binary, calls):

@@ -98,6 +98,8 @@ public struct AtriumClient: Sendable {
     public var account: Atrium_V1_Account.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
     /// The raw `Processing` stub.
     public var processing: Atrium_V1_Processing.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+    /// The connection itself, for any other generated stub: `Atrium_V1_Backup.Client(wrapping: atrium.connection)`.
+    public var connection: GRPCClient<HTTP2ClientTransport.Posix> { grpc }
 
     /// Registers a DICOM Part 10 file, streaming it in chunks; memory stays bounded whatever its size.
     /// Returns once the registry has durably stored it.

@@ -1,7 +1,7 @@
 import SwiftProtobuf
-import AtriumAPI
+public import AtriumAPI
 import AtriumCore
-import AtriumDICOM
+public import AtriumDICOM
 import AtriumRuntime
 import Foundation
 import GRPCCore
@@ -55,10 +55,7 @@ extension DeliveryService {
         let box = request.filmBox
         let layout: FilmLayout
         do {
-            layout = try FilmLayout(
-                imageDisplayFormat: box.imageDisplayFormat, filmSizeID: box.filmSizeID, orientation: box.filmOrientation,
-                magnificationType: box.magnificationType
-            )
+            layout = try FilmLayout(box)
         } catch {
             throw DeliveryError.invalidArgument("film_box: \(error)")
         }
@@ -204,5 +201,15 @@ extension PrintJobRow {
             $0.submittedAt = .init(date: submittedAt)
             if let completedAt { $0.completedAt = .init(date: completedAt) }
         }
+    }
+}
+
+extension FilmLayout {
+    /// The layout a print job's film box describes (Basic Film Box terms).
+    public init(_ box: Atrium_V1_FilmBox) throws(FilmError) {
+        try self.init(
+            imageDisplayFormat: box.imageDisplayFormat, filmSizeID: box.filmSizeID, orientation: box.filmOrientation,
+            magnificationType: box.magnificationType
+        )
     }
 }

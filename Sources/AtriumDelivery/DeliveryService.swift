@@ -39,6 +39,8 @@ public struct DeliveryService: Sendable {
     let transcodes = SingleFlight<VariantKey, VariantRow>()
     /// Subscribers known to have no budget cap, until when.
     private let uncapped = UncappedSubscribers()
+    /// Blobs whose bytes matched their hash lately.
+    let verifiedBlobs = VerifiedBlobs()
     let logger: Logger
 
     /// A delivery service that resolves images through `registry`, reads their bytes from the registry's
@@ -146,24 +148,29 @@ public struct DeliveryService: Sendable {
             visibility = try VerifiedCaller(message: Atrium_V1_CallerIdentity(serializedBytes: job.submitter))
             allowed = Set(job.images)
         }
-        // Records are resolved a window at a time: one registry call per 64 images, not one per image.
-        var next = request.imageIds.startIndex
-        while next < request.imageIds.endIndex {
-            let window = Array(request.imageIds[next..<min(next + 64, request.imageIds.endIndex)])
-            next += window.count
+        // Records are resolved a window at a time, one registry call per 64 images, and the next window's call
+        // runs while the current window streams.
+        let windows = stride(from: 0, to: request.imageIds.count, by: 64).map { Array(request.imageIds[$0..<min($0 + 64, request.imageIds.count)]) }
+        let allowedImages = allowed
+        let lookup: @Sendable ([String]) async throws -> Lookup = { window in
             var refusals: [String: String] = [:]
-            for id in window where !(allowed?.contains(id) ?? true) {
+            for id in window where !(allowedImages?.contains(id) ?? true) {
                 refusals[id] = "image '\(id)' is not part of print job '\(request.printJobID)'"
             }
             let records = try await resolve(window.filter { refusals[$0] == nil }, for: visibility, refusals: &refusals)
+            return Lookup(records: records, refusals: refusals)
+        }
+        var current = try await lookup(windows[0])
+        for (index, window) in windows.enumerated() {
+            async let upcoming = index + 1 < windows.count ? lookup(windows[index + 1]) : Lookup()
             for imageID in window {
-                guard let record = records[imageID] else {
+                guard let record = current.records[imageID] else {
                     account(imageID, record: nil, caller: caller, outcome: RPCError.Code.notFound.statusName)
                     try await writer.write(.with {
                         $0.refused = .with {
                             $0.id = imageID
                             $0.code = Int32(Status.Code.notFound.rawValue)
-                            $0.message = refusals[imageID] ?? "image '\(imageID)' not found"
+                            $0.message = current.refusals[imageID] ?? "image '\(imageID)' not found"
                         }
                     })
                     continue
@@ -171,11 +178,18 @@ public struct DeliveryService: Sendable {
                 let delivered = try await deliverable(record, encoding: encoding, requestID: caller.requestID)
                 try await send(delivered, imageID: imageID, from: request.resumeOffsets[imageID] ?? 0, chunkSize: chunkSize, to: writer) {
                     // Counted before `end`: an image the receiver has is counted even if this process dies now.
-                    try await meter(imageID, delivered: delivered, caller: caller, fetchID: fetchID)
+                    try meter(imageID, delivered: delivered, caller: caller, fetchID: fetchID)
                 }
                 account(imageID, record: record, caller: caller, outcome: "ok")
             }
+            current = try await upcoming
         }
+    }
+
+    /// One window's records, and why the others are refused.
+    struct Lookup: Sendable {
+        var records: [String: Atrium_V1_ImageRecord] = [:]
+        var refusals: [String: String] = [:]
     }
 
     /// The records of `ids` that `caller` may see, from one registry call; the others get a refusal message.
@@ -229,6 +243,9 @@ public struct DeliveryService: Sendable {
                 $0.encodingNote = delivered.note
             }
         })
+        // Blobs are immutable: one whose bytes were checked lately is not hashed again on every read (the receiver
+        // still checks the digest in `end`).
+        let verify = offset == 0 && verifiedBlobs.needsCheck(delivered.sha256)
         var hasher = SHA256()
         var next = offset
         while next < delivered.size {
@@ -239,16 +256,17 @@ public struct DeliveryService: Sendable {
                 logger.error("cannot read a blob", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(imageID)"])
                 throw DeliveryError.dataLoss(imageID)
             }
-            if offset == 0 { hasher.update(data: data) }
+            if verify { hasher.update(data: data) }
             try await writer.write(.with { $0.chunk = .with { $0.imageID = imageID; $0.offset = next; $0.data = data } })
             next += UInt64(data.count)
         }
-        if offset == 0 {
+        if verify {
             guard Hex.encode(hasher.finalize()) == delivered.sha256 else {
                 logger.error("stored bytes do not match their digest", metadata: [LogKey.imageID: "\(imageID)"])
                 try await forgetVariant(delivered)
                 throw DeliveryError.dataLoss(imageID)
             }
+            verifiedBlobs.checked(delivered.sha256)
         }
         try await beforeEnd()
         try await writer.write(.with {
@@ -282,7 +300,7 @@ public struct DeliveryService: Sendable {
 
     /// Writes one delivery (the image, its delivered bytes) to the usage outbox. The event's ID is derived from
     /// (subscriber, fetch ID, image, encoding): a resumed image counts once.
-    private func meter(_ imageID: String, delivered: Deliverable, caller: VerifiedCaller, fetchID: String) async throws {
+    private func meter(_ imageID: String, delivered: Deliverable, caller: VerifiedCaller, fetchID: String) throws {
         let event = Atrium_V1_UsageEvent.with {
             $0.eventID = "delivery:\(caller.subscriberID):\(fetchID):\(imageID):\(delivered.encoding.rawValue)"
             $0.subscriberID = caller.subscriberID
@@ -292,11 +310,37 @@ public struct DeliveryService: Sendable {
                 $0.bytes = delivered.size
             }
         }
-        try await storing(caller.requestID) { try await usage.add(event) }
+        do {
+            try usage.add(event)
+        } catch {
+            logger.error("cannot write the usage outbox", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
+            throw DeliveryError.storageUnavailable
+        }
     }
 }
 
 /// Subscribers known to have no budget cap, each until when.
 final class UncappedSubscribers: Sendable {
     let entries = Mutex<[String: ContinuousClock.Instant]>([:])
+}
+
+/// Blobs whose bytes were hashed and matched lately, each until when it is due again (an hour). Bounded: at
+/// 100 000 entries the table starts over.
+final class VerifiedBlobs: Sendable {
+    private let due = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let interval: Duration
+
+    init(interval: Duration = .seconds(3600)) { self.interval = interval }
+
+    func needsCheck(_ sha256: String) -> Bool {
+        let now = ContinuousClock.now
+        return due.withLock { ($0[sha256] ?? now) <= now }
+    }
+
+    func checked(_ sha256: String) {
+        due.withLock { due in
+            if due.count >= 100_000 { due.removeAll() }
+            due[sha256] = .now + interval
+        }
+    }
 }

@@ -259,36 +259,15 @@ struct InboxCommand: AsyncParsableCommand {
         @Option(help: "Stop after this many entries (0: run until interrupted).") var count = 0
 
         func run() async throws {
-            let configuration = try client.configuration()
-            let handled = Counter()
-            let (count, fetchTo, encoding, acknowledge) = (self.count, self.fetchTo, self.encoding, !noAck)
-            var backoff = Duration.milliseconds(200)
-            while count == 0 || handled.value < count {
-                let before = handled.value
-                do {
-                    try await AtriumClient.with(configuration) { atrium in
-                        try await atrium.delivery.watchInbox(.with { $0.afterCursor = 0 }, metadata: atrium.metadata) { response in
-                            for try await entry in response.messages {
-                                try await Self.handle(entry, with: atrium, fetchTo: fetchTo, encoding: encoding, acknowledge: acknowledge)
-                                handled.value += 1
-                                if count > 0 && handled.value >= count { return }
-                            }
-                        }
+            let (fetchTo, encoding, acknowledge) = (self.fetchTo, self.encoding, !noAck)
+            try await watchForever(try client.configuration(), name: "inbox watch", count: count) { atrium, handled in
+                try await atrium.delivery.watchInbox(.with { $0.afterCursor = 0 }, metadata: atrium.metadata) { response in
+                    for try await entry in response.messages {
+                        try await Self.handle(entry, with: atrium, fetchTo: fetchTo, encoding: encoding, acknowledge: acknowledge)
+                        if handled() { return }
                     }
-                } catch let error as RPCError where error.code == .unavailable || error.code == .aborted || error.code == .unknown {
-                    FileHandle.standardError.write(Data("inbox watch: \(error.code.statusName): \(error.message); reconnecting\n".utf8))
-                    if handled.value > before { backoff = .milliseconds(200) }
-                    try await Task.sleep(for: backoff)
-                    backoff = min(backoff * 2, .seconds(10))
-                } catch let error as RPCError {
-                    throw CLIError("\(error.code.statusName): \(error.message)")
                 }
             }
-        }
-
-        /// Entries handled so far (the watch stream's handler runs inside the awaited call: one task at a time).
-        private final class Counter: @unchecked Sendable {
-            var value = 0
         }
 
         private static func handle(
@@ -323,3 +302,39 @@ struct InboxCommand: AsyncParsableCommand {
     }
 }
 
+
+/// Runs a watch stream until `count` items were handled (0: until interrupted), reconnecting with backoff (200 ms
+/// doubling to 10 s, back to 200 ms after progress) when the connection drops or the server shuts down. `body`
+/// runs one call; it calls `handled()` after each item, which says whether to stop.
+func watchForever(
+    _ configuration: AtriumClientConfiguration,
+    name: String,
+    count: Int,
+    _ body: @escaping @Sendable (AtriumClient, @escaping @Sendable () -> Bool) async throws -> Void
+) async throws {
+    let handled = WatchCounter()
+    var backoff = Duration.milliseconds(200)
+    while count == 0 || handled.value < count {
+        let before = handled.value
+        do {
+            try await AtriumClient.with(configuration) { atrium in
+                try await body(atrium) {
+                    handled.value += 1
+                    return count > 0 && handled.value >= count
+                }
+            }
+        } catch let error as RPCError where error.code == .unavailable || error.code == .aborted || error.code == .unknown {
+            FileHandle.standardError.write(Data("\(name): \(error.code.statusName): \(error.message); reconnecting\n".utf8))
+            if handled.value > before { backoff = .milliseconds(200) }
+            try await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(10))
+        } catch let error as RPCError {
+            throw CLIError("\(error.code.statusName): \(error.message)")
+        }
+    }
+}
+
+/// Items a watch handled so far (the stream's handler runs inside the awaited call: one task at a time).
+private final class WatchCounter: @unchecked Sendable {
+    var value = 0
+}

@@ -4,6 +4,7 @@ import AtriumAPI
 import AtriumClient
 import AtriumCore
 import AtriumDICOM
+import AtriumDelivery
 import AtriumRuntime
 import Foundation
 import GRPCCore
@@ -40,36 +41,15 @@ struct PrinterCommand: AsyncParsableCommand {
 
         func run() async throws {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            let configuration = try client.configuration()
-            let (out, dpi, count) = (self.out, self.dpi, self.count)
-            let handled = JobCounter()
-            var backoff = Duration.milliseconds(200)
-            while count == 0 || handled.value < count {
-                let before = handled.value
-                do {
-                    try await AtriumClient.with(configuration) { atrium in
-                        try await atrium.delivery.watchPrintJobs(.init(), metadata: atrium.metadata) { response in
-                            for try await job in response.messages {
-                                try await Self.print(job, with: atrium, out: out, dpi: dpi)
-                                handled.value += 1
-                                if count > 0 && handled.value >= count { return }
-                            }
-                        }
+            let (out, dpi) = (self.out, self.dpi)
+            try await watchForever(try client.configuration(), name: "printer", count: count) { atrium, handled in
+                try await atrium.delivery.watchPrintJobs(.init(), metadata: atrium.metadata) { response in
+                    for try await job in response.messages {
+                        try await Self.print(job, with: atrium, out: out, dpi: dpi)
+                        if handled() { return }
                     }
-                } catch let error as RPCError where error.code == .unavailable || error.code == .aborted || error.code == .unknown {
-                    FileHandle.standardError.write(Data("printer: \(error.code.statusName): \(error.message); reconnecting\n".utf8))
-                    if handled.value > before { backoff = .milliseconds(200) }
-                    try await Task.sleep(for: backoff)
-                    backoff = min(backoff * 2, .seconds(10))
-                } catch let error as RPCError {
-                    throw CLIError("\(error.code.statusName): \(error.message)")
                 }
             }
-        }
-
-        /// Jobs handled so far (the watch handler runs inside the awaited call: one task at a time).
-        private final class JobCounter: @unchecked Sendable {
-            var value = 0
         }
 
         /// Renders one job and completes it, printed or failed.
@@ -102,10 +82,7 @@ struct PrinterCommand: AsyncParsableCommand {
             let box = job.filmBox
             let layout: FilmLayout
             do {
-                layout = try FilmLayout(
-                    imageDisplayFormat: box.imageDisplayFormat, filmSizeID: box.filmSizeID, orientation: box.filmOrientation,
-                    magnificationType: box.magnificationType
-                )
+                layout = try FilmLayout(box)
             } catch {
                 throw SheetFailure(reason: "film box: \(error)")
             }

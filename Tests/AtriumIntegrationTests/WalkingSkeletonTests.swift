@@ -157,10 +157,12 @@ extension IntegrationTests {
             defer { mesh.stop() }
             await #expect {
                 try await AtriumClient.with(mesh.clientConfiguration()) { atrium in
-                    try await atrium.processing.listJobs(request: ClientRequest(message: .init(), metadata: ["authorization": "Bearer \(mesh.operatorKey)"]))
+                    try await Atrium_V1_Backup.Client(wrapping: atrium.connection).listBackups(
+                        request: ClientRequest(message: .init(), metadata: ["authorization": "Bearer \(mesh.operatorKey)"])
+                    )
                 }
             } throws: { error in
-                code(of: error) == .unimplemented && (error as? RPCError)?.message.contains("#6") == true
+                code(of: error) == .unimplemented && (error as? RPCError)?.message.contains("the backup work") == true
             }
         }
     }
