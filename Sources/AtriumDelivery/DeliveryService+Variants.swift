@@ -90,7 +90,7 @@ extension DeliveryService {
         var row = VariantRow(
             sourceSHA256: key.sourceSHA256, encoding: key.encoding.rawValue, deliveredEncoding: Atrium_V1_Encoding.original.rawValue,
             sha256: record.digest.sha256, sizeBytes: Int64(record.digest.sizeBytes), transferSyntaxUID: record.transferSyntaxUid,
-            note: "", createdAt: now, lastUsedAt: now
+            note: "", createdAt: now
         )
         if record.digest.sizeBytes > configuration.maxTranscodeBytes {
             row.note = "the stored object (\(record.digest.sizeBytes) bytes) is larger than this server transcodes (\(configuration.maxTranscodeBytes) bytes); delivered as stored"
@@ -175,10 +175,13 @@ extension DeliveryService {
         }
     }
 
-    /// Drops a variant whose cached bytes are missing or damaged, so the next fetch transcodes it again.
+    /// Drops a variant whose cached bytes are missing or damaged, index row and file, so the next fetch transcodes
+    /// it again.
     func forgetVariant(_ delivered: Deliverable) async throws {
         guard let key = delivered.variantKey else { return }
+        logger.warning("dropping a damaged variant", metadata: ["variant.sha256": "\(delivered.sha256)", "encoding": "\(key.encoding)"])
         try? await store.forget(sourceSHA256: key.sourceSHA256, encoding: key.encoding.rawValue)
+        try? variants.remove(delivered.sha256)
     }
 
     /// Runs CPU-heavy work (transcoding) on a dispatch queue, off the cooperative threads that serve requests.

@@ -243,9 +243,9 @@ public struct DeliveryService: Sendable {
                 $0.encodingNote = delivered.note
             }
         })
-        // Blobs are immutable: one whose bytes were checked lately is not hashed again on every read (the receiver
-        // still checks the digest in `end`).
-        let verify = offset == 0 && verifiedBlobs.needsCheck(delivered.sha256)
+        // Originals are immutable: one whose bytes were checked lately is not hashed again on every read (the
+        // receiver still checks the digest in `end`). Variants are always checked: a damaged one can be made again.
+        let verify = offset == 0 && (delivered.variantKey != nil || verifiedBlobs.needsCheck(delivered.sha256))
         var hasher = SHA256()
         var next = offset
         while next < delivered.size {

@@ -63,6 +63,15 @@ public struct BlobStore: Sendable {
         try BlobReader(path: path(for: sha256))
     }
 
+    /// Deletes a stored blob: for stores that are caches (delivery's variants), dropping one found damaged so
+    /// that it can be written again. A store whose blobs records name never removes one this way. Readers that
+    /// have it open keep reading what they opened.
+    public func remove(_ sha256: String) throws(StorageError) {
+        guard !readOnly else { throw .readOnly("blob store at \(root) is read-only") }
+        let file = try path(for: sha256)
+        guard unlink(file) == 0 || errno == ENOENT else { throw .io("unlink \(file): \(FileSystem.errnoText())") }
+    }
+
     /// Deletes temp files left by interrupted uploads. Call at start-up, before accepting uploads.
     @discardableResult
     public func removeStaleTemporaries() throws(StorageError) -> Int {

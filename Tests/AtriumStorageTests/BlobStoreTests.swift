@@ -33,6 +33,23 @@ struct BlobStoreTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory.path)/tmp").isEmpty)
     }
 
+    @Test("a cache store removes a blob (an open reader keeps its bytes); a read-only store refuses")
+    func remove() throws {
+        let directory = try TemporaryDirectory()
+        let store = try BlobStore(root: directory.path)
+        let data = Data("a variant".utf8)
+        let writer = try store.makeWriter()
+        try writer.write(data)
+        let commit = try writer.commit()
+        let reader = try store.openReader(commit.sha256)
+        try store.remove(commit.sha256)
+        #expect(try !store.contains(commit.sha256))
+        #expect(try reader.read(offset: 0, length: 100) == data)
+        try store.remove(commit.sha256)  // already gone: not an error
+        let readOnly = try BlobStore(root: directory.path, readOnly: true)
+        #expect(throws: StorageError.readOnly("")) { try readOnly.remove(commit.sha256) }
+    }
+
     @Test("storing an existing hash again is a no-op")
     func deduplicates() throws {
         let directory = try TemporaryDirectory()

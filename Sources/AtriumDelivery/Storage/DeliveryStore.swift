@@ -66,11 +66,10 @@ struct VariantRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     /// Why the delivered encoding differs from the asked one (then `sha256` may be the source's own).
     var note: String
     var createdAt: Date
-    var lastUsedAt: Date
 
     enum CodingKeys: String, CodingKey {
         case sourceSHA256 = "source_sha256", encoding, deliveredEncoding = "delivered_encoding", sha256, sizeBytes = "size_bytes",
-            transferSyntaxUID = "transfer_syntax_uid", note, createdAt = "created_at", lastUsedAt = "last_used_at"
+            transferSyntaxUID = "transfer_syntax_uid", note, createdAt = "created_at"
     }
 }
 
@@ -125,7 +124,6 @@ struct DeliveryStore: Sendable {
                 t.column("transfer_syntax_uid", .text).notNull()
                 t.column("note", .text).notNull()
                 t.column("created_at", .datetime).notNull()
-                t.column("last_used_at", .datetime).notNull()
                 t.primaryKey(["source_sha256", "encoding"])
             }
         }
