@@ -260,7 +260,12 @@ extension IntegrationTests {
             let getJob = Atrium_V1_Processing.Method.GetJob.descriptor
             let operatorKey: Metadata = ["authorization": "Bearer \(mesh.operatorKey)"]
             try await ClientFactory.withClient(to: mesh.mesh.gatewayAddress, security: .tls(caPath: "\(mesh.pkiDirectory)/ca.pem")) { client in
-                // Reaching an instance is UNIMPLEMENTED until the processing issue; failing to is UNAVAILABLE.
+                // Reaching an instance is UNIMPLEMENTED until the processing issue; failing to is UNAVAILABLE. The
+                // gateway puts an instance in rotation after its first health probe, just after start-up.
+                let deadline = ContinuousClock.now + .seconds(10)
+                while await rawCall(client, getJob, metadata: operatorKey) != .unimplemented, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
                 for _ in 0..<10 { #expect(await rawCall(client, getJob, metadata: operatorKey) == .unimplemented) }
                 mesh.mesh.kill(first)
                 for index in 0..<30 {
