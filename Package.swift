@@ -54,6 +54,8 @@ let package = Package(
         .systemLibrary(name: "CCharLS", path: "Sources/CCharLS", pkgConfig: "charls", providers: [.apt(["libcharls-dev"])]),
         // The DICOM reader and writer: pure Swift plus zlib and CharLS, no gRPC.
         .target(name: "AtriumDICOM", dependencies: ["CZlib", "CCharLS"], swiftSettings: settings),
+        // Float32 images and volumes, filters and projections (ARCHITECTURE.md §6): pure Swift, no gRPC.
+        .target(name: "AtriumImaging", dependencies: [], swiftSettings: settings),
         // Content-addressed blob store and database plumbing.
         .target(name: "AtriumStorage", dependencies: ["AtriumCore", grdb, crypto, logging], swiftSettings: settings),
         // Process bootstrap shared by every service: servers, clients, TLS, PKI, health, caller identity.
@@ -98,6 +100,7 @@ let package = Package(
             swiftSettings: settings
         ),
         .testTarget(name: "AtriumDICOMTests", dependencies: ["AtriumDICOM", "AtriumTesting", crypto], exclude: ["make_corpus.py", "Regressions"], swiftSettings: settings),
+        .testTarget(name: "AtriumImagingTests", dependencies: ["AtriumImaging"], exclude: ["make_oracle.py"], swiftSettings: settings),
         .testTarget(name: "AtriumGatewayTests", dependencies: ["AtriumGateway", "AtriumRuntime", "AtriumCore", grpcCore], swiftSettings: settings),
         .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumGateway", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto, x509], swiftSettings: settings),
     ]

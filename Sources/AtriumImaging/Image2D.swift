@@ -1,0 +1,141 @@
+/// A 2-D Float32 image, row-major: pixel (r, c) is `pixels[r * columns + c]`.
+public struct Image2D: Sendable, Equatable {
+    /// Number of rows (height).
+    public let rows: Int
+    /// Number of columns (width).
+    public let columns: Int
+    /// The pixels, row after row; `rows * columns` of them.
+    public private(set) var pixels: [Float]
+
+    /// An image from its pixels; throws `invalidShape` unless both dimensions are positive and the count matches.
+    public init(rows: Int, columns: Int, pixels: [Float]) throws(ImagingError) {
+        guard rows > 0, columns > 0, pixels.count == rows * columns else {
+            throw .invalidShape("\(rows)×\(columns) image with \(pixels.count) pixels")
+        }
+        self.rows = rows
+        self.columns = columns
+        self.pixels = pixels
+    }
+
+    /// An image filled with one value.
+    public init(rows: Int, columns: Int, repeating value: Float = 0) throws(ImagingError) {
+        guard rows > 0, columns > 0 else { throw .invalidShape("\(rows)×\(columns) image") }
+        self.rows = rows
+        self.columns = columns
+        self.pixels = [Float](repeating: value, count: rows * columns)
+    }
+
+    /// Trusted construction for results whose shape is known to be right.
+    init(unchecked rows: Int, _ columns: Int, _ pixels: [Float]) {
+        self.rows = rows
+        self.columns = columns
+        self.pixels = pixels
+    }
+
+    /// An image from stored integer samples, mapped through the modality rescale: `value = sample * slope + intercept`.
+    public init<Sample: BinaryInteger>(rows: Int, columns: Int, samples: [Sample], slope: Float = 1, intercept: Float = 0) throws(ImagingError) {
+        guard rows > 0, columns > 0, samples.count == rows * columns else {
+            throw .invalidShape("\(rows)×\(columns) image with \(samples.count) samples")
+        }
+        self.init(unchecked: rows, columns, rescaled(samples, slope: slope, intercept: intercept))
+    }
+
+    /// The pixel at (row, column).
+    public subscript(row: Int, column: Int) -> Float {
+        get { pixels[row * columns + column] }
+        set { pixels[row * columns + column] = newValue }
+    }
+
+    /// The pixels as integer samples of type `Sample`: first `(value − intercept) / slope`, then rounded half away
+    /// from zero and clamped to the type's range (NaN becomes 0).
+    public func samples<Sample: FixedWidthInteger>(as type: Sample.Type, slope: Float = 1, intercept: Float = 0) -> [Sample] {
+        quantized(pixels, as: type, slope: slope, intercept: intercept)
+    }
+}
+
+/// A stack of equally shaped Float32 slices: voxel (s, r, c) is `voxels[(s * rows + r) * columns + c]`.
+public struct Volume: Sendable, Equatable {
+    /// Number of slices (axis 0).
+    public let slices: Int
+    /// Number of rows in each slice (axis 1).
+    public let rows: Int
+    /// Number of columns in each slice (axis 2).
+    public let columns: Int
+    /// The voxels, slice after slice, each slice row-major.
+    public private(set) var voxels: [Float]
+
+    /// A volume from its voxels; throws `invalidShape` unless all dimensions are positive and the count matches.
+    public init(slices: Int, rows: Int, columns: Int, voxels: [Float]) throws(ImagingError) {
+        guard slices > 0, rows > 0, columns > 0, voxels.count == slices * rows * columns else {
+            throw .invalidShape("\(slices)×\(rows)×\(columns) volume with \(voxels.count) voxels")
+        }
+        self.slices = slices
+        self.rows = rows
+        self.columns = columns
+        self.voxels = voxels
+    }
+
+    /// A volume stacking `images` in order; throws `invalidShape` if empty, `shapeMismatch` if their shapes differ.
+    public init(stacking images: [Image2D]) throws(ImagingError) {
+        guard let first = images.first else { throw .invalidShape("no slices") }
+        var voxels: [Float] = []
+        voxels.reserveCapacity(images.count * first.pixels.count)
+        for image in images {
+            guard image.rows == first.rows, image.columns == first.columns else {
+                throw .shapeMismatch("slice \(image.rows)×\(image.columns) in a \(first.rows)×\(first.columns) stack")
+            }
+            voxels.append(contentsOf: image.pixels)
+        }
+        self.slices = images.count
+        self.rows = first.rows
+        self.columns = first.columns
+        self.voxels = voxels
+    }
+
+    /// A volume from stored integer samples, mapped through the modality rescale: `value = sample * slope + intercept`.
+    public init<Sample: BinaryInteger>(
+        slices: Int, rows: Int, columns: Int, samples: [Sample], slope: Float = 1, intercept: Float = 0
+    ) throws(ImagingError) {
+        guard slices > 0, rows > 0, columns > 0, samples.count == slices * rows * columns else {
+            throw .invalidShape("\(slices)×\(rows)×\(columns) volume with \(samples.count) samples")
+        }
+        self.slices = slices
+        self.rows = rows
+        self.columns = columns
+        self.voxels = rescaled(samples, slope: slope, intercept: intercept)
+    }
+
+    /// Slice `index` as an image.
+    public func slice(_ index: Int) -> Image2D {
+        let count = rows * columns
+        return Image2D(unchecked: rows, columns, Array(voxels[index * count ..< (index + 1) * count]))
+    }
+
+    /// The voxels as integer samples of type `Sample`, as `Image2D.samples(as:slope:intercept:)` does.
+    public func samples<Sample: FixedWidthInteger>(as type: Sample.Type, slope: Float = 1, intercept: Float = 0) -> [Sample] {
+        quantized(voxels, as: type, slope: slope, intercept: intercept)
+    }
+}
+
+@inline(__always)
+private func rescaled<Sample: BinaryInteger>(_ samples: [Sample], slope: Float, intercept: Float) -> [Float] {
+    if slope == 1, intercept == 0 { return samples.map { Float($0) } }
+    return samples.map { Float($0) * slope + intercept }
+}
+
+private func quantized<Sample: FixedWidthInteger>(_ values: [Float], as _: Sample.Type, slope: Float, intercept: Float) -> [Sample] {
+    let low = Double(Sample.min)
+    let high = Double(Sample.max)
+    let identity = slope == 1 && intercept == 0
+    let slope = Double(slope)
+    let intercept = Double(intercept)
+    return values.map { value in
+        var stored = Double(value)
+        if !identity { stored = (stored - intercept) / slope }
+        stored.round(.toNearestOrAwayFromZero)
+        if stored.isNaN { return 0 }
+        if stored <= low { return Sample.min }
+        if stored >= high { return Sample.max }
+        return Sample(stored)
+    }
+}
