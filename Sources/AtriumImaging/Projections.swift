@@ -4,49 +4,21 @@
 extension Volume {
     /// The sum of the voxels along `axis` (0, 1 or 2). Throws `invalidAxis` otherwise.
     public func sumProjection(axis: Int = 0) throws(ImagingError) -> Image2D {
-        try project(axis: axis, +) { row in
-            // Eight independent partial sums keep the reduction vectorisable.
-            var lanes = SIMD8<Float>()
-            let whole = row.count & ~7
-            var i = 0
-            while i < whole {
-                lanes += SIMD8<Float>(row[i], row[i + 1], row[i + 2], row[i + 3], row[i + 4], row[i + 5], row[i + 6], row[i + 7])
-                i += 8
-            }
-            var total = lanes.sum()
-            while i < row.count {
-                total += row[i]
-                i += 1
-            }
-            return total
-        }
+        try project(axis: axis, Sum.self)
     }
 
     /// The maximum intensity projection along `axis` (0, 1 or 2). Throws `invalidAxis` otherwise.
     public func mip(axis: Int = 0) throws(ImagingError) -> Image2D {
-        try project(axis: axis, { $0 > $1 ? $0 : $1 }) { row in
-            var best = row[0]
-            for value in row where value > best { best = value }
-            return best
-        }
+        try project(axis: axis, Maximum.self)
     }
 
     /// The minimum intensity projection along `axis` (0, 1 or 2). Throws `invalidAxis` otherwise.
     public func minip(axis: Int = 0) throws(ImagingError) -> Image2D {
-        try project(axis: axis, { $0 < $1 ? $0 : $1 }) { row in
-            var best = row[0]
-            for value in row where value < best { best = value }
-            return best
-        }
+        try project(axis: axis, Minimum.self)
     }
 
-    /// Axes 0 and 1 fold whole contiguous rows into an accumulator row with `combine`; axis 2 reduces each row with `reduce`.
-    @inline(__always)
-    private func project(
-        axis: Int,
-        _ combine: (Float, Float) -> Float,
-        reduce: (UnsafeBufferPointer<Float>) -> Float
-    ) throws(ImagingError) -> Image2D {
+    /// Axes 0 and 1 fold whole contiguous rows into an accumulator row; axis 2 reduces each row across its lanes.
+    private func project<R: Reduction>(axis: Int, _: R.Type) throws(ImagingError) -> Image2D {
         let slices = self.slices
         let rows = self.rows
         let columns = self.columns
@@ -56,10 +28,15 @@ extension Volume {
             var output = Array(voxels[0..<plane])
             voxels.withUnsafeBufferPointer { source in
                 output.withUnsafeMutableBufferPointer { destination in
-                    let out = destination.baseAddress!
-                    for s in 1..<max(slices, 1) {
-                        let slice = source.baseAddress! + s * plane
-                        for i in 0..<plane { out[i] = combine(out[i], slice[i]) }
+                    // Blocks of the plane small enough that the accumulator stays in L1 while every slice streams past.
+                    let block = 4096
+                    for start in stride(from: 0, to: plane, by: block) {
+                        let count = min(block, plane - start)
+                        let out = destination.baseAddress! + start
+                        for s in 1..<max(slices, 1) {
+                            let slice = source.baseAddress! + s * plane + start
+                            for i in 0..<count { out[i] = R.combine(out[i], slice[i]) }
+                        }
                     }
                 }
             }
@@ -74,7 +51,7 @@ extension Volume {
                         out.update(from: slice, count: columns)
                         for r in 1..<max(rows, 1) {
                             let row = slice + r * columns
-                            for c in 0..<columns { out[c] = combine(out[c], row[c]) }
+                            for c in 0..<columns { out[c] = R.combine(out[c], row[c]) }
                         }
                     }
                 }
@@ -85,7 +62,7 @@ extension Volume {
             voxels.withUnsafeBufferPointer { source in
                 output.withUnsafeMutableBufferPointer { destination in
                     for i in 0..<(slices * rows) {
-                        destination[i] = reduce(UnsafeBufferPointer(rebasing: source[(i * columns)..<((i + 1) * columns)]))
+                        destination[i] = reduceRow(source.baseAddress! + i * columns, count: columns, R.self)
                     }
                 }
             }
@@ -94,4 +71,50 @@ extension Volume {
             throw .invalidAxis("projection axis \(axis) of a 3-D volume")
         }
     }
+}
+
+/// One projection's arithmetic, on scalars and on eight lanes at once.
+private protocol Reduction {
+    static func combine(_ a: Float, _ b: Float) -> Float
+    static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float>
+}
+
+private enum Sum: Reduction {
+    @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a + b }
+    @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a + b }
+}
+
+private enum Maximum: Reduction {
+    @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a > b ? a : b }
+    @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: b .> a) }
+}
+
+private enum Minimum: Reduction {
+    @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a < b ? a : b }
+    @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: b .< a) }
+}
+
+/// Reduces `count` contiguous values with eight independent lanes, then folds the lanes and the tail.
+@inline(__always)
+private func reduceRow<R: Reduction>(_ row: UnsafePointer<Float>, count: Int, _: R.Type) -> Float {
+    let whole = count & ~7
+    guard whole > 0 else {
+        var result = row[0]
+        for i in 1..<max(count, 1) { result = R.combine(result, row[i]) }
+        return result
+    }
+    let raw = UnsafeRawPointer(row)
+    var lanes = raw.loadUnaligned(as: SIMD8<Float>.self)
+    var i = 8
+    while i < whole {
+        lanes = R.combine(lanes, raw.loadUnaligned(fromByteOffset: i * MemoryLayout<Float>.stride, as: SIMD8<Float>.self))
+        i += 8
+    }
+    var result = lanes[0]
+    for lane in 1..<8 { result = R.combine(result, lanes[lane]) }
+    while i < count {
+        result = R.combine(result, row[i])
+        i += 1
+    }
+    return result
 }
