@@ -9,7 +9,7 @@ public struct Image2D: Sendable, Equatable {
 
     /// An image from its pixels; throws `invalidShape` unless both dimensions are positive and the count matches.
     public init(rows: Int, columns: Int, pixels: [Float]) throws(ImagingError) {
-        guard rows > 0, columns > 0, pixels.count == rows * columns else {
+        guard rows > 0, columns > 0, pixels.count == count(rows, columns) else {
             throw .invalidShape("\(rows)×\(columns) image with \(pixels.count) pixels")
         }
         self.rows = rows
@@ -19,7 +19,7 @@ public struct Image2D: Sendable, Equatable {
 
     /// An image filled with one value.
     public init(rows: Int, columns: Int, repeating value: Float = 0) throws(ImagingError) {
-        guard rows > 0, columns > 0 else { throw .invalidShape("\(rows)×\(columns) image") }
+        guard rows > 0, columns > 0, count(rows, columns) != nil else { throw .invalidShape("\(rows)×\(columns) image") }
         self.rows = rows
         self.columns = columns
         self.pixels = [Float](repeating: value, count: rows * columns)
@@ -34,7 +34,7 @@ public struct Image2D: Sendable, Equatable {
 
     /// An image from stored integer samples, mapped through the modality rescale: `value = sample * slope + intercept`.
     public init<Sample: BinaryInteger>(rows: Int, columns: Int, samples: [Sample], slope: Float = 1, intercept: Float = 0) throws(ImagingError) {
-        guard rows > 0, columns > 0, samples.count == rows * columns else {
+        guard rows > 0, columns > 0, samples.count == count(rows, columns) else {
             throw .invalidShape("\(rows)×\(columns) image with \(samples.count) samples")
         }
         self.init(unchecked: rows, columns, rescaled(samples, slope: slope, intercept: intercept))
@@ -66,7 +66,7 @@ public struct Volume: Sendable, Equatable {
 
     /// A volume from its voxels; throws `invalidShape` unless all dimensions are positive and the count matches.
     public init(slices: Int, rows: Int, columns: Int, voxels: [Float]) throws(ImagingError) {
-        guard slices > 0, rows > 0, columns > 0, voxels.count == slices * rows * columns else {
+        guard slices > 0, rows > 0, columns > 0, voxels.count == count(slices, rows, columns) else {
             throw .invalidShape("\(slices)×\(rows)×\(columns) volume with \(voxels.count) voxels")
         }
         self.slices = slices
@@ -96,7 +96,7 @@ public struct Volume: Sendable, Equatable {
     public init<Sample: BinaryInteger>(
         slices: Int, rows: Int, columns: Int, samples: [Sample], slope: Float = 1, intercept: Float = 0
     ) throws(ImagingError) {
-        guard slices > 0, rows > 0, columns > 0, samples.count == slices * rows * columns else {
+        guard slices > 0, rows > 0, columns > 0, samples.count == count(slices, rows, columns) else {
             throw .invalidShape("\(slices)×\(rows)×\(columns) volume with \(samples.count) samples")
         }
         self.slices = slices
@@ -115,6 +115,17 @@ public struct Volume: Sendable, Equatable {
     public func samples<Sample: FixedWidthInteger>(as type: Sample.Type, slope: Float = 1, intercept: Float = 0) -> [Sample] {
         quantized(voxels, as: type, slope: slope, intercept: intercept)
     }
+}
+
+/// The product of the dimensions, or nil if it overflows.
+private func count(_ dimensions: Int...) -> Int? {
+    var total = 1
+    for dimension in dimensions {
+        let (product, overflow) = total.multipliedReportingOverflow(by: dimension)
+        if overflow { return nil }
+        total = product
+    }
+    return total
 }
 
 @inline(__always)

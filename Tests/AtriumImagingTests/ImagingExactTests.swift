@@ -72,6 +72,8 @@ struct ImagingExactTests {
         #expect(throws: ImagingError.invalidShape("")) { try Image2D(rows: 2, columns: 2, samples: [UInt8(1)]) }
         #expect(throws: ImagingError.invalidShape("")) { try Volume(slices: 2, rows: 2, columns: 2, voxels: [1]) }
         #expect(throws: ImagingError.invalidShape("")) { try Volume(stacking: []) }
+        #expect(throws: ImagingError.invalidShape("")) { try Image2D(rows: Int.max, columns: 2, repeating: 0) }
+        #expect(throws: ImagingError.invalidShape("")) { try Volume(slices: Int.max / 2, rows: 2, columns: 3, voxels: []) }
     }
 
     @Test("bad sigmas, bands and axes are refused with their own codes")

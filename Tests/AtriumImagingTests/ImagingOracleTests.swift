@@ -10,14 +10,18 @@ private struct OracleCase: Decodable, Sendable {
     let input: String
     let shape: [Int]
     let expected: String
-    // swiftlint:disable:next identifier_name
-    let expected_shape: [Int]
+    let expectedShape: [Int]
+
+    private enum CodingKeys: String, CodingKey {
+        case name, op, params, input, shape, expected
+        case expectedShape = "expected_shape"
+    }
 }
 
-/// The oracle's cases and the directory holding their arrays; made once per test process.
+/// The oracle's cases and their arrays, read into memory; made once per test process.
 private struct Oracle: Sendable {
-    let directory: URL
     let cases: [OracleCase]
+    let arrays: [String: [Float]]
 
     static func make() throws -> Oracle {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("make_oracle.py")
@@ -32,17 +36,24 @@ private struct Oracle: Sendable {
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { throw OracleFailure(message: "make_oracle.py failed: \(output)") }
+        defer { try? FileManager.default.removeItem(at: directory) }
         let manifest = try Data(contentsOf: directory.appendingPathComponent("manifest.json"))
-        return Oracle(directory: directory, cases: try JSONDecoder().decode([OracleCase].self, from: manifest))
+        let cases = try JSONDecoder().decode([OracleCase].self, from: manifest)
+        var arrays: [String: [Float]] = [:]
+        for file in Set(cases.flatMap { [$0.input, $0.expected] }) {
+            let data = try Data(contentsOf: directory.appendingPathComponent(file))
+            arrays[file] = data.withUnsafeBytes { raw in
+                (0..<(raw.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+            }
+        }
+        return Oracle(cases: cases, arrays: arrays)
     }
 
     func cases(_ op: String) -> [OracleCase] { cases.filter { $0.op == op } }
 
     func floats(_ file: String) throws -> [Float] {
-        let data = try Data(contentsOf: directory.appendingPathComponent(file))
-        return data.withUnsafeBytes { raw in
-            (0..<(raw.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-        }
+        guard let array = arrays[file] else { throw OracleFailure(message: "\(file) is not in the manifest") }
+        return array
     }
 
     func image(_ oracleCase: OracleCase) throws -> Image2D {
@@ -56,7 +67,7 @@ private struct Oracle: Sendable {
     /// Checks `actual` against the case's expected array: same shape, and every value within 1e-4 relative or 1e-3 absolute.
     func check(_ actual: Image2D, against oracleCase: OracleCase, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let expected = try floats(oracleCase.expected)
-        #expect([actual.rows, actual.columns] == oracleCase.expected_shape, "\(oracleCase.name): shape", sourceLocation: sourceLocation)
+        #expect([actual.rows, actual.columns] == oracleCase.expectedShape, "\(oracleCase.name): shape", sourceLocation: sourceLocation)
         #expect(actual.pixels.count == expected.count, "\(oracleCase.name): count", sourceLocation: sourceLocation)
         var mismatches: [String] = []
         for (index, (a, e)) in zip(actual.pixels, expected).enumerated() where !(abs(a - e) <= max(1e-4 * abs(e), 1e-3)) {
