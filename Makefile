@@ -20,7 +20,7 @@ PLUGINS        ?= .build-plugins/release
 GENERATED      ?= Sources/AtriumAPI/Generated
 PROTOS         := $(sort $(wildcard proto/atrium/v1/*.proto)) proto/grpc/health/v1/health.proto
 APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler zlib1g-dev libcharls-dev dcmtk
-PIP_PACKAGES   ?= jsonschema pyyaml pydicom numpy pylibjpeg pylibjpeg-libjpeg
+PIP_PACKAGES   ?= jsonschema pyyaml pydicom numpy scipy pylibjpeg pylibjpeg-libjpeg
 
 .PHONY: run up test bench benchdeps proto proto-check compose-check lint build deps pydeps plugins clean fuzz
 
@@ -33,7 +33,7 @@ deps:
 
 pydeps:
 	@$(PYTHON) -m pip --version >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip; }
-	@$(PYTHON) -c "import jsonschema, yaml, pydicom, numpy, pylibjpeg, libjpeg" 2>/dev/null || \
+	@$(PYTHON) -c "import jsonschema, yaml, pydicom, numpy, scipy, pylibjpeg, libjpeg" 2>/dev/null || \
 	  $(PYTHON) -m pip install -q $(PIP_PACKAGES) 2>/dev/null || \
 	  $(PYTHON) -m pip install -q --break-system-packages $(PIP_PACKAGES)
 
