@@ -60,7 +60,7 @@ extension DeliveryService {
     /// Ends with UNAVAILABLE when delivery shuts down; the watcher reconnects and resumes from its cursor.
     func watchInbox(_ request: Atrium_V1_WatchInboxRequest, caller: VerifiedCaller, writer: RPCWriter<Atrium_V1_InboxEntry>) async throws {
         let start = try Self.cursor(request.afterCursor)
-        try await untilShutdown {
+        try await endingAtShutdown("delivery") {
             var rings = inboxBell.listen(caller.subscriberID).makeAsyncIterator()
             var after = start
             while true {

@@ -42,8 +42,8 @@ extension DeliveryService {
         logger.info(
             "print job submitted",
             metadata: [
-                "job.id": "\(stored.id)", "printer.id": "\(stored.printerID)", "ms.check": "\((checked - started).milliseconds)",
-                "ms.store": "\((ContinuousClock.now - checked).milliseconds)", LogKey.requestID: "\(caller.requestID)",
+                "job.id": "\(stored.id)", "printer.id": "\(stored.printerID)", "ms.check": "\((checked - started).wholeMilliseconds)",
+                "ms.store": "\((ContinuousClock.now - checked).wholeMilliseconds)", LogKey.requestID: "\(caller.requestID)",
             ]
         )
         return stored.message
@@ -113,7 +113,7 @@ extension DeliveryService {
     /// then each new one as it is submitted. Jobs dispatched but not completed are sent again after a
     /// reconnect. Ends with UNAVAILABLE when delivery shuts down, so the printer reconnects elsewhere.
     func watchPrintJobs(caller: VerifiedCaller, writer: RPCWriter<Atrium_V1_PrintJob>) async throws {
-        try await untilShutdown {
+        try await endingAtShutdown("delivery") {
             var rings = printerBell.listen(caller.subscriberID).makeAsyncIterator()
             var last: Int64 = 0
             while true {
@@ -173,16 +173,6 @@ extension DeliveryService {
         } catch {
             logger.error("delivery storage failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
             throw DeliveryError.storageUnavailable
-        }
-    }
-
-    /// Runs a long-lived stream until it ends or the process begins a graceful shutdown; then the stream ends
-    /// with UNAVAILABLE, so the client reconnects (to this process once it is back, or to another).
-    func untilShutdown(_ body: @escaping @Sendable () async throws -> Void) async throws {
-        do {
-            try await cancelWhenGracefulShutdown(body)
-        } catch is CancellationError where Task.isShuttingDownGracefully {
-            throw RPCError(code: .unavailable, message: "delivery is shutting down; watch again")
         }
     }
 }

@@ -121,7 +121,7 @@ extension DeliveryService {
                 "transcoded",
                 metadata: [
                     LogKey.imageID: "\(record.imageID)", "encoding": "\(key.encoding)", "bytes.in": "\(source.count)",
-                    "bytes.out": "\(row.sizeBytes)", "ms": "\((ContinuousClock.now - started).milliseconds)", LogKey.requestID: "\(requestID)",
+                    "bytes.out": "\(row.sizeBytes)", "ms": "\((ContinuousClock.now - started).wholeMilliseconds)", LogKey.requestID: "\(requestID)",
                 ]
             )
         }
@@ -177,24 +177,12 @@ extension DeliveryService {
 
     /// Drops a variant whose cached bytes are missing or damaged, index row and file, so the next fetch transcodes
     /// it again.
-    func forgetVariant(_ delivered: Deliverable) async throws {
+    func forgetVariant(_ delivered: Deliverable) async {
         guard let key = delivered.variantKey else { return }
         logger.warning("dropping a damaged variant", metadata: ["variant.sha256": "\(delivered.sha256)", "encoding": "\(key.encoding)"])
         try? await store.forget(sourceSHA256: key.sourceSHA256, encoding: key.encoding.rawValue)
         try? variants.remove(delivered.sha256)
     }
-
-    /// Runs CPU-heavy work (transcoding) on a dispatch queue, off the cooperative threads that serve requests.
-    func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try work() }) }
-        }
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds, for log lines.
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }
 
 extension DeliveryService {

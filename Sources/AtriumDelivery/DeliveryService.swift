@@ -140,9 +140,9 @@ public struct DeliveryService: Sendable {
         let fetchID = request.fetchID.isEmpty ? caller.requestID : request.fetchID
         // For a printer: the open job that allows the fetch, and whose submitter's visibility applies.
         let visibility: VerifiedCaller
-        var allowed: Set<String>?
+        let allowed: Set<String>?
         if request.printJobID.isEmpty {
-            visibility = caller
+            (visibility, allowed) = (caller, nil)
         } else {
             let job = try await openJob(request.printJobID, printer: caller)
             visibility = try VerifiedCaller(message: Atrium_V1_CallerIdentity(serializedBytes: job.submitter))
@@ -151,10 +151,9 @@ public struct DeliveryService: Sendable {
         // Records are resolved a window at a time, one registry call per 64 images, and the next window's call
         // runs while the current window streams.
         let windows = stride(from: 0, to: request.imageIds.count, by: 64).map { Array(request.imageIds[$0..<min($0 + 64, request.imageIds.count)]) }
-        let allowedImages = allowed
         let lookup: @Sendable ([String]) async throws -> Lookup = { window in
             var refusals: [String: String] = [:]
-            for id in window where !(allowedImages?.contains(id) ?? true) {
+            for id in window where !(allowed?.contains(id) ?? true) {
                 refusals[id] = "image '\(id)' is not part of print job '\(request.printJobID)'"
             }
             let records = try await resolve(window.filter { refusals[$0] == nil }, for: visibility, refusals: &refusals)
@@ -224,12 +223,12 @@ public struct DeliveryService: Sendable {
             reader = try delivered.store.openReader(delivered.sha256)
         } catch {
             logger.error("cannot open a blob", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(imageID)"])
-            try await forgetVariant(delivered)
+            await forgetVariant(delivered)
             throw DeliveryError.dataLoss(imageID)
         }
         guard reader.size == delivered.size else {
             logger.error("a blob's size does not match its record", metadata: [LogKey.imageID: "\(imageID)"])
-            try await forgetVariant(delivered)
+            await forgetVariant(delivered)
             throw DeliveryError.dataLoss(imageID)
         }
         try await writer.write(.with {
@@ -263,7 +262,7 @@ public struct DeliveryService: Sendable {
         if verify {
             guard Hex.encode(hasher.finalize()) == delivered.sha256 else {
                 logger.error("stored bytes do not match their digest", metadata: [LogKey.imageID: "\(imageID)"])
-                try await forgetVariant(delivered)
+                await forgetVariant(delivered)
                 throw DeliveryError.dataLoss(imageID)
             }
             verifiedBlobs.checked(delivered.sha256)

@@ -6,7 +6,6 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
-import ServiceLifecycle
 import Synchronization
 
 /// The gateway's only service: every public method, admitted against the caller's contract and forwarded to
@@ -48,7 +47,7 @@ struct ForwardingService: RegistrableRPCService {
             try refuse(error.error, method: method, subscriber: error.subscriberID, requestID: requestID)
         }
         if let retry = limiter.admit(admission.limiterKey, limits: admission.limits) {
-            let milliseconds = retry.components.seconds * 1000 + retry.components.attoseconds / 1_000_000_000_000_000 + 1
+            let milliseconds = retry.wholeMilliseconds + 1
             let error = RPCError(
                 code: .resourceExhausted,
                 message: "rate limit of \(admission.limits.requestsPerSecond) requests/s exceeded; retry in \(milliseconds) ms"
@@ -86,12 +85,8 @@ struct ForwardingService: RegistrableRPCService {
                 if watch {
                     // A watch stream never ends on its own: at graceful shutdown it ends with UNAVAILABLE, so the
                     // gateway can drain and the watcher reconnects (to this gateway once back, or another).
-                    do {
-                        trailers = try await cancelWhenGracefulShutdown {
-                            try await relay(request.messages, call: call, backend: backend, writer: writer)
-                        }
-                    } catch is CancellationError where Task.isShuttingDownGracefully {
-                        throw RPCError(code: .unavailable, message: "the gateway is shutting down; watch again")
+                    trailers = try await endingAtShutdown("the gateway") {
+                        try await relay(request.messages, call: call, backend: backend, writer: writer)
                     }
                 } else {
                     trailers = try await relay(request.messages, call: call, backend: backend, writer: writer)

@@ -98,11 +98,4 @@ extension RegistryService {
     }
 
     static let snapshotLimit: UInt64 = 256 << 30
-
-    /// Runs blocking work (parsing, database snapshots) on a dispatch queue, off the threads that run Swift tasks.
-    func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try work() }) }
-        }
-    }
 }

@@ -527,7 +527,7 @@ struct StageClock {
     mutating func mark(_ stage: String) {
         let now = ContinuousClock.now
         let elapsed = now - last
-        laps.append((stage, Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)))
+        laps.append((stage, Int(elapsed.wholeMilliseconds)))
         last = now
     }
 }

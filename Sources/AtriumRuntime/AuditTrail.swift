@@ -101,17 +101,3 @@ extension BatchingQueue where Element == Atrium_V1_AuditEntry {
         }
     }
 }
-
-/// Sends usage events to security's `RecordUsage`, batched (events are idempotent by ID, so a retried batch
-/// is counted once).
-public typealias UsageMeter = BatchingQueue<Atrium_V1_UsageEvent>
-
-extension BatchingQueue where Element == Atrium_V1_UsageEvent {
-    /// A meter that sends through `security`.
-    public convenience init(security: GRPCClient<HTTP2ClientTransport.Posix>, logger: Logger) {
-        let client = Atrium_V1_SecurityInternal.Client(wrapping: security)
-        self.init(name: "usage events", logger: logger) { events in
-            _ = try await client.recordUsage(.with { $0.events = events })
-        }
-    }
-}

@@ -227,19 +227,28 @@ public final class LocalMesh: @unchecked Sendable {
     }
 }
 
-/// A TCP port free on 127.0.0.1 right now (the kernel's choice for port 0).
+/// A TCP port free on 127.0.0.1 right now, taken from below the kernel's ephemeral range (which starts at 32768
+/// by default): the kernel never hands those out to other `bind(0)` calls or outgoing connections, so the port is
+/// still free when the process it is meant for binds it a moment later.
 func freePort() throws -> Int {
+    var generator = SystemRandomNumberGenerator()
+    for _ in 0..<200 {
+        let port = Int.random(in: 20_000..<32_000, using: &generator)
+        if try canBind(port) { return port }
+    }
+    throw ConfigurationError(key: "ATRIUM_PORT", problem: "no free port found in 20000-31999 on 127.0.0.1")
+}
+
+/// Whether `port` can be bound on 127.0.0.1 now.
+private func canBind(_ port: Int) throws -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw ConfigurationError(key: "ATRIUM_PORT", problem: "cannot open a socket to find a free port") }
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
-    guard bound else { throw ConfigurationError(key: "ATRIUM_PORT", problem: "cannot bind a socket to find a free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -31,7 +31,4 @@ final class Doorbell: Sendable {
         let targets = listeners.withLock { listeners in listeners.values.filter { $0.key == key }.map(\.continuation) }
         for continuation in targets { continuation.yield() }
     }
-
-    /// How many streams are listening (for tests and metrics).
-    var count: Int { listeners.withLock { $0.count } }
 }
