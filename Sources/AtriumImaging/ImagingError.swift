@@ -6,6 +6,9 @@ public struct ImagingError: Error, Sendable, CustomStringConvertible {
         case invalidSigma
         case invalidBand
         case invalidAxis
+        case seriesMismatch
+        case invalidGeometry
+        case invalidPartial
     }
 
     private let code: Code
@@ -33,6 +36,12 @@ public struct ImagingError: Error, Sendable, CustomStringConvertible {
     public static func invalidBand(_ detail: String, file: String = #fileID, line: Int = #line) -> Self { Self(.invalidBand, detail, file: file, line: line) }
     /// An axis outside the array's dimensions.
     public static func invalidAxis(_ detail: String, file: String = #fileID, line: Int = #line) -> Self { Self(.invalidAxis, detail, file: file, line: line) }
+    /// Slices of one series that differ in size, in orientation, or in whether they carry a position.
+    public static func seriesMismatch(_ detail: String, file: String = #fileID, line: Int = #line) -> Self { Self(.seriesMismatch, detail, file: file, line: line) }
+    /// A slice position or orientation with the wrong number of values, a non-finite value, or parallel direction cosines.
+    public static func invalidGeometry(_ detail: String, file: String = #fileID, line: Int = #line) -> Self { Self(.invalidGeometry, detail, file: file, line: line) }
+    /// Projection state that is malformed (bad bytes) or cannot be combined with another (different kind or axis).
+    public static func invalidPartial(_ detail: String, file: String = #fileID, line: Int = #line) -> Self { Self(.invalidPartial, detail, file: file, line: line) }
 
     /// Whether the dimensions or pixel count were invalid.
     public var isInvalidShape: Bool { code == .invalidShape }
@@ -44,6 +53,12 @@ public struct ImagingError: Error, Sendable, CustomStringConvertible {
     public var isInvalidBand: Bool { code == .invalidBand }
     /// Whether an axis was out of range.
     public var isInvalidAxis: Bool { code == .invalidAxis }
+    /// Whether the slices of a series differed.
+    public var isSeriesMismatch: Bool { code == .seriesMismatch }
+    /// Whether a slice's geometry was malformed.
+    public var isInvalidGeometry: Bool { code == .invalidGeometry }
+    /// Whether projection state was malformed or incompatible.
+    public var isInvalidPartial: Bool { code == .invalidPartial }
 
     /// The code, the detail and the place.
     public var description: String { "\(code): \(detail) (\(file):\(line))" }
