@@ -81,7 +81,12 @@ public struct ProjectionAccumulator: Sendable {
     /// Whether the result is independent of how the series was split: always for maximum and minimum; for a sum,
     /// whether no Float64 addition so far has rounded (nor met a NaN or an infinity), in which case the result is the
     /// exact sum rounded once to Float32. When false, recompute the projection unsplit.
-    public var isExact: Bool { exact }
+    public var isExact: Bool {
+        if pending.isEmpty || kind != .sum { return exact }
+        var folded = self
+        folded.fold()
+        return folded.exact
+    }
 
     /// Folds the next slice of the series in. Throws `shapeMismatch` unless it is `rows × columns`.
     public mutating func add(_ slice: Image2D) throws(ImagingError) {
@@ -156,7 +161,7 @@ public struct ProjectionAccumulator: Sendable {
         folded.fold()
         return Partial(
             kind: kind, axis: axis, rows: rows, columns: columns, sliceCount: sliceCount,
-            sums: folded.sums, values: folded.values, exact: exact
+            sums: folded.sums, values: folded.values, exact: folded.exact
         )
     }
 
