@@ -265,8 +265,38 @@ extension RegistryService {
         }
     }
 
+    /// Lets `receivers` see one image `registrant` registered (a processing result's destinations).
+    func share(image imageID: String, of registrant: VerifiedCaller, with receivers: [String]) async throws {
+        guard !receivers.isEmpty else { return }
+        do {
+            try await store.grantImage(imageID, grantorID: registrant.subscriberID, to: receivers, at: Date())
+        } catch {
+            logger.error("cannot record image grants", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
+            throw RegistryError.storageUnavailable
+        }
+        for receiver in receivers {
+            record(registrant, "RegisterFor.share", resource: imageID, owner: registrant.subscriberID, patientID: nil, outcome: "ok: shared with \(receiver)")
+        }
+    }
+
+    /// One page of the current images of a series that `caller` may see (processing orders them itself).
+    func resolveSeries(_ request: Atrium_V1_ResolveImagesRequest, caller: VerifiedCaller) throws -> Atrium_V1_ResolveImagesResponse {
+        guard request.imageIds.isEmpty else { throw RegistryError.invalidArgument("give image_ids or series_instance_uid, not both") }
+        let listing = try listImages(
+            .with {
+                $0.filter = .with { $0.seriesInstanceUid = request.seriesInstanceUid }
+                $0.page = request.page
+            },
+            caller: caller
+        )
+        return .with {
+            $0.records = listing.images
+            $0.nextPageToken = listing.nextPageToken
+        }
+    }
+
     /// NOT_FOUND unless security knows an active subscriber `id`.
-    private func requireSubscriber(_ id: String, requestID: String) async throws {
+    func requireSubscriber(_ id: String, requestID: String) async throws {
         let response: Atrium_V1_LookupSubscribersResponse
         do {
             response = try await security.lookupSubscribers(.with { $0.subscriberIds = [id] }, options: .internalCall)
@@ -297,12 +327,19 @@ extension ConditionsRow {
 }
 
 extension ShareGrantRow {
-    func message(studies: [String]) -> Atrium_V1_ShareGrant {
+    /// The grant as a message; `scope` holds its studies, or its images when image-scoped.
+    func message(studies scope: [String]) -> Atrium_V1_ShareGrant {
         .with {
             $0.grantID = id
             $0.grantorID = grantorID
             $0.receiverID = receiverID
-            if let patientID { $0.patientID = patientID } else { $0.studies = .with { $0.studyInstanceUids = studies } }
+            if let patientID {
+                $0.patientID = patientID
+            } else if imageScoped == true {
+                $0.images = .with { $0.imageIds = scope }
+            } else {
+                $0.studies = .with { $0.studyInstanceUids = scope }
+            }
             if let expiresAt { $0.expiresAt = .init(date: expiresAt) }
             $0.createdAt = .init(date: createdAt)
             if let revokedAt { $0.revokedAt = .init(date: revokedAt) }

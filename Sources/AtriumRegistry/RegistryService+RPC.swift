@@ -116,6 +116,9 @@ struct InternalRegistry: Atrium_V1_RegistryInternal.ServiceProtocol {
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ResolveImagesResponse> {
         let caller = try VerifiedCaller(message: request.message.caller)
+        guard request.message.seriesInstanceUid.isEmpty else {
+            return ServerResponse(message: try service.resolveSeries(request.message, caller: caller))
+        }
         return ServerResponse(message: try service.resolveImages(request.message.imageIds, caller: caller))
     }
 
@@ -156,11 +159,15 @@ struct InternalRegistry: Atrium_V1_RegistryInternal.ServiceProtocol {
             throw RegistryError.invalidArgument("the first message of RegisterFor must be a header")
         }
         let registrant = try VerifiedCaller(message: header.registrant)
+        let audience = Array(Set(header.shareWith)).sorted()
+        guard audience.count <= 32 else { throw RegistryError.invalidArgument("share_with names at most 32 subscribers") }
+        for receiver in audience { try await service.requireSubscriber(receiver, requestID: registrant.requestID) }
         let response = try await service.register(registrant: registrant, header: header.header) {
             guard let message = try await messages.next() else { return nil }
             if case .chunk(let chunk)? = message.part { return .chunk(chunk) }
             return .unexpected
         }
+        try await service.share(image: response.imageID, of: registrant, with: audience.filter { $0 != registrant.subscriberID })
         return ServerResponse(message: response)
     }
 

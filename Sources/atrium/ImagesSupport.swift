@@ -278,6 +278,7 @@ struct Share: AsyncParsableCommand {
         switch grant.scope {
         case .patientID(let patient): scope = "patient \(patient)"
         case .studies(let list): scope = "studies \(list.studyInstanceUids.joined(separator: ","))"
+        case .images(let list): scope = "images \(list.imageIds.joined(separator: ","))"
         case nil: scope = "-"
         }
         let formatter = ISO8601DateFormatter()

@@ -1081,6 +1081,16 @@ public nonisolated struct Atrium_V1_ShareGrant: Sendable {
     set {scope = .studies(newValue)}
   }
 
+  /// Only these images: made by the registry when a processing result is registered for its destinations
+  /// (RegisterForHeader.share_with). Revocable like any grant; not offered by GrantShare.
+  public var images: Atrium_V1_ImageList {
+    get {
+      if case .images(let v)? = scope {return v}
+      return Atrium_V1_ImageList()
+    }
+    set {scope = .images(newValue)}
+  }
+
   /// After this time the grant no longer applies. Absent: no expiry.
   public var expiresAt: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_expiresAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
@@ -1117,6 +1127,9 @@ public nonisolated struct Atrium_V1_ShareGrant: Sendable {
     case patientID(String)
     /// Only these studies.
     case studies(Atrium_V1_StudyList)
+    /// Only these images: made by the registry when a processing result is registered for its destinations
+    /// (RegisterForHeader.share_with). Revocable like any grant; not offered by GrantShare.
+    case images(Atrium_V1_ImageList)
 
   }
 
@@ -1133,6 +1146,18 @@ public nonisolated struct Atrium_V1_StudyList: Sendable {
   // methods supported on all messages.
 
   public var studyInstanceUids: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Atrium_V1_ImageList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var imageIds: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1300,13 +1325,29 @@ public nonisolated struct Atrium_V1_ResolveImagesRequest: Sendable {
   /// Clears the value of `caller`. Subsequent reads from it will return its default value.
   public mutating func clearCaller() {self._caller = nil}
 
+  /// 1 to 1000 IDs; or none, with `series_instance_uid`.
   public var imageIds: [String] = []
+
+  /// Instead of `image_ids`: every current image of this series that `caller` may see, a page at a time (in
+  /// no particular order: processing orders a series itself, by its slices' geometry).
+  public var seriesInstanceUid: String = String()
+
+  /// Paging for `series_instance_uid`; at most 1000 records per page.
+  public var page: Atrium_V1_PageRequest {
+    get {_page ?? Atrium_V1_PageRequest()}
+    set {_page = newValue}
+  }
+  /// Returns true if `page` has been explicitly set.
+  public var hasPage: Bool {self._page != nil}
+  /// Clears the value of `page`. Subsequent reads from it will return its default value.
+  public mutating func clearPage() {self._page = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _caller: Atrium_V1_CallerIdentity? = nil
+  fileprivate var _page: Atrium_V1_PageRequest? = nil
 }
 
 public nonisolated struct Atrium_V1_ResolveImagesResponse: Sendable {
@@ -1317,6 +1358,9 @@ public nonisolated struct Atrium_V1_ResolveImagesResponse: Sendable {
   public var records: [Atrium_V1_ImageRecord] = []
 
   public var missing: [Atrium_V1_ItemStatus] = []
+
+  /// For `series_instance_uid`: empty on the last page.
+  public var nextPageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1448,6 +1492,14 @@ public nonisolated struct Atrium_V1_RegisterForHeader: @unchecked Sendable {
   public var hasHeader: Bool {_storage._header != nil}
   /// Clears the value of `header`. Subsequent reads from it will return its default value.
   public mutating func clearHeader() {_uniqueStorage()._header = nil}
+
+  /// Subscribers that may see the registered image (a processing result's destinations): each gets a grant
+  /// from the registrant scoped to this one image, without a share notice (the caller sends its own inbox
+  /// entry). Idempotent: registering again adds no second grant. Unknown subscribers are INVALID_ARGUMENT.
+  public var shareWith: [String] {
+    get {_storage._shareWith}
+    set {_uniqueStorage()._shareWith = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3112,7 +3164,7 @@ nonisolated extension Atrium_V1_Thumbnail: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Atrium_V1_ShareGrant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ShareGrant"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}grant_id\0\u{3}grantor_id\0\u{3}receiver_id\0\u{3}patient_id\0\u{1}studies\0\u{3}expires_at\0\u{3}created_at\0\u{3}revoked_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}grant_id\0\u{3}grantor_id\0\u{3}receiver_id\0\u{3}patient_id\0\u{1}studies\0\u{3}expires_at\0\u{3}created_at\0\u{3}revoked_at\0\u{1}images\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3147,6 +3199,19 @@ nonisolated extension Atrium_V1_ShareGrant: SwiftProtobuf.Message, SwiftProtobuf
       case 6: try { try decoder.decodeSingularMessageField(value: &self._expiresAt) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._revokedAt) }()
+      case 9: try {
+        var v: Atrium_V1_ImageList?
+        var hadOneofValue = false
+        if let current = self.scope {
+          hadOneofValue = true
+          if case .images(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.scope = .images(v)
+        }
+      }()
       default: break
       }
     }
@@ -3175,7 +3240,7 @@ nonisolated extension Atrium_V1_ShareGrant: SwiftProtobuf.Message, SwiftProtobuf
       guard case .studies(let v)? = self.scope else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     }()
-    case nil: break
+    default: break
     }
     try { if let v = self._expiresAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
@@ -3185,6 +3250,9 @@ nonisolated extension Atrium_V1_ShareGrant: SwiftProtobuf.Message, SwiftProtobuf
     } }()
     try { if let v = self._revokedAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try { if case .images(let v)? = self.scope {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     } }()
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3227,6 +3295,36 @@ nonisolated extension Atrium_V1_StudyList: SwiftProtobuf.Message, SwiftProtobuf.
 
   public static func ==(lhs: Atrium_V1_StudyList, rhs: Atrium_V1_StudyList) -> Bool {
     if lhs.studyInstanceUids != rhs.studyInstanceUids {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Atrium_V1_ImageList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImageList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}image_ids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.imageIds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.imageIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.imageIds, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Atrium_V1_ImageList, rhs: Atrium_V1_ImageList) -> Bool {
+    if lhs.imageIds != rhs.imageIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3493,7 +3591,7 @@ nonisolated extension Atrium_V1_ResolveImageRequest: SwiftProtobuf.Message, Swif
 
 nonisolated extension Atrium_V1_ResolveImagesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ResolveImagesRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}caller\0\u{3}image_ids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}caller\0\u{3}image_ids\0\u{3}series_instance_uid\0\u{1}page\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3503,6 +3601,8 @@ nonisolated extension Atrium_V1_ResolveImagesRequest: SwiftProtobuf.Message, Swi
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._caller) }()
       case 2: try { try decoder.decodeRepeatedStringField(value: &self.imageIds) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.seriesInstanceUid) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._page) }()
       default: break
       }
     }
@@ -3519,12 +3619,20 @@ nonisolated extension Atrium_V1_ResolveImagesRequest: SwiftProtobuf.Message, Swi
     if !self.imageIds.isEmpty {
       try visitor.visitRepeatedStringField(value: self.imageIds, fieldNumber: 2)
     }
+    if !self.seriesInstanceUid.isEmpty {
+      try visitor.visitSingularStringField(value: self.seriesInstanceUid, fieldNumber: 3)
+    }
+    try { if let v = self._page {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Atrium_V1_ResolveImagesRequest, rhs: Atrium_V1_ResolveImagesRequest) -> Bool {
     if lhs._caller != rhs._caller {return false}
     if lhs.imageIds != rhs.imageIds {return false}
+    if lhs.seriesInstanceUid != rhs.seriesInstanceUid {return false}
+    if lhs._page != rhs._page {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3532,7 +3640,7 @@ nonisolated extension Atrium_V1_ResolveImagesRequest: SwiftProtobuf.Message, Swi
 
 nonisolated extension Atrium_V1_ResolveImagesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ResolveImagesResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{1}missing\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{1}missing\0\u{3}next_page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3542,6 +3650,7 @@ nonisolated extension Atrium_V1_ResolveImagesResponse: SwiftProtobuf.Message, Sw
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.missing) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
       default: break
       }
     }
@@ -3554,12 +3663,16 @@ nonisolated extension Atrium_V1_ResolveImagesResponse: SwiftProtobuf.Message, Sw
     if !self.missing.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.missing, fieldNumber: 2)
     }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Atrium_V1_ResolveImagesResponse, rhs: Atrium_V1_ResolveImagesResponse) -> Bool {
     if lhs.records != rhs.records {return false}
     if lhs.missing != rhs.missing {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3750,11 +3863,12 @@ nonisolated extension Atrium_V1_RegisterForRequest: SwiftProtobuf.Message, Swift
 
 nonisolated extension Atrium_V1_RegisterForHeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterForHeader"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}registrant\0\u{1}header\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}registrant\0\u{1}header\0\u{3}share_with\0")
 
   fileprivate class _StorageClass {
     var _registrant: Atrium_V1_CallerIdentity? = nil
     var _header: Atrium_V1_RegisterHeader? = nil
+    var _shareWith: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3767,6 +3881,7 @@ nonisolated extension Atrium_V1_RegisterForHeader: SwiftProtobuf.Message, SwiftP
     init(copying source: _StorageClass) {
       _registrant = source._registrant
       _header = source._header
+      _shareWith = source._shareWith
     }
   }
 
@@ -3787,6 +3902,7 @@ nonisolated extension Atrium_V1_RegisterForHeader: SwiftProtobuf.Message, SwiftP
         switch fieldNumber {
         case 1: try { try decoder.decodeSingularMessageField(value: &_storage._registrant) }()
         case 2: try { try decoder.decodeSingularMessageField(value: &_storage._header) }()
+        case 3: try { try decoder.decodeRepeatedStringField(value: &_storage._shareWith) }()
         default: break
         }
       }
@@ -3805,6 +3921,9 @@ nonisolated extension Atrium_V1_RegisterForHeader: SwiftProtobuf.Message, SwiftP
       try { if let v = _storage._header {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
       } }()
+      if !_storage._shareWith.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._shareWith, fieldNumber: 3)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3816,6 +3935,7 @@ nonisolated extension Atrium_V1_RegisterForHeader: SwiftProtobuf.Message, SwiftP
         let rhs_storage = _args.1
         if _storage._registrant != rhs_storage._registrant {return false}
         if _storage._header != rhs_storage._header {return false}
+        if _storage._shareWith != rhs_storage._shareWith {return false}
         return true
       }
       if !storagesAreEqual {return false}

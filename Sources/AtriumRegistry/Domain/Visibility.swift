@@ -51,7 +51,8 @@ struct Audience: Sendable {
                 EXISTS (SELECT 1 FROM share_grant AS g WHERE g.receiver_id = ? AND g.grantor_id = image.registrant_id
                   AND g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > ?)
                   AND (g.patient_id = image.patient_id
-                    OR EXISTS (SELECT 1 FROM share_grant_study AS s WHERE s.grant_id = g.id AND s.study_uid = image.study_uid)))
+                    OR EXISTS (SELECT 1 FROM share_grant_study AS s WHERE s.grant_id = g.id AND s.study_uid = image.study_uid)
+                    OR EXISTS (SELECT 1 FROM share_grant_image AS m WHERE m.grant_id = g.id AND m.image_id = image.id)))
         """
 
     static func placeholders(_ count: Int) -> String {

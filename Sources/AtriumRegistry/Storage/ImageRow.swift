@@ -85,15 +85,18 @@ struct ShareGrantRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var id: String
     var grantorID: String
     var receiverID: String
-    /// The patient scope; `nil` for a study scope.
+    /// The patient scope; `nil` for a study or image scope.
     var patientID: String?
     var expiresAt: Date?
     var createdAt: Date
     var revokedAt: Date?
+    /// Whether the grant covers the images in `share_grant_image` (made for processing results' destinations)
+    /// rather than the studies in `share_grant_study`.
+    var imageScoped: Bool? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, grantorID = "grantor_id", receiverID = "receiver_id", patientID = "patient_id", expiresAt = "expires_at",
-            createdAt = "created_at", revokedAt = "revoked_at"
+            createdAt = "created_at", revokedAt = "revoked_at", imageScoped = "image_scoped"
     }
 }
 
@@ -212,6 +215,16 @@ enum RegistryMigrations {
                 t.column("entry_key", .text).notNull()
                 t.column("entry", .blob).notNull()
             }
+        }
+        // Grants scoped to single images: processing results shared with their destinations.
+        migrator.registerMigration("v5 image-scoped grants") { db in
+            try db.alter(table: "share_grant") { t in t.add(column: "image_scoped", .boolean) }
+            try db.create(table: "share_grant_image") { t in
+                t.column("grant_id", .text).notNull().references("share_grant")
+                t.column("image_id", .text).notNull()
+                t.primaryKey(["grant_id", "image_id"])
+            }
+            try db.create(index: "share_grant_image_by_image", on: "share_grant_image", columns: ["image_id"])
         }
         return migrator
     }

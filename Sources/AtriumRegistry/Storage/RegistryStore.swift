@@ -1,4 +1,6 @@
+import AtriumCore
 import AtriumStorage
+import Crypto
 import Foundation
 import GRDB
 
@@ -286,7 +288,7 @@ struct RegistryStore: Sendable {
                 grant.revokedAt = now
                 try grant.update(db)
             }
-            return (grant, try studies(db, grantID: grant.id))
+            return (grant, try scope(db, of: grant))
         }
     }
 
@@ -298,7 +300,7 @@ struct RegistryStore: Sendable {
                 request = request.filter(Column("revoked_at") == nil && (Column("expires_at") == nil || Column("expires_at") > now))
             }
             if let after { request = request.filter(Column("id") > after) }
-            return try request.order(Column("id")).limit(limit).fetchAll(db).map { ($0, try studies(db, grantID: $0.id)) }
+            return try request.order(Column("id")).limit(limit).fetchAll(db).map { ($0, try scope(db, of: $0)) }
         }
     }
 
@@ -320,8 +322,25 @@ struct RegistryStore: Sendable {
         }
     }
 
-    private func studies(_ db: Database, grantID: String) throws -> [String] {
-        try String.fetchAll(db, sql: "SELECT study_uid FROM share_grant_study WHERE grant_id = ? ORDER BY study_uid", arguments: [grantID])
+    /// The studies of a study-scoped grant, or the images of an image-scoped one.
+    private func scope(_ db: Database, of grant: ShareGrantRow) throws -> [String] {
+        if grant.imageScoped == true {
+            return try String.fetchAll(db, sql: "SELECT image_id FROM share_grant_image WHERE grant_id = ? ORDER BY image_id", arguments: [grant.id])
+        }
+        return try String.fetchAll(db, sql: "SELECT study_uid FROM share_grant_study WHERE grant_id = ? ORDER BY study_uid", arguments: [grant.id])
+    }
+
+    /// Grants each of `receivers` sight of one image of `grantorID`'s, without a notice. Grant IDs derive from
+    /// (image, receiver), so granting again changes nothing (a revoked grant stays revoked).
+    func grantImage(_ imageID: String, grantorID: String, to receivers: [String], at now: Date) async throws {
+        try await database.write { db in
+            for receiver in receivers {
+                let id = "shr_" + String(Hex.encode(SHA256.hash(data: Data("image-grant\u{0}\(imageID)\u{0}\(receiver)".utf8))).prefix(26))
+                let grant = ShareGrantRow(id: id, grantorID: grantorID, receiverID: receiver, patientID: nil, expiresAt: nil, createdAt: now, revokedAt: nil, imageScoped: true)
+                try grant.insert(db, onConflict: .ignore)
+                try db.execute(sql: "INSERT OR IGNORE INTO share_grant_image (grant_id, image_id) VALUES (?, ?)", arguments: [id, imageID])
+            }
+        }
     }
 }
 

@@ -1,19 +1,19 @@
 import SwiftProtobuf
-import AtriumAPI
+public import AtriumAPI
 import AtriumStorage
 import Foundation
 import GRDB
 
-/// Usage events of delivered images, written before the image's `end` message is sent and drained to
+/// Metered usage events (delivered images, processing runs), written before the work is reported done and drained to
 /// security in batches (``UsageSender``). Written first, so an image the receiver got is counted even if delivery
 /// is killed a moment later; keyed by event ID, which security also deduplicates, so a resumed image is counted once.
 ///
 /// A separate file committed with `synchronous = NORMAL`: an append survives the process being killed (the log is
 /// written at commit) without costing an fsync per image; a power cut may lose the last few events.
-struct UsageOutbox: Sendable {
+public struct UsageOutbox: Sendable {
     private let database: DatabasePool
 
-    init(path: String) throws {
+    public init(path: String) throws {
         database = try ServiceDatabase.open(path: path, migrator: Self.migrator, durability: .processCrash)
     }
 
@@ -33,7 +33,7 @@ struct UsageOutbox: Sendable {
     ///
     /// Synchronous on purpose: without an fsync the insert takes tens of microseconds, less than handing it to
     /// another thread and back would (GRDB runs an uncontended write on the calling thread).
-    func add(_ event: Atrium_V1_UsageEvent) throws {
+    public func add(_ event: Atrium_V1_UsageEvent) throws {
         let bytes: Data = try event.serializedBytes()
         try database.write { db in
             try db.execute(sql: "INSERT INTO usage_outbox (event_id, event) VALUES (?, ?)", arguments: [event.eventID, bytes])
@@ -41,7 +41,7 @@ struct UsageOutbox: Sendable {
     }
 
     /// The oldest events, up to `limit`, with their sequence numbers.
-    func pending(limit: Int) async throws -> [(sequence: Int64, event: Atrium_V1_UsageEvent)] {
+    public func pending(limit: Int) async throws -> [(sequence: Int64, event: Atrium_V1_UsageEvent)] {
         try await database.read { db in
             try Row.fetchAll(db, sql: "SELECT sequence, event FROM usage_outbox ORDER BY sequence LIMIT ?", arguments: [limit]).map { row in
                 (row["sequence"], try Atrium_V1_UsageEvent(serializedBytes: row["event"] as Data))
@@ -50,7 +50,7 @@ struct UsageOutbox: Sendable {
     }
 
     /// Removes events security has recorded, up to and including `sequence`.
-    func remove(through sequence: Int64) async throws {
+    public func remove(through sequence: Int64) async throws {
         try await database.write { db in try db.execute(sql: "DELETE FROM usage_outbox WHERE sequence <= ?", arguments: [sequence]) }
     }
 }

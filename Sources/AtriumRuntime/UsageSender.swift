@@ -1,20 +1,25 @@
 import SwiftProtobuf
-import AtriumAPI
+public import AtriumAPI
 import AtriumCore
-import AtriumRuntime
 import GRPCCore
-import GRPCNIOTransportHTTP2
-import Logging
+public import GRPCNIOTransportHTTP2
+public import Logging
 
 /// Sends the usage outbox to security's `RecordUsage` in batches, then clears what was recorded. Security
 /// deduplicates by event ID, so a batch resent after a lost reply counts nothing twice.
-struct UsageSender: Sendable {
+public struct UsageSender: Sendable {
     let outbox: UsageOutbox
     let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
     let logger: Logger
 
+    public init(outbox: UsageOutbox, security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>, logger: Logger) {
+        self.outbox = outbox
+        self.security = security
+        self.logger = logger
+    }
+
     /// Sends up to 2 000 events; returns whether the outbox may hold more.
-    func deliver() async -> Bool {
+    public func deliver() async -> Bool {
         let pending: [(sequence: Int64, event: Atrium_V1_UsageEvent)]
         do {
             pending = try await outbox.pending(limit: 2000)
