@@ -61,13 +61,17 @@ let package = Package(
         // Process bootstrap shared by every service: servers, clients, TLS, PKI, health, caller identity.
         .target(
             name: "AtriumRuntime",
-            dependencies: ["AtriumAPI", "AtriumCore", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto, x509, asn1],
+            dependencies: ["AtriumAPI", "AtriumCore", "AtriumStorage", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto, x509, asn1, grdb],
             swiftSettings: settings
         ),
         .target(name: "AtriumSecurity", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging, x509, asn1], swiftSettings: settings),
         .target(name: "AtriumRegistry", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
         .target(name: "AtriumDelivery", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, grdb, crypto, logging, lifecycle], swiftSettings: settings),
-        .target(name: "AtriumProcessing", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcProtobuf, swiftProtobuf, logging], swiftSettings: settings),
+        .target(
+            name: "AtriumProcessing",
+            dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, grpcProtobuf, grdb, crypto, logging, lifecycle],
+            swiftSettings: settings
+        ),
         .target(name: "AtriumCatalog", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
         .target(name: "AtriumBackup", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
         .target(name: "AtriumGateway", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, logging, lifecycle, crypto], swiftSettings: settings),

@@ -141,6 +141,18 @@ struct ForwardingService: RegistrableRPCService {
         }
         // Read the first message before choosing, so that it can be sent again to another instance.
         try await source.prime(limit: call.admission.maxMessageBytes)
+        switch call.method.method {
+        case "GetJob", "GetJobResult", "Cancel":
+            // A job lives on the instance that ran it; its ID ends with that instance's ID.
+            let instance = try await jobOwner(source, call: call, pool: pool)
+            instance.begin()
+            defer { instance.end() }
+            return try await call.relay(source, client: instance.client, writer: writer)
+        case "ListJobs":
+            return try await listJobs(source, call: call, pool: pool, writer: writer)
+        default:
+            break
+        }
         var attempts = 0
         while true {
             attempts += 1
@@ -156,6 +168,60 @@ struct ForwardingService: RegistrableRPCService {
                 logger.info("retrying on another processing instance", metadata: [LogKey.requestID: "\(call.requestID)"])
             }
         }
+    }
+}
+
+extension ForwardingService {
+    /// The instance that owns the job a GetJob, GetJobResult or Cancel request names (all three carry the job ID
+    /// as field 1). NOT_FOUND when no instance has that ID; UNAVAILABLE when it is not serving now.
+    fileprivate func jobOwner(_ source: RequestSource, call: Call, pool: ProcessingPool) async throws -> ProcessingPool.Instance {
+        guard let first = try await source.message(at: 0, limit: call.admission.maxMessageBytes) else {
+            throw RPCError(code: .invalidArgument, message: "a unary call needs exactly one request message")
+        }
+        let request = try first.withUnsafeBytes { try Atrium_V1_GetJobRequest(serializedBytes: Array($0)) }
+        let jobID = request.jobID
+        guard let at = jobID.lastIndex(of: "@"), let instance = pool.instance(reporting: String(jobID[jobID.index(after: at)...])) else {
+            throw RPCError(code: .notFound, message: "job '\(jobID.prefix(160))' not found")
+        }
+        guard instance.healthy else {
+            throw RPCError(code: .unavailable, message: "the processing instance that owns job '\(jobID)' is not serving right now; try again")
+        }
+        return instance
+    }
+
+    /// ListJobs over every serving instance, merged newest first. The page token is a keyset position
+    /// (creation time and job ID) that each instance reads the same way, so pages of the merge are exact. Jobs
+    /// of an instance that is down are missing until it is back.
+    fileprivate func listJobs(_ source: RequestSource, call: Call, pool: ProcessingPool, writer: RPCWriter<GRPCNIOTransportBytes>) async throws -> Metadata {
+        guard let first = try await source.message(at: 0, limit: call.admission.maxMessageBytes) else {
+            throw RPCError(code: .invalidArgument, message: "a unary call needs exactly one request message")
+        }
+        try await call.meter(first.count)
+        let request = try first.withUnsafeBytes { try Atrium_V1_ListJobsRequest(serializedBytes: Array($0)) }
+        let instances = pool.all.filter(\.healthy)
+        guard !instances.isEmpty else { throw RPCError(code: .unavailable, message: "no processing instance is serving; try again") }
+        let pages = try await withThrowingTaskGroup(of: Atrium_V1_ListJobsResponse.self) { group in
+            for instance in instances {
+                group.addTask {
+                    instance.begin()
+                    defer { instance.end() }
+                    return try await Atrium_V1_Processing.Client(wrapping: instance.client).listJobs(request, metadata: call.metadata, options: call.options)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let size = request.page.pageSize == 0 ? 100 : Int(request.page.pageSize)
+        func micros(_ job: Atrium_V1_ProcessingJob) -> Int64 { job.createdAt.seconds * 1_000_000 + Int64(job.createdAt.nanos / 1000) }
+        let merged = pages.flatMap { $0.jobs }.sorted { micros($0) != micros($1) ? micros($0) > micros($1) : $0.jobID < $1.jobID }
+        var response = Atrium_V1_ListJobsResponse()
+        response.jobs = Array(merged.prefix(size))
+        if merged.count > size || pages.contains(where: { !$0.nextPageToken.isEmpty }), let last = response.jobs.last {
+            response.nextPageToken = "\(micros(last))/\(last.jobID)"
+        }
+        let bytes: [UInt8] = try response.serializedBytes()
+        try await call.meter(bytes.count)
+        try await writer.write(bytes.withUnsafeBytes { GRPCNIOTransportBytes($0) })
+        return [:]
     }
 }
 

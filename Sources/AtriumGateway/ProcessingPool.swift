@@ -35,7 +35,7 @@ final class ProcessingPool: Service, Sendable {
     final class Instance: Sendable {
         let endpoint: Endpoint
         let client: GRPCClient<HTTP2ClientTransport.Posix>
-        private let state = Mutex<(healthy: Bool, outstanding: Int, reportedQueue: Int)>((false, 0, 0))
+        private let state = Mutex<(healthy: Bool, outstanding: Int, reportedQueue: Int, instanceID: String)>((false, 0, 0, ""))
 
         init(endpoint: Endpoint, client: GRPCClient<HTTP2ClientTransport.Posix>) {
             self.endpoint = endpoint
@@ -46,7 +46,15 @@ final class ProcessingPool: Service, Sendable {
         var score: Int { state.withLock { $0.outstanding + $0.reportedQueue } }
 
         func setHealthy(_ healthy: Bool) { state.withLock { $0.healthy = healthy } }
-        func report(queue: Int) { state.withLock { $0.reportedQueue = queue } }
+        /// The instance ID it reported (job IDs end with it); empty before its first report.
+        var instanceID: String { state.withLock { $0.instanceID } }
+
+        func report(queue: Int, instanceID: String) {
+            state.withLock {
+                $0.reportedQueue = queue
+                $0.instanceID = instanceID
+            }
+        }
         func begin() { state.withLock { $0.outstanding += 1 } }
         func end() { state.withLock { $0.outstanding -= 1 } }
     }
@@ -82,6 +90,11 @@ final class ProcessingPool: Service, Sendable {
         var second = Int.random(in: 0..<(healthy.count - 1))
         if second >= first { second += 1 }
         return healthy[first].score <= healthy[second].score ? healthy[first] : healthy[second]
+    }
+
+    /// The instance that reported `instanceID`, healthy or not.
+    func instance(reporting instanceID: String) -> Instance? {
+        all.first { $0.instanceID == instanceID }
     }
 
     /// Every known instance (tests and the benchmark).
@@ -175,7 +188,7 @@ final class ProcessingPool: Service, Sendable {
             serving = status.status == .serving
             if serving {
                 let report = try await load.getLoad(Atrium_V1_GetLoadRequest(), options: options)
-                instance.report(queue: Int(report.queueLength))
+                instance.report(queue: Int(report.queueLength), instanceID: report.instanceID)
                 serving = !report.draining
             }
         } catch {

@@ -1,39 +1,125 @@
 import SwiftProtobuf
 import AtriumAPI
+import AtriumCore
 import AtriumRuntime
+import AtriumStorage
 import Foundation
 public import GRPCCore
+public import GRPCNIOTransportHTTP2
 import GRPCProtobuf
+public import Logging
+public import ServiceLifecycle
 import Synchronization
 
-/// The processing service. Filters, projections and jobs arrive with the processing issue (#6); until then
-/// those RPCs answer UNIMPLEMENTED. What exists now is what the gateway's pool needs: health, and
-/// `ProcessingInternal/GetLoad`, which reports this instance's identity, its calls in flight and its
-/// capacity.
+/// One processing instance: runs filters and projections (ARCHITECTURE.md §6) synchronously (`Run`) or as
+/// durable jobs (`Submit` and the job RPCs), and reports its load to the gateway.
+///
+/// - **Inputs.** Stored images are resolved through the registry for the caller (visibility), then read straight
+///   from the registry's immutable blob store, read-only. Inline images are spooled to this instance's input
+///   store first, so memory holds one input at a time.
+/// - **Results** are derived Secondary Capture objects (``ResultBuilder``). Results of stored inputs, and of any
+///   run with destinations, are registered for the caller with their provenance and shared with the
+///   destinations; each destination's inbox then gets one entry, sent through an outbox.
+/// - **Jobs** (`ProcessingService+Jobs.swift`) live in this instance's database; a job interrupted by a restart
+///   resumes from its recorded results, and one that cannot resume is failed with the reason.
+/// - **Usage**: one processing event per run or job (images, input bytes, CPU seconds, operation), written to
+///   the usage outbox before the run is reported done.
 public struct ProcessingService: Sendable {
-    private let instanceID: String
-    private let load: LoadCounter
+    let configuration: ProcessingConfiguration
+    let registry: Atrium_V1_RegistryInternal.Client<HTTP2ClientTransport.Posix>
+    let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    let delivery: Atrium_V1_DeliveryInternal.Client<HTTP2ClientTransport.Posix>
+    let blobs: BlobStore
+    let inputs: BlobStore
+    let results: BlobStore
+    let store: JobStore
+    let usage: UsageOutbox
+    let workers: WorkerPool
+    let throughput = ThroughputMeter()
+    let load = LoadCounter()
+    let audit: AuditTrail
+    let logger: Logger
+    /// The usage and notice outbox pumps.
+    let pumps: [OutboxPump]
+    /// Sends the notice outbox; woken when a notice is written.
+    var noticePump: OutboxPump { pumps[1] }
 
-    /// A processing instance named `instanceID` (stable across restarts, e.g. the replica's host name).
-    public init(instanceID: String) {
-        self.instanceID = instanceID
-        self.load = LoadCounter()
+    /// An instance that resolves and registers images through `registry`, meters through `security` and puts
+    /// results in inboxes through `delivery` (clients presenting processing's certificate).
+    public init(
+        configuration: ProcessingConfiguration,
+        registry: GRPCClient<HTTP2ClientTransport.Posix>,
+        security: GRPCClient<HTTP2ClientTransport.Posix>,
+        delivery: GRPCClient<HTTP2ClientTransport.Posix>,
+        logger: Logger
+    ) throws {
+        self.configuration = configuration
+        self.registry = Atrium_V1_RegistryInternal.Client(wrapping: registry)
+        self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
+        self.delivery = Atrium_V1_DeliveryInternal.Client(wrapping: delivery)
+        try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
+        self.blobs = try BlobStore(root: configuration.blobDirectory, readOnly: true)
+        self.inputs = try BlobStore(root: configuration.inputDirectory)
+        self.results = try BlobStore(root: configuration.resultDirectory)
+        _ = try inputs.removeStaleTemporaries()
+        _ = try results.removeStaleTemporaries()
+        self.store = try JobStore(path: configuration.databasePath)
+        self.usage = try UsageOutbox(path: configuration.usageOutboxPath)
+        self.workers = WorkerPool(size: configuration.workers, queueLimit: configuration.queueLimit)
+        self.audit = AuditTrail(security: security, logger: logger)
+        self.logger = logger
+        let usageSender = UsageSender(outbox: usage, security: self.security, logger: logger)
+        let noticeSender = NoticeSender(store: store, delivery: self.delivery, logger: logger)
+        self.pumps = [
+            OutboxPump(interval: .milliseconds(500)) { await usageSender.deliver() },
+            OutboxPump(interval: .seconds(1)) { await noticeSender.deliver() },
+        ]
     }
+
+    /// What the process must run besides the server: the job scheduler, the outboxes and the audit trail.
+    public var background: [any Service] { [JobScheduler(service: self)] + pumps.map { $0 as any Service } + [audit] }
 
     /// Every RPC service the processing process serves.
     public var rpcServices: [any RegistrableRPCService] {
-        let subject = "the processing issue (#6)"
-        let getLoad = Atrium_V1_ProcessingInternal.Method.GetLoad.descriptor
-        return [
-            UnimplementedService(methods: Atrium_V1_Processing.Method.descriptors, subject: subject),
-            UnimplementedService(methods: Atrium_V1_ProcessingInternal.Method.descriptors.filter { $0 != getLoad }, subject: subject),
-            LoadReporter(instanceID: instanceID, load: load),
-        ]
+        [PublicProcessing(service: self), LoadReporter(service: self)]
     }
 
     /// Counts calls to the public processing service as in flight.
     public var interceptors: [ConditionalInterceptor<any ServerInterceptor>] {
         [.apply(load, to: .services([Atrium_V1_Processing.descriptor]))]
+    }
+
+    var instanceID: String { configuration.instanceID }
+
+    /// The instance's load now.
+    func loadReport() async -> Atrium_V1_LoadReport {
+        let queued = (try? await store.queue().count) ?? 0
+        return .with {
+            $0.instanceID = instanceID
+            $0.queueLength = UInt32(clamping: workers.waiting + queued)
+            $0.inFlight = UInt32(clamping: workers.busy)
+            $0.throughputMegapixelsPerSecond = throughput.megapixelsPerSecond
+            $0.workerCount = UInt32(clamping: workers.size)
+            $0.softwareVersion = configuration.softwareVersion
+            $0.callsServed = UInt64(load.total)
+            $0.measuredAt = .init(date: Date())
+        }
+    }
+
+    /// Writes an audit entry for an access to patient data.
+    func record(_ caller: VerifiedCaller, _ method: String, resource: String, owner: String = "", patientID: String = "", outcome: String = "ok") {
+        audit.enqueue(
+            .with {
+                $0.time = .init(date: Date())
+                $0.subscriberID = caller.subscriberID
+                $0.method = "/atrium.v1.Processing/\(method)"
+                $0.resourceID = resource
+                $0.resourceOwnerID = owner
+                $0.patientID = patientID
+                $0.outcome = outcome
+                $0.requestID = caller.requestID
+            }
+        )
     }
 }
 
@@ -77,8 +163,7 @@ final class LoadCounter: ServerInterceptor, Sendable {
 
 /// `ProcessingInternal/GetLoad`.
 struct LoadReporter: RegistrableRPCService {
-    let instanceID: String
-    let load: LoadCounter
+    let service: ProcessingService
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         router.registerHandler(
@@ -87,16 +172,45 @@ struct LoadReporter: RegistrableRPCService {
             serializer: ProtobufSerializer<Atrium_V1_LoadReport>()
         ) { request, context in
             for try await _ in request.messages {}
-            let report = Atrium_V1_LoadReport.with {
-                $0.instanceID = instanceID
-                $0.queueLength = 0
-                $0.inFlight = UInt32(clamping: load.current)
-                $0.workerCount = UInt32(ProcessInfo.processInfo.activeProcessorCount)
-                $0.softwareVersion = "atrium.v1"
-                $0.callsServed = UInt64(load.total)
-                $0.measuredAt = .init(date: Date())
-            }
-            return StreamingServerResponse(single: ServerResponse(message: report))
+            return StreamingServerResponse(single: ServerResponse(message: await service.loadReport()))
         }
+    }
+}
+
+/// Delivers the notice outbox (processing results) to the destinations' inboxes through
+/// `DeliveryInternal.Deliver`, oldest first. Delivery deduplicates by entry key, so a notice resent after a lost
+/// reply arrives once.
+struct NoticeSender: Sendable {
+    let store: JobStore
+    let delivery: Atrium_V1_DeliveryInternal.Client<HTTP2ClientTransport.Posix>
+    let logger: Logger
+
+    /// Sends up to 100 notices; returns whether more may be waiting.
+    func deliver() async -> Bool {
+        let pending: [NoticeRow]
+        do {
+            pending = try await store.pendingNotices(limit: 100)
+        } catch {
+            logger.error("cannot read the notice outbox", metadata: [LogKey.error: "\(error)"])
+            return false
+        }
+        for notice in pending {
+            do {
+                let entry = try Atrium_V1_InboxEntry(serializedBytes: notice.entry)
+                _ = try await delivery.deliver(
+                    .with {
+                        $0.recipientIds = notice.recipients
+                        $0.entry = entry
+                        $0.entryKey = notice.entryKey
+                    },
+                    options: .internalCall
+                )
+                try await store.removeNotice(notice.sequence)
+            } catch {
+                logger.warning("cannot deliver a result notice yet; will retry", metadata: [LogKey.error: "\(error)", "entry": "\(notice.entryKey)"])
+                return false
+            }
+        }
+        return pending.count == 100
     }
 }

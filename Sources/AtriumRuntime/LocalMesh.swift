@@ -167,6 +167,10 @@ public final class LocalMesh: @unchecked Sendable {
         let known = lock.withLock { ports }
         let fixedPort = instance.service.defaultPort + (instance.service == .processing ? instance.ordinal - 1 : 0)
         environment["ATRIUM_PORT"] = "\(known[instance] ?? (plan.ephemeralPorts ? 0 : fixedPort))"
+        if instance.service == .processing {
+            // Each instance keeps its own jobs, under a name that survives restarts.
+            environment["ATRIUM_INSTANCE_ID"] = "\(instance)"
+        }
         if instance.service == .gateway {
             let port = lock.withLock { mutualTLSPort } ?? (plan.ephemeralPorts ? 0 : ServiceName.gatewayMutualTLSPort)
             environment["ATRIUM_GATEWAY_MTLS_PORT"] = "\(port)"

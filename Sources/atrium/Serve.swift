@@ -142,10 +142,20 @@ struct ServiceAssembly {
             healthNames = [Atrium_V1_Delivery.descriptor, Atrium_V1_DeliveryInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_DeliveryInternal.descriptor, [.processing, .registry])]
         case .processing:
-            let processing = ProcessingService(
-                instanceID: values.string("ATRIUM_INSTANCE_ID", default: "\(ProcessInfo.processInfo.hostName):\(runtime.listen.port)")
+            let registry = try ClientFactory.makeClient(to: runtime.address(of: .registry), security: .mutualTLS(runtime.tls))
+            let security = try ClientFactory.makeClient(to: runtime.address(of: .security), security: .mutualTLS(runtime.tls))
+            let delivery = try ClientFactory.makeClient(to: runtime.address(of: .delivery), security: .mutualTLS(runtime.tls))
+            // Processing reads stored inputs from the registry's blob store read-only, once the registry has said
+            // the caller may see them, and keeps its jobs and results in a state directory of its own.
+            let processing = try ProcessingService(
+                configuration: ProcessingConfiguration(runtime: runtime, values: values),
+                registry: registry,
+                security: security,
+                delivery: delivery,
+                logger: logger
             )
             rpcServices = processing.rpcServices
+            background = [ClientRunner(registry), ClientRunner(security), ClientRunner(delivery)] + processing.background
             extraInterceptors = processing.interceptors
             healthNames = [Atrium_V1_Processing.descriptor, Atrium_V1_ProcessingInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_ProcessingInternal.descriptor, [.gateway])]

@@ -1,0 +1,191 @@
+import SwiftProtobuf
+import AtriumAPI
+import AtriumCore
+import AtriumRuntime
+import Crypto
+import Foundation
+import GRPCCore
+import Synchronization
+
+/// `atrium.v1.Processing`, reached only through the gateway.
+struct PublicProcessing: Atrium_V1_Processing.ServiceProtocol {
+    let service: ProcessingService
+
+    func run(
+        request: StreamingServerRequest<Atrium_V1_RunRequest>,
+        context: ServerContext
+    ) async throws -> StreamingServerResponse<Atrium_V1_RunResponse> {
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let run = try await service.prepare(request, caller: caller, forJob: false)
+        return StreamingServerResponse { writer in
+            do {
+                try await service.stream(run, to: writer)
+            } catch {
+                await service.discardSpooled(run.inputs)
+                throw error
+            }
+            await service.discardSpooled(run.inputs)
+            return [:]
+        }
+    }
+
+    func submit(
+        request: StreamingServerRequest<Atrium_V1_RunRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_ProcessingJob> {
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let run = try await service.prepare(request, caller: caller, forJob: true)
+        return ServerResponse(message: try await service.submit(run))
+    }
+
+    func getJob(request: ServerRequest<Atrium_V1_GetJobRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ProcessingJob> {
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let job = try await service.ownJob(request.message.jobID, caller: caller)
+        return ServerResponse(message: try await service.message(for: job))
+    }
+
+    func getJobResult(
+        request: ServerRequest<Atrium_V1_GetJobResultRequest>,
+        context: ServerContext
+    ) async throws -> StreamingServerResponse<Atrium_V1_RunResponse> {
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let (job, results) = try await service.finishedJob(request.message, caller: caller)
+        let chunkSize = request.message.chunkSize == 0 ? 256 << 10 : Int(request.message.chunkSize)
+        return StreamingServerResponse { writer in
+            try await service.streamResults(of: job, results: results, from: Int(request.message.fromResult), chunkSize: chunkSize, to: writer)
+            return [:]
+        }
+    }
+
+    func cancel(request: ServerRequest<Atrium_V1_CancelJobRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ProcessingJob> {
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try await service.cancel(request.message, caller: caller))
+    }
+
+    func listJobs(request: ServerRequest<Atrium_V1_ListJobsRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ListJobsResponse> {
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try await service.listJobs(request.message, caller: caller))
+    }
+}
+
+/// Result image IDs collected while results stream.
+private final class Collected: Sendable {
+    let refs = Mutex<[Atrium_V1_ImageRef]>([])
+}
+
+extension ProcessingService {
+    /// Reads and checks a Run or Submit request up to its last input: the header, the destinations, the inputs
+    /// (stored ones resolved for the caller, inline ones spooled), and the caller's budget.
+    func prepare(_ request: StreamingServerRequest<Atrium_V1_RunRequest>, caller: VerifiedCaller, forJob: Bool) async throws -> PreparedRun {
+        var messages = request.messages.makeAsyncIterator()
+        guard let first = try await messages.next(), case .header(let header)? = first.part else {
+            throw RPCError(code: .invalidArgument, message: "the first message must be a RunRequest with header")
+        }
+        let plan = try validate(header, caller: caller, forJob: forJob)
+        let destinations = try await checkDestinations(header.destinationIds, caller: caller)
+        let inputs: [RunInput]
+        if case .inlineImageCount(let count) = header.inputs {
+            inputs = try await spoolInline(count: Int(count), from: &messages)
+        } else {
+            if try await messages.next() != nil {
+                throw RPCError(code: .invalidArgument, message: "only inline inputs follow the header; this request names stored images")
+            }
+            inputs = try await resolveStored(header, plan: plan, caller: caller)
+        }
+        do {
+            try await checkBudget(inputs, caller: caller)
+        } catch {
+            await discardSpooled(inputs)
+            throw error
+        }
+        let stored = inputs.contains { $0.imageID != nil }
+        return PreparedRun(
+            caller: caller,
+            header: header,
+            plan: plan,
+            destinations: destinations,
+            inputs: inputs,
+            register: stored || !destinations.isEmpty,
+            key: caller.requestID.isEmpty ? Identifier.make(prefix: "run") : caller.requestID
+        )
+    }
+
+    /// The header of a result stream.
+    func resultHeader(_ run: PreparedRun, jobID: String, resultCount: Int) -> Atrium_V1_RunResultHeader {
+        .with {
+            $0.operation = run.plan.applied
+            $0.outputType = run.plan.outputType
+            $0.inputImageIds = run.inputImageIDs
+            $0.inputCount = UInt32(run.inputs.count)
+            $0.instanceIds = [instanceID]
+            $0.softwareVersion = configuration.softwareVersion
+            $0.resultCount = UInt32(resultCount)
+            $0.jobID = jobID
+        }
+    }
+
+    /// Runs `run` on a worker and streams it: header, each result as it is made, summary. Results to register
+    /// are registered before their bytes are sent; the destinations' inbox entry and the usage event are
+    /// written before the summary.
+    func stream(_ run: PreparedRun, to writer: RPCWriter<Atrium_V1_RunResponse>) async throws {
+        let started = ContinuousClock.now
+        try await writer.write(.with { $0.header = resultHeader(run, jobID: "", resultCount: run.resultCount) })
+        let collected = Collected()
+        let totals = try await workers.withWorker {
+            try await execute(run) { produced in
+                if !produced.imageID.isEmpty {
+                    collected.refs.withLock { $0.append(.with { $0.imageID = produced.imageID; $0.sha256 = Hex.encode(SHA256.hash(data: produced.built.bytes)) }) }
+                }
+                try await Self.write(result: produced.index, inputs: produced.inputIndices, imageID: produced.imageID, built: produced.built, to: writer)
+            }
+        }
+        let refs = collected.refs.withLock { $0 }
+        if !run.destinations.isEmpty {
+            try await store.addNotice(notice(for: run, imageRefs: refs, jobID: "", recipients: run.destinations))
+            noticePump.wake()
+        }
+        try meter(run, totals: totals)
+        try await writer.write(
+            .with {
+                $0.summary = .with {
+                    $0.cpuSeconds = totals.cpuSeconds
+                    $0.wallTime = .init(rounding: started.duration(to: .now))
+                    $0.megapixels = totals.megapixels
+                    $0.resultImageIds = refs.map(\.imageID)
+                }
+            }
+        )
+    }
+
+    /// One result: its `ResultImage`, its bytes in chunks, and its digest.
+    static func write(result index: Int, inputs: [Int], imageID: String, built: BuiltResult, chunkSize: Int = 1 << 20, to writer: RPCWriter<Atrium_V1_RunResponse>) async throws {
+        let bytes = built.bytes
+        try await writer.write(
+            .with {
+                $0.result = .with {
+                    $0.index = UInt32(index)
+                    $0.inputIndices = inputs.map { UInt32($0) }
+                    $0.sizeBytes = UInt64(bytes.count)
+                    $0.imageID = imageID
+                    $0.rows = UInt32(built.rows)
+                    $0.columns = UInt32(built.columns)
+                    $0.bitsAllocated = UInt32(built.bitsAllocated)
+                }
+            }
+        )
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(offset + chunkSize, bytes.count)
+            try await writer.write(.with { $0.chunk = .with { $0.offset = UInt64(offset); $0.data = Data(bytes[offset..<end]) } })
+            offset = end
+        }
+        try await writer.write(.with { $0.digest = .with { $0.sha256 = Hex.encode(SHA256.hash(data: bytes)); $0.sizeBytes = UInt64(bytes.count) } })
+    }
+}
+
+extension Google_Protobuf_Duration {
+    init(rounding duration: Swift.Duration) {
+        let (seconds, attoseconds) = duration.components
+        self.init(seconds: seconds, nanos: Int32(attoseconds / 1_000_000_000))
+    }
+}
