@@ -61,7 +61,7 @@ public struct AtriumClientConfiguration: Sendable {
 /// ```
 public struct AtriumClient: Sendable {
     private let grpc: GRPCClient<HTTP2ClientTransport.Posix>
-    private let chunkSize: Int
+    let chunkSize: Int
     /// The credential header to send with every call made through the raw stubs (empty with a certificate),
     /// e.g. `try await atrium.account.getUsage(.init(), metadata: atrium.metadata)`.
     public let metadata: Metadata

@@ -191,7 +191,7 @@ public enum Fixtures {
         try writer.set(.studyInstanceUID, .UI, .text(fixture.studyInstanceUID))
         try writer.set(.seriesInstanceUID, .UI, .text(fixture.seriesInstanceUID))
         try writer.set(.instanceNumber, .IS, .text(String(fixture.instanceNumber)))
-        try writer.set(.imagePositionPatient, .DS, .text("0\\0\\\(fixture.instanceNumber)"))
+        try writer.set(.imagePositionPatient, .DS, .text("0\\0\\\(fixture.slicePosition.map { "\($0)" } ?? "\(fixture.instanceNumber)")"))
         try writer.set(.imageOrientationPatient, .DS, .text("1\\0\\0\\0\\1\\0"))
         if !privatePayload.isEmpty {
             try writer.set(DICOMTag(0x7FD1, 0x0010), .LO, .text("ATRIUM TEST"))
@@ -205,6 +205,10 @@ public enum Fixtures {
         try writer.set(.bitsStored, .US, .uint16([12]))
         try writer.set(.highBit, .US, .uint16([11]))
         try writer.set(.pixelRepresentation, .US, .uint16([0]))
+        if let (slope, intercept) = fixture.rescale {
+            try writer.set(.rescaleIntercept, .DS, .text(intercept))
+            try writer.set(.rescaleSlope, .DS, .text(slope))
+        }
         var generator = SplitMix64(seed: fixture.seed)
         let pixels = (0..<(fixture.size * fixture.size)).map { _ in UInt16(truncatingIfNeeded: generator.next() & 0x0FFF) }
         try writer.set(.pixelData, .OW, .bytes(pixels.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }))
@@ -230,6 +234,10 @@ public struct DICOMFixture: Sendable {
     public var acquisition: [(DICOMTag, VR, String)] = [(DICOMTag(0x0018, 0x0060), .DS, "120"), (DICOMTag(0x0018, 0x0050), .DS, "1.25")]
     /// Rows and columns of the pseudo-random 12-bit image.
     public var size = 8
+    /// The z of Image Position (Patient); the instance number when `nil`.
+    public var slicePosition: Double?
+    /// Rescale Slope and Intercept as DS text; none when `nil`.
+    public var rescale: (slope: String, intercept: String)?
     public var seed: UInt64 = 1
 
     public init(sopInstanceUID: String, patientID: String, seed: UInt64 = 1) {

@@ -12,7 +12,7 @@ struct Atrium: AsyncParsableCommand {
             """,
         version: AtriumVersion.text,
         subcommands: [
-            Up.self, Serve.self, Health.self, Images.self, PrintCommand.self, PrinterCommand.self, InboxCommand.self, Share.self, Enroll.self, WhoAmI.self, UsageCommand.self, StatementCommand.self, Audit.self, Admin.self,
+            Up.self, Serve.self, Health.self, Images.self, ProcessCommand.self, PrintCommand.self, PrinterCommand.self, InboxCommand.self, Share.self, Enroll.self, WhoAmI.self, UsageCommand.self, StatementCommand.self, Audit.self, Admin.self,
             SecurityCommand.self, PKI.self, DICOMCommand.self, Bench.self, Version.self,
         ]
     )

@@ -257,24 +257,24 @@ extension IntegrationTests {
             let mesh = try await TestMesh(processingInstances: 2, environment: ["ATRIUM_PROCESSING_PROBE_MS": "200"])
             defer { mesh.stop() }
             let first = LocalMesh.Instance(.processing, 1)
-            let getJob = Atrium_V1_Processing.Method.GetJob.descriptor
+            let run = Atrium_V1_Processing.Method.Run.descriptor
             let operatorKey: Metadata = ["authorization": "Bearer \(mesh.operatorKey)"]
             try await ClientFactory.withClient(to: mesh.mesh.gatewayAddress, security: .tls(caPath: "\(mesh.pkiDirectory)/ca.pem")) { client in
-                // Reaching an instance is UNIMPLEMENTED until the processing issue; failing to is UNAVAILABLE. The
-                // gateway puts an instance in rotation after its first health probe, just after start-up.
+                // Reaching an instance is INVALID_ARGUMENT (the empty request has no header); failing to is
+                // UNAVAILABLE. The gateway puts an instance in rotation after its first health probe, just after start-up.
                 let deadline = ContinuousClock.now + .seconds(10)
-                while await rawCall(client, getJob, metadata: operatorKey) != .unimplemented, ContinuousClock.now < deadline {
+                while await rawCall(client, run, metadata: operatorKey) != .invalidArgument, ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(50))
                 }
-                for _ in 0..<10 { #expect(await rawCall(client, getJob, metadata: operatorKey) == .unimplemented) }
+                for _ in 0..<10 { #expect(await rawCall(client, run, metadata: operatorKey) == .invalidArgument) }
                 mesh.mesh.kill(first)
                 for index in 0..<30 {
-                    let result = await rawCall(client, getJob, metadata: operatorKey)
-                    #expect(result == .unimplemented, "call \(index) after the kill: \(String(describing: result))")
+                    let result = await rawCall(client, run, metadata: operatorKey)
+                    #expect(result == .invalidArgument, "call \(index) after the kill: \(String(describing: result))")
                 }
                 try await mesh.mesh.restart(first)
                 try await Task.sleep(for: .seconds(1))
-                for _ in 0..<40 { _ = await rawCall(client, getJob, metadata: operatorKey) }
+                for _ in 0..<40 { _ = await rawCall(client, run, metadata: operatorKey) }
             }
             let served = try await ClientFactory.withClient(
                 to: mesh.mesh.address(of: first),
