@@ -3,7 +3,7 @@ import AtriumCore
 import Crypto
 import SwiftProtobuf
 public import Foundation
-import GRPCCore
+public import GRPCCore
 
 /// The inputs of a processing request.
 public enum ProcessingInputs: Sendable {
@@ -144,8 +144,8 @@ extension AtriumClient {
         }
     }
 
-    /// Reads a result stream, verifying each result against its digest.
-    static func receive(_ messages: RPCAsyncSequence<Atrium_V1_RunResponse, any Error>, into directory: String?) async throws -> ProcessingOutcome {
+    /// Reads a result stream (Run, GetJobResult) made with the raw stubs, verifying each result against its digest.
+    public static func receive(_ messages: RPCAsyncSequence<Atrium_V1_RunResponse, any Error>, into directory: String?) async throws -> ProcessingOutcome {
         if let directory { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         var header: Atrium_V1_RunResultHeader?
         var results: [ProcessingResult] = []

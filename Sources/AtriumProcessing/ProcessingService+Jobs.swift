@@ -293,12 +293,11 @@ extension ProcessingService {
             let store = self.store
             let results = self.results
             let id = job.id
-            let totals = try await execute(
-                run,
-                skip: done,
-                shouldStop: { cancelledJobs.withLock { $0.contains(id) } },
-                progress: { totals in try await store.progress(id, inputsDone: totals.inputsDone, cpuSeconds: job.cpuSeconds + totals.cpuSeconds) }
-            ) { produced in
+            let shouldStop: @Sendable () -> Bool = { cancelledJobs.withLock { $0.contains(id) } }
+            let progress: @Sendable (RunTotals) async throws -> Void = { totals in
+                try await store.progress(id, inputsDone: totals.inputsDone, cpuSeconds: job.cpuSeconds + totals.cpuSeconds)
+            }
+            let emit: @Sendable (Produced) async throws -> Void = { produced in
                 let writer = try results.makeWriter()
                 do {
                     try writer.write(produced.built.bytes)
@@ -323,8 +322,19 @@ extension ProcessingService {
                     throw error
                 }
             }
+            // A fresh job may be split across the serving instances (each records the usage of its shard); a
+            // resumed one finishes here, after the results it kept.
+            let totals: RunTotals
+            if done.isEmpty, let shards = try await shardPlan(for: run) {
+                totals = try await executeSplit(run, shards: shards, holdsWorker: true, shouldStop: shouldStop, progress: progress, emit: emit).totals
+            } else {
+                totals = try await execute(run, skip: done, shouldStop: shouldStop, progress: progress, emit: emit)
+                // One event for the whole job: an interrupted attempt recorded none, and its CPU is in the job row.
+                var whole = totals
+                whole.cpuSeconds += job.cpuSeconds
+                try meter(run, images: run.inputs.count, totals: whole)
+            }
             let stored = try await store.results(of: job.id)
-            try meter(run, totals: totals)
             let refs = stored.filter { !$0.imageID.isEmpty }.map { row in Atrium_V1_ImageRef.with { $0.imageID = row.imageID; $0.sha256 = row.sha256 } }
             let recipients = header.destinationIds.isEmpty ? [caller.subscriberID] : header.destinationIds
             let finished = Self.micros()

@@ -129,22 +129,30 @@ extension ProcessingService {
     /// written before the summary.
     func stream(_ run: PreparedRun, to writer: RPCWriter<Atrium_V1_RunResponse>) async throws {
         let started = ContinuousClock.now
-        try await writer.write(.with { $0.header = resultHeader(run, jobID: "", resultCount: run.resultCount) })
+        let shards = try await shardPlan(for: run)
+        var header = resultHeader(run, jobID: "", resultCount: run.resultCount)
+        if let shards { header.instanceIds = shards.map { $0.instance?.instanceID ?? instanceID } }
+        try await writer.write(.with { $0.header = header })
         let collected = Collected()
-        let totals = try await workers.withWorker {
-            try await execute(run) { produced in
-                if !produced.imageID.isEmpty {
-                    collected.refs.withLock { $0.append(.with { $0.imageID = produced.imageID; $0.sha256 = Hex.encode(SHA256.hash(data: produced.built.bytes)) }) }
-                }
-                try await Self.write(result: produced.index, inputs: produced.inputIndices, imageID: produced.imageID, built: produced.built, to: writer)
+        let emit: @Sendable (Produced) async throws -> Void = { produced in
+            if !produced.imageID.isEmpty {
+                collected.refs.withLock { $0.append(.with { $0.imageID = produced.imageID; $0.sha256 = Hex.encode(SHA256.hash(data: produced.built.bytes)) }) }
             }
+            try await Self.write(result: produced.index, inputs: produced.inputIndices, imageID: produced.imageID, built: produced.built, to: writer)
+        }
+        let totals: RunTotals
+        if let shards {
+            // Each shard's usage is recorded where it ran.
+            totals = try await executeSplit(run, shards: shards, holdsWorker: false, shouldStop: { false }, progress: { _ in }, emit: emit).totals
+        } else {
+            totals = try await workers.withWorker { try await execute(run, emit: emit) }
+            try meter(run, images: run.inputs.count, totals: totals)
         }
         let refs = collected.refs.withLock { $0 }
         if !run.destinations.isEmpty {
             try await store.addNotice(notice(for: run, imageRefs: refs, jobID: "", recipients: run.destinations))
             noticePump.wake()
         }
-        try meter(run, totals: totals)
         try await writer.write(
             .with {
                 $0.summary = .with {
@@ -158,7 +166,15 @@ extension ProcessingService {
     }
 
     /// One result: its `ResultImage`, its bytes in chunks, and its digest.
-    static func write(result index: Int, inputs: [Int], imageID: String, built: BuiltResult, chunkSize: Int = 1 << 20, to writer: RPCWriter<Atrium_V1_RunResponse>) async throws {
+    static func write(
+        result index: Int,
+        inputs: [Int],
+        imageID: String,
+        built: BuiltResult,
+        partial: Bool = false,
+        chunkSize: Int = 1 << 20,
+        to writer: RPCWriter<Atrium_V1_RunResponse>
+    ) async throws {
         let bytes = built.bytes
         try await writer.write(
             .with {
@@ -170,6 +186,7 @@ extension ProcessingService {
                     $0.rows = UInt32(built.rows)
                     $0.columns = UInt32(built.columns)
                     $0.bitsAllocated = UInt32(built.bitsAllocated)
+                    $0.projectionPartial = partial
                 }
             }
         )

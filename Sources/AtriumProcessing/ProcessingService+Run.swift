@@ -57,7 +57,9 @@ struct PreparedRun: Sendable {
 
     /// Identifies what is computed, for the results' UIDs: equal requests make equal results.
     var derivationKey: String {
-        let parts = inputs.map { "\($0.imageID ?? "inline"):\($0.sha256)" }
+        // A stored image's ID names immutable bytes (a superseding version gets a new ID); inline ones are named
+        // by their digest. Shards of a split batch compute the same key without every input's record.
+        let parts = inputs.map { $0.imageID ?? "inline:\($0.sha256)" }
         return ([caller.subscriberID, plan.summary, "\(plan.outputType.rawValue)"] + parts).joined(separator: "|")
     }
 
@@ -73,6 +75,8 @@ struct Produced: Sendable {
     var inputIndices: [Int]
     var built: BuiltResult
     var imageID: String
+    /// The bytes are a projection's partial state (a shard's), not a DICOM object.
+    var partial = false
 }
 
 /// What a run cost.
@@ -101,10 +105,7 @@ extension ProcessingService {
         }
         guard header.destinationIds.count <= 32 else { throw RPCError(code: .invalidArgument, message: "destination_ids names at most 32 subscribers") }
         guard !header.hasShard else { throw RPCError(code: .invalidArgument, message: "header.shard is set only by the gateway") }
-        if !header.shards.isEmpty {
-            if forJob { throw RPCError(code: .invalidArgument, message: "Submit does not split jobs: leave header.shards empty") }
-            throw RPCError(code: .unimplemented, message: "explicit shards (header.shards) are not accepted yet: the gateway does not split batches across instances yet; leave it empty")
-        }
+        guard header.shards.count <= 64 else { throw RPCError(code: .invalidArgument, message: "shards names at most 64 ranges") }
         switch header.inputs {
         case .imageIds(let list):
             guard (1...10_000).contains(list.imageIds.count) else { throw RPCError(code: .invalidArgument, message: "image_ids must hold 1 to 10000 IDs") }
@@ -372,9 +373,12 @@ extension ProcessingService {
 
     /// Runs `run` on the calling worker: makes each result not in `skip`, registers it when the run registers,
     /// and hands it to `emit`, in result order. `progress` hears after each input; `shouldStop` is asked before
-    /// each input (a cancelled job stops there with CANCELLED).
+    /// each input (a cancelled job stops there with CANCELLED). With `range`, only those inputs (a shard); with
+    /// `partial`, a projection emits its partial state instead of a result.
     func execute(
         _ run: PreparedRun,
+        range: Range<Int>? = nil,
+        partial: Bool = false,
         skip: Set<Int> = [],
         shouldStop: @escaping @Sendable () -> Bool = { false },
         progress: @escaping @Sendable (RunTotals) async throws -> Void = { _ in },
@@ -396,7 +400,8 @@ extension ProcessingService {
         }
         switch plan.kind {
         case .smooth, .derivative, .laplacian, .lines, .bandpass:
-            for (index, input) in run.inputs.enumerated() {
+            for index in range ?? run.inputs.indices {
+                let input = run.inputs[index]
                 if skip.contains(index) {
                     totals.inputsDone += 1
                     continue
@@ -453,7 +458,9 @@ extension ProcessingService {
         case .projection(let kind, let axis):
             if skip.contains(0) { return totals }
             let state = ProjectionState()
-            for (index, input) in run.inputs.enumerated() {
+            let range = range ?? run.inputs.indices
+            for index in range {
+                let input = run.inputs[index]
                 try stopIfAsked()
                 let label = Self.label(index, input)
                 let (megapixels, cpu) = try await offload {
@@ -470,11 +477,16 @@ extension ProcessingService {
                             message: "\(label) cannot join the stack: it is \(source.info.rows)×\(source.info.columns), the first input is \(state.sources.first.map { "\($0.rows)×\($0.columns)" } ?? "?") (\((error as? ImagingError)?.detail ?? "\(error)"))"
                         )
                     }
-                    state.sources.append(source.info)
+                    state.sources.append(Self.reference(source.info, input))
                     return (Double(source.info.rows * source.info.columns * source.info.frames) / 1e6, threadCPUSeconds() - start)
                 }
                 account(megapixels, cpu: cpu, bytes: input.size)
                 try await progress(totals)
+            }
+            if partial, let accumulator = state.accumulator {
+                let built = BuiltResult(bytes: accumulator.partial.bytes, sopInstanceUID: "", rows: accumulator.rows, columns: accumulator.columns, bitsAllocated: 0)
+                try await emit(Produced(index: range.lowerBound, inputIndices: Array(range), built: built, imageID: "", partial: true))
+                return totals
             }
             let (built, cpu) = try await offload {
                 let start = threadCPUSeconds()
@@ -494,7 +506,17 @@ extension ProcessingService {
         return totals
     }
 
-    private func recordAccess(_ run: PreparedRun, input: RunInput, patientID: String) {
+    /// A source as the Source Image Sequence names it: a stored input by its record's SOP class and instance
+    /// (what a coordinator merging shards has, so split and unsplit runs write the same object).
+    static func reference(_ info: SourceInfo, _ input: RunInput) -> SourceInfo {
+        guard case .stored(let record) = input else { return info }
+        var reference = info
+        reference.sopClassUID = record.sopClassUid
+        reference.sopInstanceUID = record.sopInstanceUid
+        return reference
+    }
+
+    func recordAccess(_ run: PreparedRun, input: RunInput, patientID: String) {
         guard let imageID = input.imageID, case .stored(let stored) = input else { return }
         record(run.caller, "Run", resource: imageID, owner: stored.registrantID, patientID: patientID)
     }
@@ -537,15 +559,15 @@ extension ProcessingService {
         }
     }
 
-    /// The usage event of a finished run.
-    func meter(_ run: PreparedRun, totals: RunTotals) throws {
+    /// The usage event of a finished run, or of this instance's part of a split one (`images` of them).
+    func meter(_ run: PreparedRun, images: Int, totals: RunTotals) throws {
         try usage.add(
             .with {
                 $0.eventID = "processing:\(run.caller.subscriberID):\(run.key)"
                 $0.subscriberID = run.caller.subscriberID
                 $0.time = .init(date: Date())
                 $0.processing = .with {
-                    $0.images = UInt32(clamping: run.inputs.count)
+                    $0.images = UInt32(clamping: images)
                     $0.bytesIn = totals.bytesIn
                     $0.cpuSeconds = totals.cpuSeconds
                     $0.operation = run.plan.name

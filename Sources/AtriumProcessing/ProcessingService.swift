@@ -1,7 +1,7 @@
 import SwiftProtobuf
 import AtriumAPI
 import AtriumCore
-import AtriumRuntime
+public import AtriumRuntime
 import AtriumStorage
 import Foundation
 public import GRPCCore
@@ -34,6 +34,8 @@ public struct ProcessingService: Sendable {
     let results: BlobStore
     let store: JobStore
     let usage: UsageOutbox
+    /// The other processing instances (and this one), for splitting batches; `nil` when none are configured.
+    let peers: ProcessingPool?
     let workers: WorkerPool
     let throughput = ThroughputMeter()
     let load = LoadCounter()
@@ -44,15 +46,18 @@ public struct ProcessingService: Sendable {
     /// Sends the notice outbox; woken when a notice is written.
     var noticePump: OutboxPump { pumps[1] }
 
-    /// An instance that resolves and registers images through `registry`, meters through `security` and puts
-    /// results in inboxes through `delivery` (clients presenting processing's certificate).
+    /// An instance that resolves and registers images through `registry`, meters through `security`, puts
+    /// results in inboxes through `delivery` (clients presenting processing's certificate) and splits batches
+    /// across `peers`.
     public init(
         configuration: ProcessingConfiguration,
         registry: GRPCClient<HTTP2ClientTransport.Posix>,
         security: GRPCClient<HTTP2ClientTransport.Posix>,
         delivery: GRPCClient<HTTP2ClientTransport.Posix>,
+        peers: ProcessingPool? = nil,
         logger: Logger
     ) throws {
+        self.peers = peers
         self.configuration = configuration
         self.registry = Atrium_V1_RegistryInternal.Client(wrapping: registry)
         self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
@@ -61,6 +66,9 @@ public struct ProcessingService: Sendable {
         self.blobs = try BlobStore(root: configuration.blobDirectory, readOnly: true)
         self.inputs = try BlobStore(root: configuration.inputDirectory)
         self.results = try BlobStore(root: configuration.resultDirectory)
+        // Spooled results belong to runs that ended with the previous process.
+        try? FileManager.default.removeItem(atPath: configuration.spoolDirectory)
+        try FileManager.default.createDirectory(atPath: configuration.spoolDirectory, withIntermediateDirectories: true)
         _ = try inputs.removeStaleTemporaries()
         _ = try results.removeStaleTemporaries()
         self.store = try JobStore(path: configuration.databasePath)
@@ -77,7 +85,9 @@ public struct ProcessingService: Sendable {
     }
 
     /// What the process must run besides the server: the job scheduler, the outboxes and the audit trail.
-    public var background: [any Service] { [JobScheduler(service: self)] + pumps.map { $0 as any Service } + [audit] }
+    public var background: [any Service] {
+        [JobScheduler(service: self)] + pumps.map { $0 as any Service } + [audit] + (peers.map { [$0 as any Service] } ?? [])
+    }
 
     /// Every RPC service the processing process serves.
     public var rpcServices: [any RegistrableRPCService] {
@@ -161,11 +171,26 @@ final class LoadCounter: ServerInterceptor, Sendable {
     }
 }
 
-/// `ProcessingInternal/GetLoad`.
+/// `ProcessingInternal`: `GetLoad` (the gateway and peers) and `RunShard` (peers only).
 struct LoadReporter: RegistrableRPCService {
     let service: ProcessingService
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerHandler(
+            forMethod: Atrium_V1_ProcessingInternal.Method.RunShard.descriptor,
+            deserializer: ProtobufDeserializer<Atrium_V1_ShardRequest>(),
+            serializer: ProtobufSerializer<Atrium_V1_RunResponse>()
+        ) { request, context in
+            guard PeerIdentity.service(of: context) == .processing else {
+                throw RPCError(code: .permissionDenied, message: "only processing instances run shards")
+            }
+            var messages = request.messages.makeAsyncIterator()
+            guard let message = try await messages.next() else { throw RPCError(code: .invalidArgument, message: "RunShard needs its request") }
+            return StreamingServerResponse { writer in
+                try await service.serveShard(message, writer: writer)
+                return [:]
+            }
+        }
         router.registerHandler(
             forMethod: Atrium_V1_ProcessingInternal.Method.GetLoad.descriptor,
             deserializer: ProtobufDeserializer<Atrium_V1_GetLoadRequest>(),

@@ -78,6 +78,10 @@ public final class LocalMesh: @unchecked Sendable {
             // The registry and delivery call each other (share notices; resolving images), so one of them must know
             // the other's port before it has started: delivery's is chosen here.
             mesh.ports[Instance(.delivery)] = try freePort()
+            // Processing instances split batches between them, so each must know the others' ports at start.
+            for instance in plan.instances where instance.service == .processing {
+                mesh.ports[instance] = try freePort()
+            }
         }
         do {
             for instance in plan.instances {
@@ -176,7 +180,9 @@ public final class LocalMesh: @unchecked Sendable {
             environment["ATRIUM_GATEWAY_MTLS_PORT"] = "\(port)"
         }
         for peer in plan.instances where peer.service != .gateway {
-            guard let port = known[peer] else { continue }
+            // Processing instances know each other from the start (fixed ports, or ports reserved up front).
+            let fixed = peer.service == .processing && !plan.ephemeralPorts ? peer.service.defaultPort + peer.ordinal - 1 : nil
+            guard let port = known[peer] ?? fixed else { continue }
             if peer.service == .processing {
                 let key = "ATRIUM_PROCESSING_ADDRS"
                 environment[key] = [environment[key], "127.0.0.1:\(port)"].compactMap { $0 }.joined(separator: ",")

@@ -147,18 +147,27 @@ struct ServiceAssembly {
             let delivery = try ClientFactory.makeClient(to: runtime.address(of: .delivery), security: .mutualTLS(runtime.tls))
             // Processing reads stored inputs from the registry's blob store read-only, once the registry has said
             // the caller may see them, and keeps its jobs and results in a state directory of its own.
+            // The other instances (the gateway's list, this one included): a batch is split across them.
+            let addresses = runtime.peers[.processing] ?? []
+            let tls = ClientSecurity.mutualTLS(runtime.tls)
+            let peers = addresses.isEmpty
+                ? nil
+                : ProcessingPool(addresses: addresses, logger: logger) { endpoint in
+                    try ClientFactory.makeClient(to: endpoint.address, security: tls, authority: ClientFactory.isIPLiteral(endpoint.name) ? nil : endpoint.name)
+                }
             let processing = try ProcessingService(
                 configuration: ProcessingConfiguration(runtime: runtime, values: values),
                 registry: registry,
                 security: security,
                 delivery: delivery,
+                peers: peers,
                 logger: logger
             )
             rpcServices = processing.rpcServices
             background = [ClientRunner(registry), ClientRunner(security), ClientRunner(delivery)] + processing.background
             extraInterceptors = processing.interceptors
             healthNames = [Atrium_V1_Processing.descriptor, Atrium_V1_ProcessingInternal.descriptor].map(\.fullyQualifiedService)
-            internalCallers = [(Atrium_V1_ProcessingInternal.descriptor, [.gateway])]
+            internalCallers = [(Atrium_V1_ProcessingInternal.descriptor, [.gateway, .processing])]
         case .catalog:
             rpcServices = CatalogService().rpcServices
             healthNames = [Atrium_V1_Catalog.descriptor, Atrium_V1_CatalogInternal.descriptor].map(\.fullyQualifiedService)

@@ -329,5 +329,96 @@ extension IntegrationTests {
                 #expect(entries.first?.images.count == 24)
             }
         }
+    
+        @Test("a batch split over two instances is bit-identical to the unsplit run for every operation, and survives losing an instance mid-job")
+        func sharding() async throws {
+            let mesh = try await TestMesh(processingInstances: 2, environment: ["ATRIUM_PROCESSING_WORKERS": "1", "ATRIUM_PROCESSING_PROBE_MS": "200"])
+            defer { mesh.stop() }
+            let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
+            try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { atrium in
+                var ids: [String] = []
+                for n in 1...9 { ids.append(try await atrium.registerImage(bytes: try Self.slice(n, z: Double(n), size: 40, series: "1.2.999.63.1")).imageID) }
+                // Both instances must be serving (and known to each other) before a split can use them.
+                try await Task.sleep(for: .seconds(2))
+                var operations: [(String, Atrium_V1_Operation)] = [
+                    ("smooth", .with { $0.smooth = .with { $0.sigma = 1.2 } }),
+                    ("derivative", .with { $0.derivative = .with { $0.component = .magnitude } }),
+                    ("derivative rows", .with { $0.derivative = .with { $0.component = .rows } }),
+                    ("laplacian", .with { $0.laplacian = .init() }),
+                    ("lines", .with { $0.lines = .init() }),
+                    ("bandpass", .with { $0.bandpass = .with { $0.sigmaLow = 1; $0.sigmaHigh = 2.5 } }),
+                ]
+                for axis in [Atrium_V1_ProjectionAxis.slice, .rows, .columns] {
+                    operations.append(("sum \(axis)", .with { $0.sumProjection = .with { $0.axis = axis } }))
+                    operations.append(("mip \(axis)", .with { $0.mip = .with { $0.axis = axis } }))
+                    operations.append(("minip \(axis)", .with { $0.minip = .with { $0.axis = axis } }))
+                }
+                for (name, operation) in operations {
+                    for type in [Atrium_V1_OutputType.float32, .source] {
+                        var whole = ProcessingRequest(operation: operation, inputs: .images(ids), outputType: type)
+                        // One shard covering the batch is an unsplit run.
+                        let unsplitHeader = Atrium_V1_InputRange.with { $0.start = 0; $0.end = 9 }
+                        let unsplit = try await Self.run(atrium, whole, shards: [unsplitHeader])
+                        #expect(unsplit.header.instanceIds.count == 1, "\(name)")
+                        let explicit = try await Self.run(atrium, whole, shards: [.with { $0.start = 0; $0.end = 2 }, .with { $0.start = 2; $0.end = 9 }])
+                        #expect(explicit.header.instanceIds.count == 2 && Set(explicit.header.instanceIds).count == 2, "\(name): \(explicit.header.instanceIds)")
+                        whole.outputType = type
+                        let automatic = try await atrium.process(whole)
+                        #expect(automatic.header.instanceIds.count == 2, "\(name): split by spare capacity")
+                        for split in [explicit, automatic] {
+                            #expect(split.results.map(\.digest.sha256) == unsplit.results.map(\.digest.sha256), "\(name) \(type)")
+                            #expect(split.results.map(\.imageID) == unsplit.results.map(\.imageID), "\(name) \(type)")
+                            #expect(split.results.map(\.inputIndices) == unsplit.results.map(\.inputIndices), "\(name) \(type)")
+                        }
+                    }
+                }
+                // Explicit shards that do not cover the batch are refused.
+                await #expect {
+                    _ = try await Self.run(atrium, ProcessingRequest(operation: .with { $0.laplacian = .init() }, inputs: .images(ids)), shards: [.with { $0.start = 0; $0.end = 4 }])
+                } throws: { ($0 as? RPCError)?.code == .invalidArgument && "\($0)".contains("cover") }
+
+                // A job split over both instances: the instance not owning it is killed mid-run; its shard is run
+                // again elsewhere and the job ends with exactly the unsplit results.
+                var big: [String] = []
+                for n in 1...16 { big.append(try await atrium.registerImage(bytes: try Self.slice(100 + n, z: Double(n), size: 256, series: "1.2.999.63.2")).imageID) }
+                let band = ProcessingRequest(operation: .with { $0.bandpass = .with { $0.sigmaLow = 6; $0.sigmaHigh = 16 } }, inputs: .images(big))
+                let reference = try await Self.run(atrium, band, shards: [.with { $0.start = 0; $0.end = 16 }])
+                let job = try await atrium.submitProcessing(band)
+                let owner = try #require(job.jobID.split(separator: "@").last.map(String.init))
+                let other = owner == "processing-1" ? LocalMesh.Instance(.processing, 2) : LocalMesh.Instance(.processing, 1)
+                var current = job
+                let deadline = ContinuousClock.now + .seconds(120)
+                while current.state == .queued && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                    current = try await atrium.processingJob(job.jobID)
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                mesh.mesh.kill(other)
+                while current.state != .succeeded && current.state != .failed && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                    current = (try? await atrium.processingJob(job.jobID)) ?? current
+                }
+                #expect(current.state == .succeeded, "\(current.failureReason)")
+                let outcome = try await atrium.processingResult(jobID: job.jobID)
+                #expect(outcome.results.map(\.digest.sha256) == reference.results.map(\.digest.sha256))
+                try await mesh.mesh.restart(other)
+            }
+        }
+
+        /// A Run with explicit shards (the SDK's request has none).
+        static func run(_ atrium: AtriumClient, _ request: ProcessingRequest, shards: [Atrium_V1_InputRange]) async throws -> ProcessingOutcome {
+            var header = Atrium_V1_RunHeader.with {
+                $0.operation = request.operation
+                $0.outputType = request.outputType
+                $0.shards = shards
+            }
+            if case .images(let ids) = request.inputs { header.imageIds = .with { $0.imageIds = ids } }
+            let first = header
+            return try await atrium.processing.run(request: StreamingClientRequest(metadata: atrium.metadata) { writer in
+                try await writer.write(.with { $0.header = first })
+            }) { response in
+                try await AtriumClient.receive(response.messages, into: nil)
+            }
+        }
     }
 }

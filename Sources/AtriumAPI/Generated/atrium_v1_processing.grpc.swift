@@ -150,13 +150,15 @@ extension Atrium_V1_Processing {
         /// > `image` message and then its `chunk` messages with offsets from 0. The client half-closes after the
         /// > last input; the reply is a RunResultHeader, then for each result a ResultImage, its Chunk messages and
         /// > a Digest, and finally a RunSummary. Results of stored inputs are registered for the source subscriber
-        /// > (and put in the destinations' inboxes) before their bytes are sent. Through the gateway a batch may be
-        /// > split into shards across instances; results still arrive in input order.
+        /// > (and put in the destinations' inboxes) before their bytes are sent. A batch of stored images may be
+        /// > split into shards across instances (see ProcessingInternal); results still arrive in input order, and
+        /// > are identical to an unsplit run.
         /// > Errors: INVALID_ARGUMENT (no header first, no or unknown operation, parameter out of range, wrong
         /// > number of inputs for the operation, shapes that differ, inline images out of order or with a size or
         /// > SHA-256 that does not match, an input that is not a decodable 2-D image, shard ranges that overlap or
         /// > do not cover every input, `shard` set by a client), NOT_FOUND (an input image, the series or a
         /// > destination the caller may not see), PERMISSION_DENIED (a source subscriber other than the caller),
+        /// > FAILED_PRECONDITION (a destination whose contract lacks the `receive` role),
         /// > RESOURCE_EXHAUSTED (rate limit, input limits, every instance's queue full), UNAVAILABLE (no healthy
         /// > instance), DEADLINE_EXCEEDED.
         ///
@@ -177,10 +179,10 @@ extension Atrium_V1_Processing {
         /// > Source IDL Documentation:
         /// >
         /// > Queue the same request as Run and return at once with the job (state QUEUED, its queue position). The
-        /// > caller may disconnect; the job runs on one instance, chosen by load. Results are registered for the
-        /// > source subscriber, put in each destination's inbox (Delivery.WatchInbox pushes them) and can be
-        /// > pulled with GetJobResult. Errors: as Run, plus INVALID_ARGUMENT when `shards` is set (Submit does not
-        /// > split jobs).
+        /// > caller may disconnect; the job is owned by one instance, chosen by load, which splits a batch of stored
+        /// > images across the serving instances like Run. Results are registered for the source subscriber, put in
+        /// > each destination's inbox (Delivery.WatchInbox pushes them) and can be pulled with GetJobResult. Errors:
+        /// > as Run.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Atrium_V1_RunRequest` messages.
@@ -296,13 +298,15 @@ extension Atrium_V1_Processing {
         /// > `image` message and then its `chunk` messages with offsets from 0. The client half-closes after the
         /// > last input; the reply is a RunResultHeader, then for each result a ResultImage, its Chunk messages and
         /// > a Digest, and finally a RunSummary. Results of stored inputs are registered for the source subscriber
-        /// > (and put in the destinations' inboxes) before their bytes are sent. Through the gateway a batch may be
-        /// > split into shards across instances; results still arrive in input order.
+        /// > (and put in the destinations' inboxes) before their bytes are sent. A batch of stored images may be
+        /// > split into shards across instances (see ProcessingInternal); results still arrive in input order, and
+        /// > are identical to an unsplit run.
         /// > Errors: INVALID_ARGUMENT (no header first, no or unknown operation, parameter out of range, wrong
         /// > number of inputs for the operation, shapes that differ, inline images out of order or with a size or
         /// > SHA-256 that does not match, an input that is not a decodable 2-D image, shard ranges that overlap or
         /// > do not cover every input, `shard` set by a client), NOT_FOUND (an input image, the series or a
         /// > destination the caller may not see), PERMISSION_DENIED (a source subscriber other than the caller),
+        /// > FAILED_PRECONDITION (a destination whose contract lacks the `receive` role),
         /// > RESOURCE_EXHAUSTED (rate limit, input limits, every instance's queue full), UNAVAILABLE (no healthy
         /// > instance), DEADLINE_EXCEEDED.
         ///
@@ -323,10 +327,10 @@ extension Atrium_V1_Processing {
         /// > Source IDL Documentation:
         /// >
         /// > Queue the same request as Run and return at once with the job (state QUEUED, its queue position). The
-        /// > caller may disconnect; the job runs on one instance, chosen by load. Results are registered for the
-        /// > source subscriber, put in each destination's inbox (Delivery.WatchInbox pushes them) and can be
-        /// > pulled with GetJobResult. Errors: as Run, plus INVALID_ARGUMENT when `shards` is set (Submit does not
-        /// > split jobs).
+        /// > caller may disconnect; the job is owned by one instance, chosen by load, which splits a batch of stored
+        /// > images across the serving instances like Run. Results are registered for the source subscriber, put in
+        /// > each destination's inbox (Delivery.WatchInbox pushes them) and can be pulled with GetJobResult. Errors:
+        /// > as Run.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Atrium_V1_RunRequest` messages.
@@ -440,13 +444,15 @@ extension Atrium_V1_Processing {
         /// > `image` message and then its `chunk` messages with offsets from 0. The client half-closes after the
         /// > last input; the reply is a RunResultHeader, then for each result a ResultImage, its Chunk messages and
         /// > a Digest, and finally a RunSummary. Results of stored inputs are registered for the source subscriber
-        /// > (and put in the destinations' inboxes) before their bytes are sent. Through the gateway a batch may be
-        /// > split into shards across instances; results still arrive in input order.
+        /// > (and put in the destinations' inboxes) before their bytes are sent. A batch of stored images may be
+        /// > split into shards across instances (see ProcessingInternal); results still arrive in input order, and
+        /// > are identical to an unsplit run.
         /// > Errors: INVALID_ARGUMENT (no header first, no or unknown operation, parameter out of range, wrong
         /// > number of inputs for the operation, shapes that differ, inline images out of order or with a size or
         /// > SHA-256 that does not match, an input that is not a decodable 2-D image, shard ranges that overlap or
         /// > do not cover every input, `shard` set by a client), NOT_FOUND (an input image, the series or a
         /// > destination the caller may not see), PERMISSION_DENIED (a source subscriber other than the caller),
+        /// > FAILED_PRECONDITION (a destination whose contract lacks the `receive` role),
         /// > RESOURCE_EXHAUSTED (rate limit, input limits, every instance's queue full), UNAVAILABLE (no healthy
         /// > instance), DEADLINE_EXCEEDED.
         ///
@@ -468,10 +474,10 @@ extension Atrium_V1_Processing {
         /// > Source IDL Documentation:
         /// >
         /// > Queue the same request as Run and return at once with the job (state QUEUED, its queue position). The
-        /// > caller may disconnect; the job runs on one instance, chosen by load. Results are registered for the
-        /// > source subscriber, put in each destination's inbox (Delivery.WatchInbox pushes them) and can be
-        /// > pulled with GetJobResult. Errors: as Run, plus INVALID_ARGUMENT when `shards` is set (Submit does not
-        /// > split jobs).
+        /// > caller may disconnect; the job is owned by one instance, chosen by load, which splits a batch of stored
+        /// > images across the serving instances like Run. Results are registered for the source subscriber, put in
+        /// > each destination's inbox (Delivery.WatchInbox pushes them) and can be pulled with GetJobResult. Errors:
+        /// > as Run.
         ///
         /// - Parameters:
         ///   - request: A stream of `Atrium_V1_RunRequest` messages.
@@ -812,13 +818,15 @@ extension Atrium_V1_Processing {
         /// > `image` message and then its `chunk` messages with offsets from 0. The client half-closes after the
         /// > last input; the reply is a RunResultHeader, then for each result a ResultImage, its Chunk messages and
         /// > a Digest, and finally a RunSummary. Results of stored inputs are registered for the source subscriber
-        /// > (and put in the destinations' inboxes) before their bytes are sent. Through the gateway a batch may be
-        /// > split into shards across instances; results still arrive in input order.
+        /// > (and put in the destinations' inboxes) before their bytes are sent. A batch of stored images may be
+        /// > split into shards across instances (see ProcessingInternal); results still arrive in input order, and
+        /// > are identical to an unsplit run.
         /// > Errors: INVALID_ARGUMENT (no header first, no or unknown operation, parameter out of range, wrong
         /// > number of inputs for the operation, shapes that differ, inline images out of order or with a size or
         /// > SHA-256 that does not match, an input that is not a decodable 2-D image, shard ranges that overlap or
         /// > do not cover every input, `shard` set by a client), NOT_FOUND (an input image, the series or a
         /// > destination the caller may not see), PERMISSION_DENIED (a source subscriber other than the caller),
+        /// > FAILED_PRECONDITION (a destination whose contract lacks the `receive` role),
         /// > RESOURCE_EXHAUSTED (rate limit, input limits, every instance's queue full), UNAVAILABLE (no healthy
         /// > instance), DEADLINE_EXCEEDED.
         ///
@@ -844,10 +852,10 @@ extension Atrium_V1_Processing {
         /// > Source IDL Documentation:
         /// >
         /// > Queue the same request as Run and return at once with the job (state QUEUED, its queue position). The
-        /// > caller may disconnect; the job runs on one instance, chosen by load. Results are registered for the
-        /// > source subscriber, put in each destination's inbox (Delivery.WatchInbox pushes them) and can be
-        /// > pulled with GetJobResult. Errors: as Run, plus INVALID_ARGUMENT when `shards` is set (Submit does not
-        /// > split jobs).
+        /// > caller may disconnect; the job is owned by one instance, chosen by load, which splits a batch of stored
+        /// > images across the serving instances like Run. Results are registered for the source subscriber, put in
+        /// > each destination's inbox (Delivery.WatchInbox pushes them) and can be pulled with GetJobResult. Errors:
+        /// > as Run.
         ///
         /// - Parameters:
         ///   - request: A streaming request producing `Atrium_V1_RunRequest` messages.
@@ -996,13 +1004,15 @@ extension Atrium_V1_Processing {
         /// > `image` message and then its `chunk` messages with offsets from 0. The client half-closes after the
         /// > last input; the reply is a RunResultHeader, then for each result a ResultImage, its Chunk messages and
         /// > a Digest, and finally a RunSummary. Results of stored inputs are registered for the source subscriber
-        /// > (and put in the destinations' inboxes) before their bytes are sent. Through the gateway a batch may be
-        /// > split into shards across instances; results still arrive in input order.
+        /// > (and put in the destinations' inboxes) before their bytes are sent. A batch of stored images may be
+        /// > split into shards across instances (see ProcessingInternal); results still arrive in input order, and
+        /// > are identical to an unsplit run.
         /// > Errors: INVALID_ARGUMENT (no header first, no or unknown operation, parameter out of range, wrong
         /// > number of inputs for the operation, shapes that differ, inline images out of order or with a size or
         /// > SHA-256 that does not match, an input that is not a decodable 2-D image, shard ranges that overlap or
         /// > do not cover every input, `shard` set by a client), NOT_FOUND (an input image, the series or a
         /// > destination the caller may not see), PERMISSION_DENIED (a source subscriber other than the caller),
+        /// > FAILED_PRECONDITION (a destination whose contract lacks the `receive` role),
         /// > RESOURCE_EXHAUSTED (rate limit, input limits, every instance's queue full), UNAVAILABLE (no healthy
         /// > instance), DEADLINE_EXCEEDED.
         ///
@@ -1037,10 +1047,10 @@ extension Atrium_V1_Processing {
         /// > Source IDL Documentation:
         /// >
         /// > Queue the same request as Run and return at once with the job (state QUEUED, its queue position). The
-        /// > caller may disconnect; the job runs on one instance, chosen by load. Results are registered for the
-        /// > source subscriber, put in each destination's inbox (Delivery.WatchInbox pushes them) and can be
-        /// > pulled with GetJobResult. Errors: as Run, plus INVALID_ARGUMENT when `shards` is set (Submit does not
-        /// > split jobs).
+        /// > caller may disconnect; the job is owned by one instance, chosen by load, which splits a batch of stored
+        /// > images across the serving instances like Run. Results are registered for the source subscriber, put in
+        /// > each destination's inbox (Delivery.WatchInbox pushes them) and can be pulled with GetJobResult. Errors:
+        /// > as Run.
         ///
         /// - Parameters:
         ///   - request: A streaming request producing `Atrium_V1_RunRequest` messages.
@@ -1225,13 +1235,15 @@ extension Atrium_V1_Processing.ClientProtocol {
     /// > `image` message and then its `chunk` messages with offsets from 0. The client half-closes after the
     /// > last input; the reply is a RunResultHeader, then for each result a ResultImage, its Chunk messages and
     /// > a Digest, and finally a RunSummary. Results of stored inputs are registered for the source subscriber
-    /// > (and put in the destinations' inboxes) before their bytes are sent. Through the gateway a batch may be
-    /// > split into shards across instances; results still arrive in input order.
+    /// > (and put in the destinations' inboxes) before their bytes are sent. A batch of stored images may be
+    /// > split into shards across instances (see ProcessingInternal); results still arrive in input order, and
+    /// > are identical to an unsplit run.
     /// > Errors: INVALID_ARGUMENT (no header first, no or unknown operation, parameter out of range, wrong
     /// > number of inputs for the operation, shapes that differ, inline images out of order or with a size or
     /// > SHA-256 that does not match, an input that is not a decodable 2-D image, shard ranges that overlap or
     /// > do not cover every input, `shard` set by a client), NOT_FOUND (an input image, the series or a
     /// > destination the caller may not see), PERMISSION_DENIED (a source subscriber other than the caller),
+    /// > FAILED_PRECONDITION (a destination whose contract lacks the `receive` role),
     /// > RESOURCE_EXHAUSTED (rate limit, input limits, every instance's queue full), UNAVAILABLE (no healthy
     /// > instance), DEADLINE_EXCEEDED.
     ///
@@ -1261,10 +1273,10 @@ extension Atrium_V1_Processing.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Queue the same request as Run and return at once with the job (state QUEUED, its queue position). The
-    /// > caller may disconnect; the job runs on one instance, chosen by load. Results are registered for the
-    /// > source subscriber, put in each destination's inbox (Delivery.WatchInbox pushes them) and can be
-    /// > pulled with GetJobResult. Errors: as Run, plus INVALID_ARGUMENT when `shards` is set (Submit does not
-    /// > split jobs).
+    /// > caller may disconnect; the job is owned by one instance, chosen by load, which splits a batch of stored
+    /// > images across the serving instances like Run. Results are registered for the source subscriber, put in
+    /// > each destination's inbox (Delivery.WatchInbox pushes them) and can be pulled with GetJobResult. Errors:
+    /// > as Run.
     ///
     /// - Parameters:
     ///   - request: A streaming request producing `Atrium_V1_RunRequest` messages.
@@ -1423,13 +1435,15 @@ extension Atrium_V1_Processing.ClientProtocol {
     /// > `image` message and then its `chunk` messages with offsets from 0. The client half-closes after the
     /// > last input; the reply is a RunResultHeader, then for each result a ResultImage, its Chunk messages and
     /// > a Digest, and finally a RunSummary. Results of stored inputs are registered for the source subscriber
-    /// > (and put in the destinations' inboxes) before their bytes are sent. Through the gateway a batch may be
-    /// > split into shards across instances; results still arrive in input order.
+    /// > (and put in the destinations' inboxes) before their bytes are sent. A batch of stored images may be
+    /// > split into shards across instances (see ProcessingInternal); results still arrive in input order, and
+    /// > are identical to an unsplit run.
     /// > Errors: INVALID_ARGUMENT (no header first, no or unknown operation, parameter out of range, wrong
     /// > number of inputs for the operation, shapes that differ, inline images out of order or with a size or
     /// > SHA-256 that does not match, an input that is not a decodable 2-D image, shard ranges that overlap or
     /// > do not cover every input, `shard` set by a client), NOT_FOUND (an input image, the series or a
     /// > destination the caller may not see), PERMISSION_DENIED (a source subscriber other than the caller),
+    /// > FAILED_PRECONDITION (a destination whose contract lacks the `receive` role),
     /// > RESOURCE_EXHAUSTED (rate limit, input limits, every instance's queue full), UNAVAILABLE (no healthy
     /// > instance), DEADLINE_EXCEEDED.
     ///
@@ -1464,10 +1478,10 @@ extension Atrium_V1_Processing.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Queue the same request as Run and return at once with the job (state QUEUED, its queue position). The
-    /// > caller may disconnect; the job runs on one instance, chosen by load. Results are registered for the
-    /// > source subscriber, put in each destination's inbox (Delivery.WatchInbox pushes them) and can be
-    /// > pulled with GetJobResult. Errors: as Run, plus INVALID_ARGUMENT when `shards` is set (Submit does not
-    /// > split jobs).
+    /// > caller may disconnect; the job is owned by one instance, chosen by load, which splits a batch of stored
+    /// > images across the serving instances like Run. Results are registered for the source subscriber, put in
+    /// > each destination's inbox (Delivery.WatchInbox pushes them) and can be pulled with GetJobResult. Errors:
+    /// > as Run.
     ///
     /// - Parameters:
     ///   - metadata: Additional metadata to send, defaults to empty.
@@ -1657,9 +1671,23 @@ public enum Atrium_V1_ProcessingInternal: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "RunShard" metadata.
+        public enum RunShard: Sendable {
+            /// Request type for "RunShard".
+            public typealias Input = Atrium_V1_ShardRequest
+            /// Response type for "RunShard".
+            public typealias Output = Atrium_V1_RunResponse
+            /// Descriptor for "RunShard".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "atrium.v1.ProcessingInternal"),
+                method: "RunShard",
+                type: .serverStreaming
+            )
+        }
         /// Descriptors for all methods in the "atrium.v1.ProcessingInternal" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            GetLoad.descriptor
+            GetLoad.descriptor,
+            RunShard.descriptor
         ]
     }
 }
@@ -1688,9 +1716,12 @@ extension Atrium_V1_ProcessingInternal {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Used by the gateway to balance load. The gateway polls every instance (about once a second) and picks
-    /// > instances for Run and Submit by outstanding calls and these figures (power of two choices); it sends a
-    /// > shard to an instance by calling Processing.Run with RunHeader.shard set.
+    /// > Used by the gateway to balance load, and by instances to split a batch between them. The gateway polls
+    /// > every instance (about once a second) and sends each Run and Submit to one instance, chosen by outstanding
+    /// > calls and these figures (power of two choices). That instance coordinates: a batch of stored images is split
+    /// > into contiguous shards, one per serving instance, sized in proportion to each one's spare capacity (or as
+    /// > the caller's `shards` say); it runs one shard itself and sends the others with RunShard, retrying a shard
+    /// > whose instance fails once on another, and merges the results exactly.
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
         /// Handle the "GetLoad" method.
         ///
@@ -1709,6 +1740,27 @@ extension Atrium_V1_ProcessingInternal {
             request: GRPCCore.StreamingServerRequest<Atrium_V1_GetLoadRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_LoadReport>
+
+        /// Handle the "RunShard" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Run one shard of a coordinated batch for the caller named in the request (processing instances only). The
+        /// > reply is a result stream like Run's for the shard's inputs: slice-wise results carry their batch indices
+        /// > and are registered by this instance; a projection shard sends one result whose bytes are the projection's
+        /// > partial state (`ResultImage.projection_partial`), for the coordinator to merge. Errors: as Run.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Atrium_V1_ShardRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Atrium_V1_RunResponse` messages.
+        func runShard(
+            request: GRPCCore.StreamingServerRequest<Atrium_V1_ShardRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_RunResponse>
     }
 
     /// Service protocol for the "atrium.v1.ProcessingInternal" service.
@@ -1721,9 +1773,12 @@ extension Atrium_V1_ProcessingInternal {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Used by the gateway to balance load. The gateway polls every instance (about once a second) and picks
-    /// > instances for Run and Submit by outstanding calls and these figures (power of two choices); it sends a
-    /// > shard to an instance by calling Processing.Run with RunHeader.shard set.
+    /// > Used by the gateway to balance load, and by instances to split a batch between them. The gateway polls
+    /// > every instance (about once a second) and sends each Run and Submit to one instance, chosen by outstanding
+    /// > calls and these figures (power of two choices). That instance coordinates: a batch of stored images is split
+    /// > into contiguous shards, one per serving instance, sized in proportion to each one's spare capacity (or as
+    /// > the caller's `shards` say); it runs one shard itself and sends the others with RunShard, retrying a shard
+    /// > whose instance fails once on another, and merges the results exactly.
     public protocol ServiceProtocol: Atrium_V1_ProcessingInternal.StreamingServiceProtocol {
         /// Handle the "GetLoad" method.
         ///
@@ -1742,6 +1797,27 @@ extension Atrium_V1_ProcessingInternal {
             request: GRPCCore.ServerRequest<Atrium_V1_GetLoadRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Atrium_V1_LoadReport>
+
+        /// Handle the "RunShard" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Run one shard of a coordinated batch for the caller named in the request (processing instances only). The
+        /// > reply is a result stream like Run's for the shard's inputs: slice-wise results carry their batch indices
+        /// > and are registered by this instance; a projection shard sends one result whose bytes are the projection's
+        /// > partial state (`ResultImage.projection_partial`), for the coordinator to merge. Errors: as Run.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_ShardRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Atrium_V1_RunResponse` messages.
+        func runShard(
+            request: GRPCCore.ServerRequest<Atrium_V1_ShardRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_RunResponse>
     }
 
     /// Simple service protocol for the "atrium.v1.ProcessingInternal" service.
@@ -1752,9 +1828,12 @@ extension Atrium_V1_ProcessingInternal {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Used by the gateway to balance load. The gateway polls every instance (about once a second) and picks
-    /// > instances for Run and Submit by outstanding calls and these figures (power of two choices); it sends a
-    /// > shard to an instance by calling Processing.Run with RunHeader.shard set.
+    /// > Used by the gateway to balance load, and by instances to split a batch between them. The gateway polls
+    /// > every instance (about once a second) and sends each Run and Submit to one instance, chosen by outstanding
+    /// > calls and these figures (power of two choices). That instance coordinates: a batch of stored images is split
+    /// > into contiguous shards, one per serving instance, sized in proportion to each one's spare capacity (or as
+    /// > the caller's `shards` say); it runs one shard itself and sends the others with RunShard, retrying a shard
+    /// > whose instance fails once on another, and merges the results exactly.
     public protocol SimpleServiceProtocol: Atrium_V1_ProcessingInternal.ServiceProtocol {
         /// Handle the "GetLoad" method.
         ///
@@ -1773,6 +1852,28 @@ extension Atrium_V1_ProcessingInternal {
             request: Atrium_V1_GetLoadRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Atrium_V1_LoadReport
+
+        /// Handle the "RunShard" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Run one shard of a coordinated batch for the caller named in the request (processing instances only). The
+        /// > reply is a result stream like Run's for the shard's inputs: slice-wise results carry their batch indices
+        /// > and are registered by this instance; a projection shard sends one result whose bytes are the projection's
+        /// > partial state (`ResultImage.projection_partial`), for the coordinator to merge. Errors: as Run.
+        ///
+        /// - Parameters:
+        ///   - request: A `Atrium_V1_ShardRequest` message.
+        ///   - response: A response stream of `Atrium_V1_RunResponse` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func runShard(
+            request: Atrium_V1_ShardRequest,
+            response: GRPCCore.RPCWriter<Atrium_V1_RunResponse>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -1786,6 +1887,17 @@ extension Atrium_V1_ProcessingInternal.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_LoadReport>(),
             handler: { request, context in
                 try await self.getLoad(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Atrium_V1_ProcessingInternal.Method.RunShard.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_ShardRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_RunResponse>(),
+            handler: { request, context in
+                try await self.runShard(
                     request: request,
                     context: context
                 )
@@ -1807,6 +1919,17 @@ extension Atrium_V1_ProcessingInternal.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func runShard(
+        request: GRPCCore.StreamingServerRequest<Atrium_V1_ShardRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_RunResponse> {
+        let response = try await self.runShard(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -1824,6 +1947,23 @@ extension Atrium_V1_ProcessingInternal.SimpleServiceProtocol {
             metadata: [:]
         )
     }
+
+    public func runShard(
+        request: GRPCCore.ServerRequest<Atrium_V1_ShardRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_RunResponse> {
+        return GRPCCore.StreamingServerResponse<Atrium_V1_RunResponse>(
+            metadata: [:],
+            producer: { writer in
+                try await self.runShard(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
 }
 
 // MARK: atrium.v1.ProcessingInternal (client)
@@ -1837,9 +1977,12 @@ extension Atrium_V1_ProcessingInternal {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Used by the gateway to balance load. The gateway polls every instance (about once a second) and picks
-    /// > instances for Run and Submit by outstanding calls and these figures (power of two choices); it sends a
-    /// > shard to an instance by calling Processing.Run with RunHeader.shard set.
+    /// > Used by the gateway to balance load, and by instances to split a batch between them. The gateway polls
+    /// > every instance (about once a second) and sends each Run and Submit to one instance, chosen by outstanding
+    /// > calls and these figures (power of two choices). That instance coordinates: a batch of stored images is split
+    /// > into contiguous shards, one per serving instance, sized in proportion to each one's spare capacity (or as
+    /// > the caller's `shards` say); it runs one shard itself and sends the others with RunShard, retrying a shard
+    /// > whose instance fails once on another, and merges the results exactly.
     public protocol ClientProtocol: Sendable {
         /// Call the "GetLoad" method.
         ///
@@ -1863,6 +2006,32 @@ extension Atrium_V1_ProcessingInternal {
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_LoadReport>) async throws -> Result
         ) async throws -> Result where Result: Sendable
+
+        /// Call the "RunShard" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Run one shard of a coordinated batch for the caller named in the request (processing instances only). The
+        /// > reply is a result stream like Run's for the shard's inputs: slice-wise results carry their batch indices
+        /// > and are registered by this instance; a projection shard sends one result whose bytes are the projection's
+        /// > partial state (`ResultImage.projection_partial`), for the coordinator to merge. Errors: as Run.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_ShardRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_ShardRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_RunResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func runShard<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_ShardRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_ShardRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_RunResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Atrium_V1_RunResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
     }
 
     /// Generated client for the "atrium.v1.ProcessingInternal" service.
@@ -1873,9 +2042,12 @@ extension Atrium_V1_ProcessingInternal {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Used by the gateway to balance load. The gateway polls every instance (about once a second) and picks
-    /// > instances for Run and Submit by outstanding calls and these figures (power of two choices); it sends a
-    /// > shard to an instance by calling Processing.Run with RunHeader.shard set.
+    /// > Used by the gateway to balance load, and by instances to split a batch between them. The gateway polls
+    /// > every instance (about once a second) and sends each Run and Submit to one instance, chosen by outstanding
+    /// > calls and these figures (power of two choices). That instance coordinates: a batch of stored images is split
+    /// > into contiguous shards, one per serving instance, sized in proportion to each one's spare capacity (or as
+    /// > the caller's `shards` say); it runs one shard itself and sends the others with RunShard, retrying a shard
+    /// > whose instance fails once on another, and merges the results exactly.
     public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
         private let client: GRPCCore.GRPCClient<Transport>
 
@@ -1920,6 +2092,41 @@ extension Atrium_V1_ProcessingInternal {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "RunShard" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Run one shard of a coordinated batch for the caller named in the request (processing instances only). The
+        /// > reply is a result stream like Run's for the shard's inputs: slice-wise results carry their batch indices
+        /// > and are registered by this instance; a projection shard sends one result whose bytes are the projection's
+        /// > partial state (`ResultImage.projection_partial`), for the coordinator to merge. Errors: as Run.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_ShardRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_ShardRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_RunResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func runShard<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_ShardRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_ShardRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_RunResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Atrium_V1_RunResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Atrium_V1_ProcessingInternal.Method.RunShard.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1950,6 +2157,36 @@ extension Atrium_V1_ProcessingInternal.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_GetLoadRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_LoadReport>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RunShard" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Run one shard of a coordinated batch for the caller named in the request (processing instances only). The
+    /// > reply is a result stream like Run's for the shard's inputs: slice-wise results carry their batch indices
+    /// > and are registered by this instance; a projection shard sends one result whose bytes are the projection's
+    /// > partial state (`ResultImage.projection_partial`), for the coordinator to merge. Errors: as Run.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Atrium_V1_ShardRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func runShard<Result>(
+        request: GRPCCore.ClientRequest<Atrium_V1_ShardRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Atrium_V1_RunResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.runShard(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_ShardRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_RunResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1986,6 +2223,40 @@ extension Atrium_V1_ProcessingInternal.ClientProtocol {
             metadata: metadata
         )
         return try await self.getLoad(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RunShard" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Run one shard of a coordinated batch for the caller named in the request (processing instances only). The
+    /// > reply is a result stream like Run's for the shard's inputs: slice-wise results carry their batch indices
+    /// > and are registered by this instance; a projection shard sends one result whose bytes are the projection's
+    /// > partial state (`ResultImage.projection_partial`), for the coordinator to merge. Errors: as Run.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func runShard<Result>(
+        _ message: Atrium_V1_ShardRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Atrium_V1_RunResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Atrium_V1_ShardRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.runShard(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -443,8 +443,8 @@ public nonisolated struct Atrium_V1_InputRange: Sendable {
   public init() {}
 }
 
-/// Set only by the gateway when it sends one shard of a split batch to an instance. A client that sets it
-/// gets INVALID_ARGUMENT.
+/// Set only by the coordinating instance when it sends one shard of a split batch to another instance
+/// (ProcessingInternal.RunShard). A client that sets it gets INVALID_ARGUMENT.
 public nonisolated struct Atrium_V1_ShardInfo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -531,12 +531,12 @@ public nonisolated struct Atrium_V1_RunHeader: Sendable {
     set {inputs = .inlineImageCount(newValue)}
   }
 
-  /// Optional explicit split of the batch into shards, one per instance, in order: contiguous, non-
-  /// overlapping ranges covering every input. Empty: the gateway splits by each healthy instance's spare
-  /// capacity. Refused by Submit.
+  /// Optional explicit split of a batch of stored images into shards, one per serving instance, in order:
+  /// contiguous, non-overlapping ranges covering every input, at most as many as instances serve. Empty: the
+  /// batch is split by each serving instance's spare capacity. Refused with inline inputs.
   public var shards: [Atrium_V1_InputRange] = []
 
-  /// Gateway-to-instance only: which shard this call is. See ShardInfo.
+  /// Instance-to-instance only: which shard this call is. See ShardInfo.
   public var shard: Atrium_V1_ShardInfo {
     get {_shard ?? Atrium_V1_ShardInfo()}
     set {_shard = newValue}
@@ -730,6 +730,9 @@ public nonisolated struct Atrium_V1_ResultImage: Sendable {
 
   /// 32 for FLOAT32, else the source's bits allocated.
   public var bitsAllocated: UInt32 = 0
+
+  /// Internal (RunShard replies only): the bytes are a projection's partial state, not a DICOM object.
+  public var projectionPartial: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1167,6 +1170,47 @@ public nonisolated struct Atrium_V1_ListJobsResponse: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+/// One shard of a batch, from the coordinating instance.
+public nonisolated struct Atrium_V1_ShardRequest: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The subscriber the batch runs for (the coordinator's caller).
+  public var caller: Atrium_V1_CallerIdentity {
+    get {_storage._caller ?? Atrium_V1_CallerIdentity()}
+    set {_uniqueStorage()._caller = newValue}
+  }
+  /// Returns true if `caller` has been explicitly set.
+  public var hasCaller: Bool {_storage._caller != nil}
+  /// Clears the value of `caller`. Subsequent reads from it will return its default value.
+  public mutating func clearCaller() {_uniqueStorage()._caller = nil}
+
+  /// The batch's header: `image_ids` lists the whole batch in the order used; `shard` says which part to run;
+  /// destinations and output type as the caller gave them.
+  public var header: Atrium_V1_RunHeader {
+    get {_storage._header ?? Atrium_V1_RunHeader()}
+    set {_uniqueStorage()._header = newValue}
+  }
+  /// Returns true if `header` has been explicitly set.
+  public var hasHeader: Bool {_storage._header != nil}
+  /// Clears the value of `header`. Subsequent reads from it will return its default value.
+  public mutating func clearHeader() {_uniqueStorage()._header = nil}
+
+  /// The batch's run key (request or job ID); the shard's usage event is keyed by it and the shard index, so a
+  /// retried shard is counted once.
+  public var runKey: String {
+    get {_storage._runKey}
+    set {_uniqueStorage()._runKey = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// No parameters: the instance reports on itself.
@@ -2069,7 +2113,7 @@ nonisolated extension Atrium_V1_RunResultHeader: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Atrium_V1_ResultImage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ResultImage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{3}input_indices\0\u{3}size_bytes\0\u{3}image_id\0\u{1}rows\0\u{1}columns\0\u{3}bits_allocated\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{3}input_indices\0\u{3}size_bytes\0\u{3}image_id\0\u{1}rows\0\u{1}columns\0\u{3}bits_allocated\0\u{3}projection_partial\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2084,6 +2128,7 @@ nonisolated extension Atrium_V1_ResultImage: SwiftProtobuf.Message, SwiftProtobu
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.rows) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.columns) }()
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.bitsAllocated) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.projectionPartial) }()
       default: break
       }
     }
@@ -2111,6 +2156,9 @@ nonisolated extension Atrium_V1_ResultImage: SwiftProtobuf.Message, SwiftProtobu
     if self.bitsAllocated != 0 {
       try visitor.visitSingularUInt32Field(value: self.bitsAllocated, fieldNumber: 7)
     }
+    if self.projectionPartial != false {
+      try visitor.visitSingularBoolField(value: self.projectionPartial, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2122,6 +2170,7 @@ nonisolated extension Atrium_V1_ResultImage: SwiftProtobuf.Message, SwiftProtobu
     if lhs.rows != rhs.rows {return false}
     if lhs.columns != rhs.columns {return false}
     if lhs.bitsAllocated != rhs.bitsAllocated {return false}
+    if lhs.projectionPartial != rhs.projectionPartial {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2687,6 +2736,90 @@ nonisolated extension Atrium_V1_ListJobsResponse: SwiftProtobuf.Message, SwiftPr
   public static func ==(lhs: Atrium_V1_ListJobsResponse, rhs: Atrium_V1_ListJobsResponse) -> Bool {
     if lhs.jobs != rhs.jobs {return false}
     if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Atrium_V1_ShardRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}caller\0\u{1}header\0\u{3}run_key\0")
+
+  fileprivate class _StorageClass {
+    var _caller: Atrium_V1_CallerIdentity? = nil
+    var _header: Atrium_V1_RunHeader? = nil
+    var _runKey: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _caller = source._caller
+      _header = source._header
+      _runKey = source._runKey
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._caller) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._header) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._runKey) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._caller {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._header {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      if !_storage._runKey.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._runKey, fieldNumber: 3)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Atrium_V1_ShardRequest, rhs: Atrium_V1_ShardRequest) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._caller != rhs_storage._caller {return false}
+        if _storage._header != rhs_storage._header {return false}
+        if _storage._runKey != rhs_storage._runKey {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

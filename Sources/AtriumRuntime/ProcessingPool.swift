@@ -1,15 +1,14 @@
 import SwiftProtobuf
 import AtriumAPI
-import AtriumCore
-import AtriumRuntime
+public import AtriumCore
 import Foundation
-import GRPCCore
-import GRPCNIOTransportHTTP2
-import Logging
-import ServiceLifecycle
+public import GRPCCore
+public import GRPCNIOTransportHTTP2
+public import Logging
+public import ServiceLifecycle
 import Synchronization
 
-/// The processing instances the gateway spreads calls over.
+/// The processing instances the gateway spreads calls over, and a coordinating instance spreads shards over.
 ///
 /// - Discovery: the configured addresses (`ATRIUM_PROCESSING_ADDRS`); an address whose host is a DNS name
 ///   stands for every address it resolves to (compose or Kubernetes replicas), re-resolved every
@@ -18,45 +17,58 @@ import Synchronization
 /// - Health: every `probeInterval` each instance is asked `grpc.health.v1.Health/Check` for
 ///   `atrium.v1.Processing` and `ProcessingInternal/GetLoad`. One that does not answer SERVING is taken out
 ///   of rotation until it does again. A call that fails to connect takes its instance out at once.
-/// - Picking: power of two choices among healthy instances, on calls outstanding from this gateway plus the
+/// - Picking: power of two choices among healthy instances, on calls outstanding from this process plus the
 ///   queue length the instance reports.
-final class ProcessingPool: Service, Sendable {
+/// - Splitting: ``Instance/spareCapacity`` weighs an instance's share of a batch.
+public final class ProcessingPool: Service, Sendable {
     /// One resolved processing address.
-    struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+    public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         /// The address to connect to (an IP literal after resolution).
-        var address: HostAndPort
+        public var address: HostAndPort
         /// The configured host name, for TLS verification.
-        var name: String
+        public var name: String
 
-        var description: String { "\(address.host):\(address.port)" }
+        public var description: String { "\(address.host):\(address.port)" }
     }
 
     /// A connected instance and what the pool knows about its load.
-    final class Instance: Sendable {
-        let endpoint: Endpoint
-        let client: GRPCClient<HTTP2ClientTransport.Posix>
-        private let state = Mutex<(healthy: Bool, outstanding: Int, reportedQueue: Int, instanceID: String)>((false, 0, 0, ""))
+    public final class Instance: Sendable {
+        public let endpoint: Endpoint
+        public let client: GRPCClient<HTTP2ClientTransport.Posix>
+        private let state = Mutex<(healthy: Bool, outstanding: Int, reportedQueue: Int, instanceID: String, report: Atrium_V1_LoadReport)>((false, 0, 0, "", .init()))
 
         init(endpoint: Endpoint, client: GRPCClient<HTTP2ClientTransport.Posix>) {
             self.endpoint = endpoint
             self.client = client
         }
 
-        var healthy: Bool { state.withLock { $0.healthy } }
-        var score: Int { state.withLock { $0.outstanding + $0.reportedQueue } }
+        public var healthy: Bool { state.withLock { $0.healthy } }
+        public var score: Int { state.withLock { $0.outstanding + $0.reportedQueue } }
 
         func setHealthy(_ healthy: Bool) { state.withLock { $0.healthy = healthy } }
         /// The instance ID it reported (job IDs end with it); empty before its first report.
-        var instanceID: String { state.withLock { $0.instanceID } }
+        public var instanceID: String { state.withLock { $0.instanceID } }
 
-        func report(queue: Int, instanceID: String) {
-            state.withLock {
-                $0.reportedQueue = queue
-                $0.instanceID = instanceID
+        /// How much of a batch this instance should take, relative to the others: its workers over the work it
+        /// already has (queued, in flight, and what this process has sent it since its last report), so an idle
+        /// instance weighs its worker count and a busy one less.
+        public var spareCapacity: Double {
+            state.withLock { state in
+                let workers = Double(max(1, state.report.workerCount))
+                let busy = Double(state.report.queueLength) + Double(state.report.inFlight) + Double(state.outstanding)
+                return workers / (1 + max(0, busy - workers + 1))
             }
         }
-        func begin() { state.withLock { $0.outstanding += 1 } }
-        func end() { state.withLock { $0.outstanding -= 1 } }
+
+        func report(_ report: Atrium_V1_LoadReport) {
+            state.withLock {
+                $0.reportedQueue = Int(report.queueLength)
+                $0.instanceID = report.instanceID
+                $0.report = report
+            }
+        }
+        public func begin() { state.withLock { $0.outstanding += 1 } }
+        public func end() { state.withLock { $0.outstanding -= 1 } }
     }
 
     private let configured: [HostAndPort]
@@ -68,7 +80,7 @@ final class ProcessingPool: Service, Sendable {
     /// Clients started by `run`, to run their connections; removed ones are shut down.
     private let launches = AsyncStream<Instance>.makeStream()
 
-    init(
+    public init(
         addresses: [HostAndPort],
         resolveInterval: Duration = .seconds(10),
         probeInterval: Duration = .seconds(1),
@@ -83,7 +95,7 @@ final class ProcessingPool: Service, Sendable {
     }
 
     /// A healthy instance by power of two choices, or `nil` when none is healthy.
-    func pick() -> Instance? {
+    public func pick() -> Instance? {
         let healthy = instances.withLock { Array($0.values) }.filter(\.healthy)
         guard healthy.count > 1 else { return healthy.first }
         let first = Int.random(in: 0..<healthy.count)
@@ -93,22 +105,22 @@ final class ProcessingPool: Service, Sendable {
     }
 
     /// The instance that reported `instanceID`, healthy or not.
-    func instance(reporting instanceID: String) -> Instance? {
+    public func instance(reporting instanceID: String) -> Instance? {
         all.first { $0.instanceID == instanceID }
     }
 
     /// Every known instance (tests and the benchmark).
-    var all: [Instance] { instances.withLock { Array($0.values) } }
+    public var all: [Instance] { instances.withLock { Array($0.values) } }
 
     /// Takes an instance out of rotation after a failed connection; the next probe may put it back.
-    func markFailed(_ instance: Instance) {
+    public func markFailed(_ instance: Instance) {
         if instance.healthy {
             logger.warning("processing instance failed; out of rotation", metadata: ["instance": "\(instance.endpoint)"])
         }
         instance.setHealthy(false)
     }
 
-    func run() async throws {
+    public func run() async throws {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.loop(every: self.resolveInterval) { await self.resolve() } }
             group.addTask { await self.loop(every: self.probeInterval) { await self.probeAll() } }
@@ -188,7 +200,7 @@ final class ProcessingPool: Service, Sendable {
             serving = status.status == .serving
             if serving {
                 let report = try await load.getLoad(Atrium_V1_GetLoadRequest(), options: options)
-                instance.report(queue: Int(report.queueLength), instanceID: report.instanceID)
+                instance.report(report)
                 serving = !report.draining
             }
         } catch {

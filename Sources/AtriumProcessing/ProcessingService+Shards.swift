@@ -1,0 +1,470 @@
+import SwiftProtobuf
+import AtriumAPI
+import AtriumCore
+import AtriumImaging
+import AtriumRuntime
+import AtriumStorage
+import Crypto
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import Synchronization
+
+/// One shard of a split batch: a contiguous range of inputs, run here (`instance` nil) or on a peer.
+struct Shard: Sendable {
+    var index: Int
+    var range: Range<Int>
+    var instance: ProcessingPool.Instance?
+}
+
+/// A value the shards of a split batch update as they finish (what they cost, where they ran).
+final class Shared<Value: Sendable>: Sendable {
+    let value: Mutex<Value>
+    init(_ value: Value) { self.value = Mutex(value) }
+}
+
+/// Results of a split batch, kept in spool files as they arrive from every shard, and taken in order.
+final class ResultSpool: Sendable {
+    struct Entry: Sendable {
+        /// The spool file holding the bytes; removed once read.
+        var path: String
+        var inputIndices: [Int]
+        var imageID: String
+        var rows: Int
+        var columns: Int
+        var bitsAllocated: Int
+    }
+
+    private struct State {
+        var entries: [Int: Entry] = [:]
+        var waiting: [Int: CheckedContinuation<Entry, any Error>] = [:]
+        var failure: (any Error)?
+    }
+    private let state = Mutex(State())
+
+    func put(_ index: Int, _ entry: Entry) {
+        let waiter = state.withLock { state -> CheckedContinuation<Entry, any Error>? in
+            if let waiter = state.waiting.removeValue(forKey: index) { return waiter }
+            state.entries[index] = entry
+            return nil
+        }
+        waiter?.resume(returning: entry)
+    }
+
+    func contains(_ index: Int) -> Bool { state.withLock { $0.entries[index] != nil } }
+
+    /// Fails every current and later `take`.
+    func fail(_ error: any Error) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Entry, any Error>] in
+            if state.failure == nil { state.failure = error }
+            defer { state.waiting.removeAll() }
+            return Array(state.waiting.values)
+        }
+        for waiter in waiters { waiter.resume(throwing: error) }
+    }
+
+    /// The entry for `index`, once it has arrived.
+    func take(_ index: Int) async throws -> Entry {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<Entry, any Error>? = state.withLock { state in
+                if let entry = state.entries.removeValue(forKey: index) { return .success(entry) }
+                if let failure = state.failure { return .failure(failure) }
+                state.waiting[index] = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}
+
+extension ProcessingService {
+    // MARK: - Planning
+
+    /// How to split `run` across the serving instances, or `nil` to run it here unsplit: only batches of stored
+    /// images split, and only slice-wise filters and projections. Explicit `header.shards` are checked (INVALID_ARGUMENT)
+    /// and followed; otherwise each serving instance gets a contiguous share in proportion to its spare capacity.
+    func shardPlan(for run: PreparedRun) async throws -> [Shard]? {
+        let count = run.inputs.count
+        let explicit = run.header.shards
+        guard let peers, run.inputs.allSatisfy({ $0.imageID != nil }), count >= 2 else {
+            if !explicit.isEmpty { throw RPCError(code: .invalidArgument, message: "shards apply only to a batch of stored images (image_ids or a series)") }
+            return nil
+        }
+        if case .add = run.plan.kind { return explicit.isEmpty ? nil : try refuseShards("add takes two inputs and is not split") }
+        if case .subtract = run.plan.kind { return explicit.isEmpty ? nil : try refuseShards("subtract takes two inputs and is not split") }
+        // Serving instances other than this one, in a stable order; this one always takes part.
+        let others = peers.all.filter { $0.healthy && !$0.instanceID.isEmpty && $0.instanceID != instanceID }.sorted { $0.instanceID < $1.instanceID }
+        let candidates: [ProcessingPool.Instance?] = [nil] + others
+        if !explicit.isEmpty {
+            var next: UInt32 = 0
+            for (index, range) in explicit.enumerated() {
+                guard range.start == next, range.end > range.start else {
+                    throw RPCError(code: .invalidArgument, message: "shards[\(index)] must start at \(next) and end after it; shards are contiguous and in order")
+                }
+                next = range.end
+            }
+            guard next == count else { throw RPCError(code: .invalidArgument, message: "shards cover \(next) inputs; the batch has \(count)") }
+            // One shard is the whole batch: run it unsplit.
+            if explicit.count == 1 { return nil }
+            guard explicit.count <= candidates.count else {
+                throw RPCError(code: .invalidArgument, message: "\(explicit.count) shards asked for, but \(candidates.count) instance\(candidates.count == 1 ? "" : "s") serve now")
+            }
+            return explicit.enumerated().map { Shard(index: $0, range: Int($1.start)..<Int($1.end), instance: candidates[$0]) }
+        }
+        guard !others.isEmpty else { return nil }
+        let own = await loadReport()
+        let ownSpare = Double(max(1, own.workerCount)) / (1 + max(0, Double(own.queueLength) + Double(own.inFlight) - Double(own.workerCount)))
+        let weights = [ownSpare] + others.map(\.spareCapacity)
+        return Self.split(count, weights: weights).enumerated().compactMap { index, range in
+            range.isEmpty ? nil : Shard(index: index, range: range, instance: candidates[index])
+        }.enumerated().map { Shard(index: $0, range: $1.range, instance: $1.instance) }
+    }
+
+    private func refuseShards(_ why: String) throws -> [Shard]? {
+        throw RPCError(code: .invalidArgument, message: "shards given, but \(why)")
+    }
+
+    /// Contiguous ranges over `count` inputs, sized in proportion to `weights` (largest remainders).
+    static func split(_ count: Int, weights: [Double]) -> [Range<Int>] {
+        let total = weights.reduce(0, +)
+        guard total > 0 else { return [0..<count] + Array(repeating: count..<count, count: max(0, weights.count - 1)) }
+        let exact = weights.map { Double(count) * $0 / total }
+        var sizes = exact.map { Int($0.rounded(.down)) }
+        let order = exact.indices.sorted { (exact[$0] - Double(sizes[$0])) > (exact[$1] - Double(sizes[$1])) }
+        for index in order.prefix(count - sizes.reduce(0, +)) { sizes[index] += 1 }
+        var start = 0
+        return sizes.map { size in
+            defer { start += size }
+            return start..<(start + size)
+        }
+    }
+
+    // MARK: - Coordinating
+
+    /// Runs a split batch: every shard at once (this instance's on the calling worker, the others through
+    /// RunShard), each result spooled to the result store as it arrives and handed to `emit` in result order.
+    /// A shard whose instance fails is run again, once, on another (this one if no other serves), from its first
+    /// missing result. A projection's partial states merge exactly; a sum that could not be added exactly is
+    /// computed again here unsplit, so a split run always equals an unsplit one.
+    func executeSplit(
+        _ run: PreparedRun,
+        shards: [Shard],
+        holdsWorker: Bool,
+        shouldStop: @escaping @Sendable () -> Bool,
+        progress: @escaping @Sendable (RunTotals) async throws -> Void,
+        emit: @escaping @Sendable (Produced) async throws -> Void
+    ) async throws -> (totals: RunTotals, instances: [String]) {
+        let spool = ResultSpool()
+        let totals = Shared(RunTotals())
+        let instances = Shared(shards.map { $0.instance?.instanceID ?? instanceID })
+        let projection: Bool
+        if case .projection = run.plan.kind { projection = true } else { projection = false }
+        logger.info(
+            "batch split",
+            metadata: [
+                LogKey.requestID: "\(run.caller.requestID)", "run": "\(run.key)",
+                "shards": "\(shards.map { "\($0.instance?.instanceID ?? instanceID):\($0.range.lowerBound)-\($0.range.upperBound)" }.joined(separator: ","))",
+            ]
+        )
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            for shard in shards {
+                group.addTask {
+                    do {
+                        let used = try await self.runShard(shard, of: run, spool: spool, totals: totals, projection: projection, holdsWorker: holdsWorker)
+                        instances.value.withLock { $0[shard.index] = used }
+                    } catch {
+                        spool.fail(error)
+                        throw error
+                    }
+                }
+            }
+            // Results in order, as they arrive.
+            var emitted = RunTotals()
+            if projection {
+                var partials: [ProjectionAccumulator.Partial] = []
+                for shard in shards {
+                    let entry = try await spool.take(shard.index)
+                    partials.append(try await self.readPartial(entry))
+                }
+                try await group.waitForAll()
+                var merged = totals.value.withLock { $0 }
+                let (exact, produced) = try await self.mergeProjection(run, partials: partials, totals: &merged)
+                if let produced {
+                    try await emit(produced)
+                } else {
+                    logger.info("projection sum not exact when split; computing it unsplit", metadata: ["run": "\(run.key)", "exact": "\(exact)"])
+                    let local = holdsWorker
+                        ? try await execute(run, shouldStop: shouldStop, progress: progress, emit: emit)
+                        : try await workers.withWorker { try await self.execute(run, shouldStop: shouldStop, progress: progress, emit: emit) }
+                    // The shards recorded their images; this records the CPU the unsplit pass cost.
+                    try self.meter(run.shard(shards.count), images: 0, totals: local)
+                    merged.cpuSeconds += local.cpuSeconds
+                }
+                return (merged, instances.value.withLock { $0 })
+            }
+            for index in run.inputs.indices {
+                if shouldStop() { throw RPCError(code: .cancelled, message: "the job was cancelled") }
+                let entry = try await spool.take(index)
+                let bytes = try await self.readSpooled(entry)
+                let built = BuiltResult(bytes: bytes, sopInstanceUID: "", rows: entry.rows, columns: entry.columns, bitsAllocated: entry.bitsAllocated)
+                try await emit(Produced(index: index, inputIndices: entry.inputIndices, built: built, imageID: entry.imageID))
+                emitted.inputsDone = index + 1
+                emitted.cpuSeconds = totals.value.withLock { $0.cpuSeconds }
+                try await progress(emitted)
+            }
+            try await group.waitForAll()
+            return (totals.value.withLock { $0 }, instances.value.withLock { $0 })
+        }
+    }
+
+    /// Runs one shard where it was planned, or again elsewhere after a failure; returns the instance that ran it.
+    private func runShard(_ shard: Shard, of run: PreparedRun, spool: ResultSpool, totals: Shared<RunTotals>, projection: Bool, holdsWorker: Bool) async throws -> String {
+        var target = shard.instance
+        var attempt = 0
+        while true {
+            attempt += 1
+            // What is still missing: a filter shard resumes after the results that already arrived.
+            let start = projection ? shard.range.lowerBound : (shard.range.first { !spool.contains($0) } ?? shard.range.upperBound)
+            let range = start..<shard.range.upperBound
+            if range.isEmpty && !projection { return target?.instanceID ?? instanceID }
+            do {
+                if let target {
+                    try await runRemote(shard.index, range: range, on: target, of: run, spool: spool, totals: totals, projection: projection)
+                    return target.instanceID
+                }
+                try await runLocal(shard.index, range: range, of: run, spool: spool, totals: totals, projection: projection, holdsWorker: holdsWorker)
+                return instanceID
+            } catch let error as RPCError where Self.retryable(error) && attempt == 1 {
+                if let failed = target { peers?.markFailed(failed) }
+                let next = peers?.all.first { $0.healthy && !$0.instanceID.isEmpty && $0.instanceID != instanceID && $0 !== target }
+                logger.warning(
+                    "shard failed; running it again elsewhere",
+                    metadata: ["run": "\(run.key)", "shard": "\(shard.index)", "on": "\(target?.instanceID ?? instanceID)", "next": "\(next?.instanceID ?? instanceID)", LogKey.error: "\(error)"]
+                )
+                target = next
+            }
+        }
+    }
+
+    static func retryable(_ error: RPCError) -> Bool {
+        [.unavailable, .deadlineExceeded, .aborted, .unknown, .internalError, .cancelled].contains(error.code)
+    }
+
+    /// This instance's part of a split batch, on a worker (the job's own when `holdsWorker`).
+    private func runLocal(_ index: Int, range: Range<Int>, of run: PreparedRun, spool: ResultSpool, totals: Shared<RunTotals>, projection: Bool, holdsWorker: Bool) async throws {
+        let directory = configuration.spoolDirectory
+        let shardRun = run.shard(index)
+        let work: @Sendable () async throws -> RunTotals = {
+            try await self.execute(shardRun, range: range, partial: projection) { produced in
+                let path = Self.spoolPath(in: directory)
+                guard FileManager.default.createFile(atPath: path, contents: Data(produced.built.bytes)) else {
+                    throw RPCError(code: .unavailable, message: "cannot spool a result (is the state directory full?)")
+                }
+                spool.put(
+                    projection ? index : produced.index,
+                    .init(
+                        path: path, inputIndices: produced.inputIndices, imageID: produced.imageID,
+                        rows: produced.built.rows, columns: produced.built.columns, bitsAllocated: produced.built.bitsAllocated
+                    )
+                )
+            }
+        }
+        let local = holdsWorker ? try await work() : try await workers.withWorker { try await work() }
+        try meter(shardRun, images: range.count, totals: local)
+        totals.value.withLock {
+            $0.cpuSeconds += local.cpuSeconds
+            $0.megapixels += local.megapixels
+            $0.bytesIn += local.bytesIn
+        }
+    }
+
+    /// A peer's part of a split batch, read as it streams and spooled here.
+    private func runRemote(_ index: Int, range: Range<Int>, on peer: ProcessingPool.Instance, of run: PreparedRun, spool: ResultSpool, totals: Shared<RunTotals>, projection: Bool) async throws {
+        var header = run.header
+        header.imageIds = .with { $0.imageIds = run.inputImageIDs }
+        header.destinationIds = run.destinations
+        header.shards = []
+        header.shard = .with {
+            $0.shardIndex = UInt32(index)
+            $0.shardCount = UInt32(max(1, run.inputs.count))
+            $0.range = .with { $0.start = UInt32(range.lowerBound); $0.end = UInt32(range.upperBound) }
+        }
+        let request = Atrium_V1_ShardRequest.with {
+            $0.caller = run.caller.message
+            $0.header = header
+            $0.runKey = run.key
+        }
+        let directory = configuration.spoolDirectory
+        peer.begin()
+        defer { peer.end() }
+        let summary: Atrium_V1_RunSummary = try await Atrium_V1_ProcessingInternal.Client(wrapping: peer.client).runShard(request, options: .internalCall) { response in
+            var current: Atrium_V1_ResultImage?
+            var buffer = Data()
+            for try await message in response.messages {
+                switch message.part {
+                case .result(let result):
+                    current = result
+                    buffer = Data(capacity: Int(min(result.sizeBytes, 1 << 30)))
+                case .chunk(let chunk):
+                    guard current != nil, UInt64(buffer.count) == chunk.offset else {
+                        throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a chunk out of order")
+                    }
+                    buffer.append(chunk.data)
+                case .digest(let digest):
+                    guard let result = current, Hex.encode(SHA256.hash(data: buffer)) == digest.sha256 else {
+                        throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a result that does not match its digest")
+                    }
+                    let path = Self.spoolPath(in: directory)
+                    guard FileManager.default.createFile(atPath: path, contents: buffer) else {
+                        throw RPCError(code: .unavailable, message: "cannot spool a result (is the state directory full?)")
+                    }
+                    current = nil
+                    spool.put(
+                        projection ? index : Int(result.index),
+                        .init(
+                            path: path, inputIndices: result.inputIndices.map { Int($0) }, imageID: result.imageID,
+                            rows: Int(result.rows), columns: Int(result.columns), bitsAllocated: Int(result.bitsAllocated)
+                        )
+                    )
+                case .summary(let summary):
+                    return summary
+                case .header, nil:
+                    continue
+                }
+            }
+            throw RPCError(code: .unavailable, message: "shard \(index) on \(peer.instanceID) ended without a summary")
+        }
+        totals.value.withLock {
+            $0.cpuSeconds += summary.cpuSeconds
+            $0.megapixels += summary.megapixels
+        }
+    }
+
+    /// A unique file name in the spool directory.
+    static func spoolPath(in directory: String) -> String {
+        "\(directory)/\(Identifier.randomBase32(count: 26))"
+    }
+
+    /// A spooled result's bytes; the spool file is removed.
+    private func readSpooled(_ entry: ResultSpool.Entry) async throws -> [UInt8] {
+        try await offload {
+            defer { try? FileManager.default.removeItem(atPath: entry.path) }
+            guard let data = FileManager.default.contents(atPath: entry.path) else {
+                throw RPCError(code: .unavailable, message: "a spooled result disappeared from the state directory")
+            }
+            return [UInt8](data)
+        }
+    }
+
+    private func readPartial(_ entry: ResultSpool.Entry) async throws -> ProjectionAccumulator.Partial {
+        let bytes = try await readSpooled(entry)
+        do {
+            return try ProjectionAccumulator.Partial(bytes: bytes)
+        } catch {
+            throw RPCError(code: .internalError, message: "a shard sent an unreadable projection state: \(error.detail)")
+        }
+    }
+
+    /// Merges the shards' partial states in order into the result, registered like an unsplit run's; `nil` when
+    /// a sum was not exact (the caller then computes it unsplit).
+    private func mergeProjection(_ run: PreparedRun, partials: [ProjectionAccumulator.Partial], totals: inout RunTotals) async throws -> (Bool, Produced?) {
+        let builder = ResultBuilder(plan: run.plan, derivationKey: run.derivationKey, softwareVersion: configuration.softwareVersion)
+        let first = run.inputs[0]
+        let (blobs, inputs) = (self.blobs, self.inputs)
+        let outcome: (exact: Bool, built: BuiltResult?, cpu: Double, patientID: String) = try await offload {
+            let start = threadCPUSeconds()
+            var merged: ProjectionAccumulator
+            do {
+                merged = try ProjectionAccumulator(partial: partials[0])
+                for partial in partials.dropFirst() { try merged.merge(try ProjectionAccumulator(partial: partial)) }
+            } catch {
+                throw RPCError(code: .internalError, message: "the shards' projection states do not merge: \((error as? ImagingError)?.detail ?? "\(error)")")
+            }
+            guard merged.isExact else { return (false, nil, threadCPUSeconds() - start, "") }
+            // The first input's attributes (patient, study, pixel type) from its header; every input by its record.
+            let label = Self.label(0, first)
+            let reader = try Self.open(first, blobs: blobs, inputs: inputs, label: label)
+            let prefix = [UInt8](try reader.read(offset: 0, length: Int(min(reader.size, 256 << 10))))
+            let info = prefix.count == Int(reader.size)
+                ? try SourceDecoder.info(of: SourceDecoder.parse(prefix, label: label), label: label)
+                : try SourceDecoder.header(prefix, totalLength: Int(reader.size), label: label)
+            let sources = run.inputs.map { Self.reference(info, $0) }
+            let image: Image2D
+            do {
+                image = try merged.result()
+            } catch {
+                throw RPCError(code: .invalidArgument, message: "\(run.plan.name): \((error as? ImagingError)?.detail ?? "\(error)")")
+            }
+            return (true, try builder.build([image], index: 0, sources: sources, geometry: nil), threadCPUSeconds() - start, info.patientID)
+        }
+        totals.cpuSeconds += outcome.cpu
+        guard let built = outcome.built else { return (false, nil) }
+        let imageID = run.register ? try await register(built, run: run, derivedFrom: run.inputImageIDs) : ""
+        recordAccess(run, input: first, patientID: outcome.patientID)
+        totals.inputsDone = run.inputs.count
+        return (true, Produced(index: 0, inputIndices: Array(run.inputs.indices), built: built, imageID: imageID))
+    }
+
+    // MARK: - Serving a shard
+
+    /// `ProcessingInternal/RunShard`: one part of a batch another instance coordinates.
+    func serveShard(_ request: Atrium_V1_ShardRequest, writer: RPCWriter<Atrium_V1_RunResponse>) async throws {
+        let caller = try VerifiedCaller(message: request.caller)
+        var header = request.header
+        let shard = header.shard
+        header.shard = Atrium_V1_ShardInfo()
+        guard case .imageIds(let list) = header.inputs, !list.imageIds.isEmpty, list.imageIds.count <= 10_000 else {
+            throw RPCError(code: .invalidArgument, message: "a shard's header lists its batch as 1 to 10000 image_ids")
+        }
+        let range = Int(shard.range.start)..<Int(shard.range.end)
+        guard !range.isEmpty, range.upperBound <= list.imageIds.count else {
+            throw RPCError(code: .invalidArgument, message: "shard range \(range) is outside the batch of \(list.imageIds.count)")
+        }
+        let plan = try OperationPlan(header.operation, outputType: header.outputType)
+        // Only this shard's inputs are resolved (visibility is checked again here); the rest keep their place.
+        var partHeader = header
+        partHeader.imageIds = .with { $0.imageIds = Array(list.imageIds[range]) }
+        let part = try await resolveStored(partHeader, plan: plan, caller: caller)
+        var inputs = list.imageIds.map { id in RunInput.stored(.with { $0.imageID = id }) }
+        for (offset, input) in part.enumerated() { inputs[range.lowerBound + offset] = input }
+        let run = PreparedRun(
+            caller: caller,
+            header: header,
+            plan: plan,
+            destinations: header.destinationIds,
+            inputs: inputs,
+            register: true,
+            key: request.runKey
+        ).shard(Int(shard.shardIndex))
+        let projection: Bool
+        if case .projection = plan.kind { projection = true } else { projection = false }
+        let started = ContinuousClock.now
+        try await writer.write(.with {
+            $0.header = resultHeader(run, jobID: "", resultCount: projection ? 1 : range.count)
+            $0.header.shard = shard
+        })
+        let totals = try await workers.withWorker {
+            try await execute(run, range: range, partial: projection) { produced in
+                try await Self.write(result: produced.index, inputs: produced.inputIndices, imageID: produced.imageID, built: produced.built, partial: produced.partial, to: writer)
+            }
+        }
+        try meter(run, images: range.count, totals: totals)
+        try await writer.write(.with {
+            $0.summary = .with {
+                $0.cpuSeconds = totals.cpuSeconds
+                $0.wallTime = .init(rounding: started.duration(to: .now))
+                $0.megapixels = totals.megapixels
+            }
+        })
+    }
+}
+
+extension PreparedRun {
+    /// The same run as one shard of a split batch: its usage is keyed by the shard.
+    func shard(_ index: Int) -> PreparedRun {
+        var copy = self
+        copy.key = "\(key)#\(index)"
+        return copy
+    }
+}
