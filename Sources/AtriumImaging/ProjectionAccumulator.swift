@@ -197,9 +197,20 @@ public struct ProjectionAccumulator: Sendable {
             sums.withUnsafeMutableBufferPointer { acc in
                 for start in stride(from: 0, to: plane, by: 2048) {
                     let count = min(2048, plane - start)
-                    for slice in batch {
-                        slice.pixels.withUnsafeBufferPointer { source in
-                            if addFloats(acc.baseAddress! + start, source.baseAddress! + start, count: count) { inexact = true }
+                    let out = acc.baseAddress! + start
+                    // Two slices per pass, still added one after the other, halve the running sums' loads and stores.
+                    var s = batch.startIndex
+                    while s + 1 < batch.endIndex {
+                        batch[s].pixels.withUnsafeBufferPointer { first in
+                            batch[s + 1].pixels.withUnsafeBufferPointer { second in
+                                if addFloats(out, first.baseAddress! + start, second.baseAddress! + start, count: count) { inexact = true }
+                            }
+                        }
+                        s += 2
+                    }
+                    if s < batch.endIndex {
+                        batch[s].pixels.withUnsafeBufferPointer { source in
+                            if addFloats(out, source.baseAddress! + start, count: count) { inexact = true }
                         }
                     }
                 }
@@ -219,9 +230,20 @@ public struct ProjectionAccumulator: Sendable {
         values.withUnsafeMutableBufferPointer { acc in
             for start in stride(from: 0, to: plane, by: 4096) {
                 let count = min(4096, plane - start)
-                for slice in batch {
-                    slice.pixels.withUnsafeBufferPointer { source in
-                        foldExtrema(acc.baseAddress! + start, source.baseAddress! + start, count: count, R.self)
+                let out = acc.baseAddress! + start
+                // Two slices per pass halve the running image's loads and stores; the rule is associative.
+                var s = batch.startIndex
+                while s + 1 < batch.endIndex {
+                    batch[s].pixels.withUnsafeBufferPointer { first in
+                        batch[s + 1].pixels.withUnsafeBufferPointer { second in
+                            foldExtrema(out, first.baseAddress! + start, second.baseAddress! + start, count: count, R.self)
+                        }
+                    }
+                    s += 2
+                }
+                if s < batch.endIndex {
+                    batch[s].pixels.withUnsafeBufferPointer { source in
+                        foldExtrema(out, source.baseAddress! + start, count: count, R.self)
                     }
                 }
             }
@@ -485,14 +507,16 @@ private protocol Extremum {
 private enum Greatest: Extremum {
     @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a.isNaN || b < a ? a : b }
     @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-        a.replacing(with: b, where: .!(b .< a) .& (a .== a))
+        // b < a ? a : b is one MAXPS; a NaN `a` then goes back in.
+        b.replacing(with: a, where: b .< a).replacing(with: a, where: a .!= a)
     }
 }
 
 private enum Least: Extremum {
     @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a.isNaN || b > a ? a : b }
     @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-        a.replacing(with: b, where: .!(b .> a) .& (a .== a))
+        // b > a ? a : b is one MINPS; a NaN `a` then goes back in.
+        b.replacing(with: a, where: b .> a).replacing(with: a, where: a .!= a)
     }
 }
 
@@ -512,6 +536,31 @@ private func foldExtrema<R: Extremum>(_ acc: UnsafeMutablePointer<Float>, _ x: U
     }
     while i < count {
         acc[i] = R.combine(acc[i], x[i])
+        i += 1
+    }
+}
+
+/// `acc[i] = combine(acc[i], combine(x[i], y[i]))` for `count` values, eight at a time: the same bits as folding
+/// `x` then `y`, since the rule is associative.
+@inline(__always)
+private func foldExtrema<R: Extremum>(
+    _ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int, _: R.Type
+) {
+    let whole = count & ~7
+    let out = UnsafeMutableRawPointer(acc)
+    let first = UnsafeRawPointer(x)
+    let second = UnsafeRawPointer(y)
+    var i = 0
+    while i < whole {
+        let offset = i * MemoryLayout<Float>.stride
+        let a = out.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+        let b = first.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+        let c = second.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+        out.storeBytes(of: R.combine(a, R.combine(b, c)), toByteOffset: offset, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count {
+        acc[i] = R.combine(acc[i], R.combine(x[i], y[i]))
         i += 1
     }
 }
@@ -579,6 +628,34 @@ private func addFloats(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<F
     var inexact = any(flags)
     while i < count {
         acc[i] = twoSum(acc[i], Double(x[i]), &inexact)
+        i += 1
+    }
+    return inexact
+}
+
+/// `acc[i] = (acc[i] + Double(x[i])) + Double(y[i])` for `count` values, eight at a time: the same additions, in
+/// the same order, as two passes; returns whether any was inexact.
+@inline(__always)
+private func addFloats(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int) -> Bool {
+    let whole = count & ~7
+    let out = UnsafeMutableRawPointer(acc)
+    let first = UnsafeRawPointer(x)
+    let second = UnsafeRawPointer(y)
+    var flags = SIMDMask<SIMD8<Int64>>(repeating: false)
+    var i = 0
+    while i < whole {
+        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD8<Double>.self)
+        let b = SIMD8<Double>(first.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+        let c = SIMD8<Double>(second.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+        let (s, lost) = twoSum(a, b)
+        let (t, lostAgain) = twoSum(s, c)
+        flags .|= lost .| lostAgain
+        out.storeBytes(of: t, toByteOffset: i * 8, as: SIMD8<Double>.self)
+        i += 8
+    }
+    var inexact = any(flags)
+    while i < count {
+        acc[i] = twoSum(twoSum(acc[i], Double(x[i]), &inexact), Double(y[i]), &inexact)
         i += 1
     }
     return inexact
