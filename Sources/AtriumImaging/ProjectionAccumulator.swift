@@ -274,9 +274,14 @@ public struct ProjectionAccumulator: Sendable {
         slice.pixels.withUnsafeBufferPointer { source in
             var row = source[0..<columns].map { Double($0) }
             row.withUnsafeMutableBufferPointer { acc in
-                for r in 1..<max(rows, 1) where addFloats(acc.baseAddress!, source.baseAddress! + r * columns, count: columns) {
-                    inexact = true
+                // Two rows per pass, still added one after the other.
+                var r = 1
+                while r + 1 < rows {
+                    let first = source.baseAddress! + r * columns
+                    if addFloats(acc.baseAddress!, first, first + columns, count: columns) { inexact = true }
+                    r += 2
                 }
+                if r < rows, addFloats(acc.baseAddress!, source.baseAddress! + r * columns, count: columns) { inexact = true }
             }
             values.append(contentsOf: row.lazy.map { Float($0) })
         }
@@ -590,13 +595,24 @@ private func reduceExtrema<R: Extremum>(_ row: UnsafePointer<Float>, count: Int,
     return result
 }
 
-/// TwoSum on eight lanes: the rounded sum, and whether any lane's rounding error was non-zero (or NaN).
+/// TwoSum on eight lanes: the rounded sum, and the rounding errors' bit patterns. An exact addition's error is +0
+/// (all bits clear); a rounded one's is non-zero, and a NaN or infinite one's is NaN, so OR-ing the patterns and
+/// testing for zero at the end finds any inexact lane without a comparison per addition.
 @inline(__always)
-private func twoSum(_ a: SIMD8<Double>, _ b: SIMD8<Double>) -> (sum: SIMD8<Double>, inexact: SIMDMask<SIMD8<Int64>>) {
+private func twoSum(_ a: SIMD8<Double>, _ b: SIMD8<Double>) -> (sum: SIMD8<Double>, error: SIMD8<UInt64>) {
     let s = a + b
     let bb = s - a
     let error = (a - (s - bb)) + (b - bb)
-    return (s, error .!= 0)
+    return (s, unsafeBitCast(error, to: SIMD8<UInt64>.self))
+}
+
+/// TwoSum on four lanes, as the eight-lane one; four lanes keep the two-slice kernels within the SSE registers.
+@inline(__always)
+private func twoSum(_ a: SIMD4<Double>, _ b: SIMD4<Double>) -> (sum: SIMD4<Double>, error: SIMD4<UInt64>) {
+    let s = a + b
+    let bb = s - a
+    let error = (a - (s - bb)) + (b - bb)
+    return (s, unsafeBitCast(error, to: SIMD4<UInt64>.self))
 }
 
 /// Scalar TwoSum: returns `a + b` and sets `inexact` if it rounded (or is NaN or infinite).
@@ -609,23 +625,23 @@ private func twoSum(_ a: Double, _ b: Double, _ inexact: inout Bool) -> Double {
     return s
 }
 
-/// `acc[i] += Double(x[i])` for `count` values, eight at a time; returns whether any addition was inexact.
+/// `acc[i] += Double(x[i])` for `count` values, four at a time; returns whether any addition was inexact.
 @inline(__always)
 private func addFloats(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Float>, count: Int) -> Bool {
-    let whole = count & ~7
+    let whole = count & ~3
     let out = UnsafeMutableRawPointer(acc)
     let source = UnsafeRawPointer(x)
-    var flags = SIMDMask<SIMD8<Int64>>(repeating: false)
+    var flags = SIMD4<UInt64>(repeating: 0)
     var i = 0
     while i < whole {
-        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD8<Double>.self)
-        let b = SIMD8<Double>(source.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
-        let (s, inexact) = twoSum(a, b)
-        flags .|= inexact
-        out.storeBytes(of: s, toByteOffset: i * 8, as: SIMD8<Double>.self)
-        i += 8
+        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD4<Double>.self)
+        let b = SIMD4<Double>(source.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+        let (s, error) = twoSum(a, b)
+        flags |= error
+        out.storeBytes(of: s, toByteOffset: i * 8, as: SIMD4<Double>.self)
+        i += 4
     }
-    var inexact = any(flags)
+    var inexact = flags != .zero
     while i < count {
         acc[i] = twoSum(acc[i], Double(x[i]), &inexact)
         i += 1
@@ -633,27 +649,27 @@ private func addFloats(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<F
     return inexact
 }
 
-/// `acc[i] = (acc[i] + Double(x[i])) + Double(y[i])` for `count` values, eight at a time: the same additions, in
+/// `acc[i] = (acc[i] + Double(x[i])) + Double(y[i])` for `count` values, four at a time: the same additions, in
 /// the same order, as two passes; returns whether any was inexact.
 @inline(__always)
 private func addFloats(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int) -> Bool {
-    let whole = count & ~7
+    let whole = count & ~3
     let out = UnsafeMutableRawPointer(acc)
     let first = UnsafeRawPointer(x)
     let second = UnsafeRawPointer(y)
-    var flags = SIMDMask<SIMD8<Int64>>(repeating: false)
+    var flags = SIMD4<UInt64>(repeating: 0)
     var i = 0
     while i < whole {
-        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD8<Double>.self)
-        let b = SIMD8<Double>(first.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
-        let c = SIMD8<Double>(second.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
-        let (s, lost) = twoSum(a, b)
-        let (t, lostAgain) = twoSum(s, c)
-        flags .|= lost .| lostAgain
-        out.storeBytes(of: t, toByteOffset: i * 8, as: SIMD8<Double>.self)
-        i += 8
+        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD4<Double>.self)
+        let b = SIMD4<Double>(first.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+        let c = SIMD4<Double>(second.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+        let (s, error) = twoSum(a, b)
+        let (t, errorToo) = twoSum(s, c)
+        flags |= error | errorToo
+        out.storeBytes(of: t, toByteOffset: i * 8, as: SIMD4<Double>.self)
+        i += 4
     }
-    var inexact = any(flags)
+    var inexact = flags != .zero
     while i < count {
         acc[i] = twoSum(twoSum(acc[i], Double(x[i]), &inexact), Double(y[i]), &inexact)
         i += 1
@@ -661,22 +677,22 @@ private func addFloats(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<F
     return inexact
 }
 
-/// `acc[i] += x[i]` for `count` Float64 values, eight at a time; returns whether any addition was inexact.
+/// `acc[i] += x[i]` for `count` Float64 values, four at a time; returns whether any addition was inexact.
 private func addSums(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>, count: Int) -> Bool {
-    let whole = count & ~7
+    let whole = count & ~3
     let out = UnsafeMutableRawPointer(acc)
     let source = UnsafeRawPointer(x)
-    var flags = SIMDMask<SIMD8<Int64>>(repeating: false)
+    var flags = SIMD4<UInt64>(repeating: 0)
     var i = 0
     while i < whole {
-        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD8<Double>.self)
-        let b = source.loadUnaligned(fromByteOffset: i * 8, as: SIMD8<Double>.self)
-        let (s, inexact) = twoSum(a, b)
-        flags .|= inexact
-        out.storeBytes(of: s, toByteOffset: i * 8, as: SIMD8<Double>.self)
-        i += 8
+        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD4<Double>.self)
+        let b = source.loadUnaligned(fromByteOffset: i * 8, as: SIMD4<Double>.self)
+        let (s, error) = twoSum(a, b)
+        flags |= error
+        out.storeBytes(of: s, toByteOffset: i * 8, as: SIMD4<Double>.self)
+        i += 4
     }
-    var inexact = any(flags)
+    var inexact = flags != .zero
     while i < count {
         acc[i] = twoSum(acc[i], x[i], &inexact)
         i += 1
@@ -684,27 +700,34 @@ private func addSums(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Dou
     return inexact
 }
 
-/// The Float64 sum of `count` contiguous values with eight independent lanes, then the lanes and the tail in
-/// order; sets `inexact` if any addition rounded.
+/// The Float64 sum of `count` contiguous values: sixteen independent lanes (two sets of eight, so consecutive
+/// TwoSums do not wait on each other), then the lanes and the tail in a fixed order; sets `inexact` if any addition
+/// rounded. The order depends only on `count`, so every run sums a row the same way.
 @inline(__always)
 private func sumRow(_ row: UnsafePointer<Float>, count: Int, _ inexact: inout Bool) -> Double {
-    let whole = count & ~7
+    let whole = count & ~15
     guard whole > 0 else {
         var result = Double(row[0])
         for i in 1..<max(count, 1) { result = twoSum(result, Double(row[i]), &inexact) }
         return result
     }
     let raw = UnsafeRawPointer(row)
-    var lanes = SIMD8<Double>(raw.loadUnaligned(as: SIMD8<Float>.self))
-    var flags = SIMDMask<SIMD8<Int64>>(repeating: false)
-    var i = 8
+    let stride = MemoryLayout<Float>.stride
+    var even = SIMD8<Double>(raw.loadUnaligned(as: SIMD8<Float>.self))
+    var odd = SIMD8<Double>(raw.loadUnaligned(fromByteOffset: 8 * stride, as: SIMD8<Float>.self))
+    var flags = SIMD8<UInt64>(repeating: 0)
+    var i = 16
     while i < whole {
-        let (s, lost) = twoSum(lanes, SIMD8<Double>(raw.loadUnaligned(fromByteOffset: i * MemoryLayout<Float>.stride, as: SIMD8<Float>.self)))
-        lanes = s
-        flags .|= lost
-        i += 8
+        let (s, lost) = twoSum(even, SIMD8<Double>(raw.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<Float>.self)))
+        let (t, lostToo) = twoSum(odd, SIMD8<Double>(raw.loadUnaligned(fromByteOffset: (i + 8) * stride, as: SIMD8<Float>.self)))
+        even = s
+        odd = t
+        flags |= lost | lostToo
+        i += 16
     }
-    if any(flags) { inexact = true }
+    let (lanes, lost) = twoSum(even, odd)
+    flags |= lost
+    if flags != .zero { inexact = true }
     var result = lanes[0]
     for lane in 1..<8 { result = twoSum(result, lanes[lane], &inexact) }
     while i < count {
