@@ -16,9 +16,11 @@ public struct ProjectionAccumulator: Sendable {
     public enum Kind: Sendable, CaseIterable {
         /// The sum of the values (numpy `sum`), accumulated in Float64 and rounded to Float32 once.
         case sum
-        /// The maximum intensity projection (numpy `max`: a NaN anywhere makes the result NaN).
+        /// The maximum intensity projection, equal to `Volume.mip` on NaN-free data. A NaN anywhere along the axis
+        /// makes the value NaN (as numpy's `max`), the first NaN's bits being kept along axis 0, so merged shards
+        /// match a single run bit for bit, NaNs included.
         case maximum
-        /// The minimum intensity projection (numpy `min`: a NaN anywhere makes the result NaN).
+        /// The minimum intensity projection, equal to `Volume.minip` on NaN-free data; NaNs as for `maximum`.
         case minimum
     }
 
@@ -700,12 +702,12 @@ private func addSums(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Dou
     return inexact
 }
 
-/// The Float64 sum of `count` contiguous values: sixteen independent lanes (two sets of eight, so consecutive
-/// TwoSums do not wait on each other), then the lanes and the tail in a fixed order; sets `inexact` if any addition
-/// rounded. The order depends only on `count`, so every run sums a row the same way.
+/// The Float64 sum of `count` contiguous values: eight independent lanes (two sets of four, so consecutive TwoSums
+/// do not wait on each other), then the lanes and the tail in a fixed order; sets `inexact` if any addition rounded.
+/// The order depends only on `count`, so every run sums a row the same way.
 @inline(__always)
 private func sumRow(_ row: UnsafePointer<Float>, count: Int, _ inexact: inout Bool) -> Double {
-    let whole = count & ~15
+    let whole = count & ~7
     guard whole > 0 else {
         var result = Double(row[0])
         for i in 1..<max(count, 1) { result = twoSum(result, Double(row[i]), &inexact) }
@@ -713,23 +715,23 @@ private func sumRow(_ row: UnsafePointer<Float>, count: Int, _ inexact: inout Bo
     }
     let raw = UnsafeRawPointer(row)
     let stride = MemoryLayout<Float>.stride
-    var even = SIMD8<Double>(raw.loadUnaligned(as: SIMD8<Float>.self))
-    var odd = SIMD8<Double>(raw.loadUnaligned(fromByteOffset: 8 * stride, as: SIMD8<Float>.self))
-    var flags = SIMD8<UInt64>(repeating: 0)
-    var i = 16
+    var even = SIMD4<Double>(raw.loadUnaligned(as: SIMD4<Float>.self))
+    var odd = SIMD4<Double>(raw.loadUnaligned(fromByteOffset: 4 * stride, as: SIMD4<Float>.self))
+    var flags = SIMD4<UInt64>(repeating: 0)
+    var i = 8
     while i < whole {
-        let (s, lost) = twoSum(even, SIMD8<Double>(raw.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<Float>.self)))
-        let (t, lostToo) = twoSum(odd, SIMD8<Double>(raw.loadUnaligned(fromByteOffset: (i + 8) * stride, as: SIMD8<Float>.self)))
+        let (s, error) = twoSum(even, SIMD4<Double>(raw.loadUnaligned(fromByteOffset: i * stride, as: SIMD4<Float>.self)))
+        let (t, errorToo) = twoSum(odd, SIMD4<Double>(raw.loadUnaligned(fromByteOffset: (i + 4) * stride, as: SIMD4<Float>.self)))
         even = s
         odd = t
-        flags |= lost | lostToo
-        i += 16
+        flags |= error | errorToo
+        i += 8
     }
-    let (lanes, lost) = twoSum(even, odd)
-    flags |= lost
+    let (lanes, error) = twoSum(even, odd)
+    flags |= error
     if flags != .zero { inexact = true }
     var result = lanes[0]
-    for lane in 1..<8 { result = twoSum(result, lanes[lane], &inexact) }
+    for lane in 1..<4 { result = twoSum(result, lanes[lane], &inexact) }
     while i < count {
         result = twoSum(result, Double(row[i]), &inexact)
         i += 1
