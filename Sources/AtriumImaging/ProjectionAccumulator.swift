@@ -16,9 +16,11 @@ public struct ProjectionAccumulator: Sendable {
     public enum Kind: Sendable, CaseIterable {
         /// The sum of the values (numpy `sum`), accumulated in Float64 and rounded to Float32 once.
         case sum
-        /// The maximum intensity projection (numpy `max`: a NaN anywhere makes the result NaN).
+        /// The maximum intensity projection, equal to `Volume.mip` on NaN-free data. A NaN anywhere along the axis
+        /// makes the value NaN (as numpy's `max`), the first NaN's bits being kept along axis 0, so merged shards
+        /// match a single run bit for bit, NaNs included.
         case maximum
-        /// The minimum intensity projection (numpy `min`: a NaN anywhere makes the result NaN).
+        /// The minimum intensity projection, equal to `Volume.minip` on NaN-free data; NaNs as for `maximum`.
         case minimum
     }
 
@@ -197,9 +199,20 @@ public struct ProjectionAccumulator: Sendable {
             sums.withUnsafeMutableBufferPointer { acc in
                 for start in stride(from: 0, to: plane, by: 2048) {
                     let count = min(2048, plane - start)
-                    for slice in batch {
-                        slice.pixels.withUnsafeBufferPointer { source in
-                            if addFloats(acc.baseAddress! + start, source.baseAddress! + start, count: count) { inexact = true }
+                    let out = acc.baseAddress! + start
+                    // Two slices per pass, still added one after the other, halve the running sums' loads and stores.
+                    var s = batch.startIndex
+                    while s + 1 < batch.endIndex {
+                        batch[s].pixels.withUnsafeBufferPointer { first in
+                            batch[s + 1].pixels.withUnsafeBufferPointer { second in
+                                if addFloats(out, first.baseAddress! + start, second.baseAddress! + start, count: count) { inexact = true }
+                            }
+                        }
+                        s += 2
+                    }
+                    if s < batch.endIndex {
+                        batch[s].pixels.withUnsafeBufferPointer { source in
+                            if addFloats(out, source.baseAddress! + start, count: count) { inexact = true }
                         }
                     }
                 }
@@ -219,9 +232,20 @@ public struct ProjectionAccumulator: Sendable {
         values.withUnsafeMutableBufferPointer { acc in
             for start in stride(from: 0, to: plane, by: 4096) {
                 let count = min(4096, plane - start)
-                for slice in batch {
-                    slice.pixels.withUnsafeBufferPointer { source in
-                        foldExtrema(acc.baseAddress! + start, source.baseAddress! + start, count: count, R.self)
+                let out = acc.baseAddress! + start
+                // Two slices per pass halve the running image's loads and stores; the rule is associative.
+                var s = batch.startIndex
+                while s + 1 < batch.endIndex {
+                    batch[s].pixels.withUnsafeBufferPointer { first in
+                        batch[s + 1].pixels.withUnsafeBufferPointer { second in
+                            foldExtrema(out, first.baseAddress! + start, second.baseAddress! + start, count: count, R.self)
+                        }
+                    }
+                    s += 2
+                }
+                if s < batch.endIndex {
+                    batch[s].pixels.withUnsafeBufferPointer { source in
+                        foldExtrema(out, source.baseAddress! + start, count: count, R.self)
                     }
                 }
             }
@@ -252,9 +276,14 @@ public struct ProjectionAccumulator: Sendable {
         slice.pixels.withUnsafeBufferPointer { source in
             var row = source[0..<columns].map { Double($0) }
             row.withUnsafeMutableBufferPointer { acc in
-                for r in 1..<max(rows, 1) where addFloats(acc.baseAddress!, source.baseAddress! + r * columns, count: columns) {
-                    inexact = true
+                // Two rows per pass, still added one after the other.
+                var r = 1
+                while r + 1 < rows {
+                    let first = source.baseAddress! + r * columns
+                    if addFloats(acc.baseAddress!, first, first + columns, count: columns) { inexact = true }
+                    r += 2
                 }
+                if r < rows, addFloats(acc.baseAddress!, source.baseAddress! + r * columns, count: columns) { inexact = true }
             }
             values.append(contentsOf: row.lazy.map { Float($0) })
         }
@@ -485,14 +514,16 @@ private protocol Extremum {
 private enum Greatest: Extremum {
     @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a.isNaN || b < a ? a : b }
     @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-        a.replacing(with: b, where: .!(b .< a) .& (a .== a))
+        // b < a ? a : b is one MAXPS; a NaN `a` then goes back in.
+        b.replacing(with: a, where: b .< a).replacing(with: a, where: a .!= a)
     }
 }
 
 private enum Least: Extremum {
     @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a.isNaN || b > a ? a : b }
     @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-        a.replacing(with: b, where: .!(b .> a) .& (a .== a))
+        // b > a ? a : b is one MINPS; a NaN `a` then goes back in.
+        b.replacing(with: a, where: b .> a).replacing(with: a, where: a .!= a)
     }
 }
 
@@ -512,6 +543,31 @@ private func foldExtrema<R: Extremum>(_ acc: UnsafeMutablePointer<Float>, _ x: U
     }
     while i < count {
         acc[i] = R.combine(acc[i], x[i])
+        i += 1
+    }
+}
+
+/// `acc[i] = combine(acc[i], combine(x[i], y[i]))` for `count` values, eight at a time: the same bits as folding
+/// `x` then `y`, since the rule is associative.
+@inline(__always)
+private func foldExtrema<R: Extremum>(
+    _ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int, _: R.Type
+) {
+    let whole = count & ~7
+    let out = UnsafeMutableRawPointer(acc)
+    let first = UnsafeRawPointer(x)
+    let second = UnsafeRawPointer(y)
+    var i = 0
+    while i < whole {
+        let offset = i * MemoryLayout<Float>.stride
+        let a = out.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+        let b = first.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+        let c = second.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+        out.storeBytes(of: R.combine(a, R.combine(b, c)), toByteOffset: offset, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count {
+        acc[i] = R.combine(acc[i], R.combine(x[i], y[i]))
         i += 1
     }
 }
@@ -541,13 +597,24 @@ private func reduceExtrema<R: Extremum>(_ row: UnsafePointer<Float>, count: Int,
     return result
 }
 
-/// TwoSum on eight lanes: the rounded sum, and whether any lane's rounding error was non-zero (or NaN).
+/// TwoSum on eight lanes: the rounded sum, and the rounding errors' bit patterns. An exact addition's error is +0
+/// (all bits clear); a rounded one's is non-zero, and a NaN or infinite one's is NaN, so OR-ing the patterns and
+/// testing for zero at the end finds any inexact lane without a comparison per addition.
 @inline(__always)
-private func twoSum(_ a: SIMD8<Double>, _ b: SIMD8<Double>) -> (sum: SIMD8<Double>, inexact: SIMDMask<SIMD8<Int64>>) {
+private func twoSum(_ a: SIMD8<Double>, _ b: SIMD8<Double>) -> (sum: SIMD8<Double>, error: SIMD8<UInt64>) {
     let s = a + b
     let bb = s - a
     let error = (a - (s - bb)) + (b - bb)
-    return (s, error .!= 0)
+    return (s, unsafeBitCast(error, to: SIMD8<UInt64>.self))
+}
+
+/// TwoSum on four lanes, as the eight-lane one; four lanes keep the two-slice kernels within the SSE registers.
+@inline(__always)
+private func twoSum(_ a: SIMD4<Double>, _ b: SIMD4<Double>) -> (sum: SIMD4<Double>, error: SIMD4<UInt64>) {
+    let s = a + b
+    let bb = s - a
+    let error = (a - (s - bb)) + (b - bb)
+    return (s, unsafeBitCast(error, to: SIMD4<UInt64>.self))
 }
 
 /// Scalar TwoSum: returns `a + b` and sets `inexact` if it rounded (or is NaN or infinite).
@@ -560,23 +627,23 @@ private func twoSum(_ a: Double, _ b: Double, _ inexact: inout Bool) -> Double {
     return s
 }
 
-/// `acc[i] += Double(x[i])` for `count` values, eight at a time; returns whether any addition was inexact.
+/// `acc[i] += Double(x[i])` for `count` values, four at a time; returns whether any addition was inexact.
 @inline(__always)
 private func addFloats(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Float>, count: Int) -> Bool {
-    let whole = count & ~7
+    let whole = count & ~3
     let out = UnsafeMutableRawPointer(acc)
     let source = UnsafeRawPointer(x)
-    var flags = SIMDMask<SIMD8<Int64>>(repeating: false)
+    var flags = SIMD4<UInt64>(repeating: 0)
     var i = 0
     while i < whole {
-        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD8<Double>.self)
-        let b = SIMD8<Double>(source.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
-        let (s, inexact) = twoSum(a, b)
-        flags .|= inexact
-        out.storeBytes(of: s, toByteOffset: i * 8, as: SIMD8<Double>.self)
-        i += 8
+        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD4<Double>.self)
+        let b = SIMD4<Double>(source.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+        let (s, error) = twoSum(a, b)
+        flags |= error
+        out.storeBytes(of: s, toByteOffset: i * 8, as: SIMD4<Double>.self)
+        i += 4
     }
-    var inexact = any(flags)
+    var inexact = flags != .zero
     while i < count {
         acc[i] = twoSum(acc[i], Double(x[i]), &inexact)
         i += 1
@@ -584,22 +651,50 @@ private func addFloats(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<F
     return inexact
 }
 
-/// `acc[i] += x[i]` for `count` Float64 values, eight at a time; returns whether any addition was inexact.
-private func addSums(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>, count: Int) -> Bool {
-    let whole = count & ~7
+/// `acc[i] = (acc[i] + Double(x[i])) + Double(y[i])` for `count` values, four at a time: the same additions, in
+/// the same order, as two passes; returns whether any was inexact.
+@inline(__always)
+private func addFloats(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int) -> Bool {
+    let whole = count & ~3
     let out = UnsafeMutableRawPointer(acc)
-    let source = UnsafeRawPointer(x)
-    var flags = SIMDMask<SIMD8<Int64>>(repeating: false)
+    let first = UnsafeRawPointer(x)
+    let second = UnsafeRawPointer(y)
+    var flags = SIMD4<UInt64>(repeating: 0)
     var i = 0
     while i < whole {
-        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD8<Double>.self)
-        let b = source.loadUnaligned(fromByteOffset: i * 8, as: SIMD8<Double>.self)
-        let (s, inexact) = twoSum(a, b)
-        flags .|= inexact
-        out.storeBytes(of: s, toByteOffset: i * 8, as: SIMD8<Double>.self)
-        i += 8
+        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD4<Double>.self)
+        let b = SIMD4<Double>(first.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+        let c = SIMD4<Double>(second.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+        let (s, error) = twoSum(a, b)
+        let (t, errorToo) = twoSum(s, c)
+        flags |= error | errorToo
+        out.storeBytes(of: t, toByteOffset: i * 8, as: SIMD4<Double>.self)
+        i += 4
     }
-    var inexact = any(flags)
+    var inexact = flags != .zero
+    while i < count {
+        acc[i] = twoSum(twoSum(acc[i], Double(x[i]), &inexact), Double(y[i]), &inexact)
+        i += 1
+    }
+    return inexact
+}
+
+/// `acc[i] += x[i]` for `count` Float64 values, four at a time; returns whether any addition was inexact.
+private func addSums(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>, count: Int) -> Bool {
+    let whole = count & ~3
+    let out = UnsafeMutableRawPointer(acc)
+    let source = UnsafeRawPointer(x)
+    var flags = SIMD4<UInt64>(repeating: 0)
+    var i = 0
+    while i < whole {
+        let a = out.loadUnaligned(fromByteOffset: i * 8, as: SIMD4<Double>.self)
+        let b = source.loadUnaligned(fromByteOffset: i * 8, as: SIMD4<Double>.self)
+        let (s, error) = twoSum(a, b)
+        flags |= error
+        out.storeBytes(of: s, toByteOffset: i * 8, as: SIMD4<Double>.self)
+        i += 4
+    }
+    var inexact = flags != .zero
     while i < count {
         acc[i] = twoSum(acc[i], x[i], &inexact)
         i += 1
@@ -607,8 +702,9 @@ private func addSums(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Dou
     return inexact
 }
 
-/// The Float64 sum of `count` contiguous values with eight independent lanes, then the lanes and the tail in
-/// order; sets `inexact` if any addition rounded.
+/// The Float64 sum of `count` contiguous values: eight independent lanes (two sets of four, so consecutive TwoSums
+/// do not wait on each other), then the lanes and the tail in a fixed order; sets `inexact` if any addition rounded.
+/// The order depends only on `count`, so every run sums a row the same way.
 @inline(__always)
 private func sumRow(_ row: UnsafePointer<Float>, count: Int, _ inexact: inout Bool) -> Double {
     let whole = count & ~7
@@ -618,18 +714,24 @@ private func sumRow(_ row: UnsafePointer<Float>, count: Int, _ inexact: inout Bo
         return result
     }
     let raw = UnsafeRawPointer(row)
-    var lanes = SIMD8<Double>(raw.loadUnaligned(as: SIMD8<Float>.self))
-    var flags = SIMDMask<SIMD8<Int64>>(repeating: false)
+    let stride = MemoryLayout<Float>.stride
+    var even = SIMD4<Double>(raw.loadUnaligned(as: SIMD4<Float>.self))
+    var odd = SIMD4<Double>(raw.loadUnaligned(fromByteOffset: 4 * stride, as: SIMD4<Float>.self))
+    var flags = SIMD4<UInt64>(repeating: 0)
     var i = 8
     while i < whole {
-        let (s, lost) = twoSum(lanes, SIMD8<Double>(raw.loadUnaligned(fromByteOffset: i * MemoryLayout<Float>.stride, as: SIMD8<Float>.self)))
-        lanes = s
-        flags .|= lost
+        let (s, error) = twoSum(even, SIMD4<Double>(raw.loadUnaligned(fromByteOffset: i * stride, as: SIMD4<Float>.self)))
+        let (t, errorToo) = twoSum(odd, SIMD4<Double>(raw.loadUnaligned(fromByteOffset: (i + 4) * stride, as: SIMD4<Float>.self)))
+        even = s
+        odd = t
+        flags |= error | errorToo
         i += 8
     }
-    if any(flags) { inexact = true }
+    let (lanes, error) = twoSum(even, odd)
+    flags |= error
+    if flags != .zero { inexact = true }
     var result = lanes[0]
-    for lane in 1..<8 { result = twoSum(result, lanes[lane], &inexact) }
+    for lane in 1..<4 { result = twoSum(result, lanes[lane], &inexact) }
     while i < count {
         result = twoSum(result, Double(row[i]), &inexact)
         i += 1
