@@ -382,21 +382,21 @@ def imaging_bench(binary, series_dir, reps="15,5", count=200):
     print("(scipy_baseline.py, median of 15/5 runs). Both start from uint16 samples: the cast to float32 is timed. "
           "MPix/s per core; ratio = Atrium / scipy.")
     print("NOTE: Atrium `lines` = max |response| of FOUR 3x3 line masks; the scipy figure is ONE 3x3 convolve (horizontal).")
-    header = (f"{'Atrium op / scipy op':58} {'shape':12} {'Atrium MPix/s':>13} {'scipy MPix/s':>12} {'ratio':>6} "
+    header = (f"{'op (Atrium vs scipy)':56} {'shape':12} {'Atrium MPix/s':>13} {'scipy MPix/s':>12} {'ratio':>6} "
               f"{'goal 1.0x':>9} {'scipy ref':>9}")
     print(header)
     print("-" * len(header))
     for atrium_op, scipy_op in IMAGING_PAIRS:
-        label = atrium_op if atrium_op == scipy_op else f"{atrium_op} / scipy: {scipy_op}"
+        label = atrium_op if atrium_op == scipy_op else "lines (4 masks) vs scipy line 3x3 (1 mask)"
         for suffix, shape in (("", plane), (" (per-slice)", stack)):
             a = ours.get((atrium_op + suffix, shape))
             b = theirs.get((scipy_op + suffix, shape))
             if not (a and b):
-                print(f"{label + suffix:58} {shape:12} {'missing':>13}")
+                print(f"{label + suffix:56} {shape:12} {'missing':>13}")
                 continue
             ratio = a["MPix_s"] / b["MPix_s"]
             ref = SCIPY_REFERENCE.get(scipy_op) if not suffix else None
-            print(f"{label + suffix:58} {shape:12} {a['MPix_s']:>13.1f} {b['MPix_s']:>12.1f} {ratio:>5.2f}x "
+            print(f"{label + suffix:56} {shape:12} {a['MPix_s']:>13.1f} {b['MPix_s']:>12.1f} {ratio:>5.2f}x "
                   f"{'met' if ratio >= 1.0 else 'MISSED':>9} {ref if ref else '-':>9}")
     conversion = [ours.get(("convert uint16->Float32 only (Image2D init)" + s, shape)) for s, shape in (("", plane), (" (per-slice)", stack))]
     if all(conversion):
@@ -404,16 +404,16 @@ def imaging_bench(binary, series_dir, reps="15,5", count=200):
               f"{conversion[1]['median_ms']:.0f} ms per stack)")
     numpy_mip = theirs.get(("MIP np.max(axis=0) uint16", "200x512x512 -> 512x512"))
     print()
-    header = f"{'MIP axis 0, 200x512x512 -> 512x512':58} {'Atrium ms':>10} {'numpy ms':>9} {'ratio':>6} {'goal 1.0x':>9} {'numpy ref':>9}"
+    header = f"{'MIP axis 0, 200x512x512 -> 512x512':56} {'Atrium ms':>10} {'numpy ms':>9} {'ratio':>6} {'goal 1.0x':>9} {'numpy ref':>9}"
     print(header)
     print("-" * len(header))
     for atrium_op in ("MIP mip(axis: 0) Float32 volume", "MIP mip(axis: 0) incl. uint16->Float32 volume"):
         a = ours.get((atrium_op, "200x512x512 -> 512x512"))
         if not (a and numpy_mip):
-            print(f"{atrium_op:58} {'missing':>10}")
+            print(f"{atrium_op:56} {'missing':>10}")
             continue
         ratio = numpy_mip["median_ms"] / a["median_ms"]
-        print(f"{atrium_op:58} {a['median_ms']:>10.2f} {numpy_mip['median_ms']:>9.2f} {ratio:>5.2f}x "
+        print(f"{atrium_op:56} {a['median_ms']:>10.2f} {numpy_mip['median_ms']:>9.2f} {ratio:>5.3f}x "
               f"{'met' if ratio >= 1.0 else 'MISSED':>9} {NUMPY_MIP_REFERENCE_MS:>9.1f}")
     print("(numpy: np.max(axis=0) over the uint16 stack; ratio = numpy ms / Atrium ms. scipy ref: the issue's figures on "
           "an idle machine of this kind, for context only.)")
