@@ -81,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "atrium",
             dependencies: [
-                "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", "AtriumSecurity", "AtriumRegistry",
+                "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumStorage", "AtriumSecurity", "AtriumRegistry",
                 "AtriumDelivery", "AtriumProcessing", "AtriumCatalog", "AtriumBackup", "AtriumGateway", "AtriumClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"), logging, swiftProtobuf, grpcCore, grpcHTTP2,
             ],
