@@ -393,6 +393,8 @@ extension IntegrationTests {
                     current = try await atrium.processingJob(job.jobID)
                 }
                 try await Task.sleep(for: .milliseconds(300))
+                current = try await atrium.processingJob(job.jobID)
+                #expect(current.state == .running, "the kill comes mid-run")
                 mesh.mesh.kill(other)
                 while current.state != .succeeded && current.state != .failed && ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(100))
@@ -401,6 +403,8 @@ extension IntegrationTests {
                 #expect(current.state == .succeeded, "\(current.failureReason)")
                 let outcome = try await atrium.processingResult(jobID: job.jobID)
                 #expect(outcome.results.map(\.digest.sha256) == reference.results.map(\.digest.sha256))
+                let ownerLog = try String(contentsOfFile: mesh.mesh.logPath(of: owner == "processing-1" ? .init(.processing, 1) : .init(.processing, 2)), encoding: .utf8)
+                #expect(ownerLog.contains("shard failed; running it again elsewhere"), "the lost shard was retried")
                 try await mesh.mesh.restart(other)
             }
         }
