@@ -19,7 +19,7 @@ axis, single-threaded (`atrium bench imaging`), next to scipy.ndimage / numpy si
 a copy of ../shared/bench/scipy_baseline.py) run in the same invocation on the same 200 slices.
 
 Usage: run_bench.py --binary .build/release/atrium [--images 1000] [--clients 1,4] [--data var/bench]
-                    [--query-records 10000,100000] [--skip register,query,gateway,ratio,print,link,imaging]
+                    [--query-records 10000,100000] [--skip register,query,gateway,ratio,print,link,imaging,processing]
                     [--imaging-reps 15,5]
 """
 import argparse
@@ -95,11 +95,12 @@ def peak_rss_by_process(marker):
 class Mesh:
     """`atrium up --ephemeral-ports` in a fresh data directory, stopped (and removed) on exit."""
 
-    def __init__(self, binary):
+    def __init__(self, binary, processing=2, env=()):
         self.binary = binary
         self.data = tempfile.mkdtemp(prefix="atrium-bench-")
-        self.up = subprocess.Popen([binary, "up", "--ephemeral-ports", "--data-dir", self.data], stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL, text=True)
+        extra = [f"--env={setting}" for setting in env]
+        self.up = subprocess.Popen([binary, "up", "--ephemeral-ports", "--data-dir", self.data, "--processing", str(processing)]
+                                   + extra, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.gateway = self.key = None
         deadline = time.time() + 60
         for line in self.up.stdout:
@@ -211,6 +212,9 @@ def main():
         link_bench(binary, os.path.abspath(os.path.join(args.data, "ct200")))
     if "imaging" not in skip:
         imaging_bench(binary, os.path.abspath(os.path.join(args.data, "ct200")), args.imaging_reps)
+    if "processing" not in skip:
+        print()
+        processing_bench(binary, os.path.abspath(os.path.join(args.data, "ct200")))
     if "register" in skip:
         return
     rows = []
@@ -417,6 +421,28 @@ def imaging_bench(binary, series_dir, reps="15,5", count=200):
               f"{'met' if ratio >= 1.0 else 'MISSED':>9} {NUMPY_MIP_REFERENCE_MS:>9.1f}")
     print("(numpy: np.max(axis=0) over the uint16 stack; ratio = numpy ms / Atrium ms. scipy ref: the issue's figures on "
           "an idle machine of this kind, for context only.)")
+
+
+def processing_bench(binary, series_dir, count=200, runs=3):
+    """A 200-slice smooth job (sigma 1.5) on one processing instance, then on two, each with one worker."""
+    ensure_slices(series_dir, count)
+    seconds = {}
+    for instances in (1, 2):
+        with Mesh(binary, processing=instances, env=["ATRIUM_PROCESSING_WORKERS=1"]) as mesh:
+            _, key = mesh.add_subscriber("Bench hospital", "hospital", "register,receive,process")
+            # Let the instances find each other (they probe every second) before the first job.
+            time.sleep(3)
+            out = subprocess.run([binary, "bench", "process", "--dir", series_dir, "--runs", str(runs)] + mesh.client_args(key),
+                                 check=True, capture_output=True, text=True).stdout
+            rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+            seconds[instances] = sorted(r["seconds"] for r in rows)[len(rows) // 2]
+            cpu = sorted(r["cpu_seconds"] for r in rows)[len(rows) // 2]
+            print(f"smooth(sigma=1.5) job over {rows[0]['images']} stored 512x512 slices, {instances} instance(s) x 1 worker: "
+                  f"median {seconds[instances]:.2f} s of {len(rows)} ({rows[0]['images'] * 0.262144 / seconds[instances]:.1f} MPix/s), "
+                  f"{cpu:.2f} CPU s")
+    speedup = seconds[1] / seconds[2]
+    print(f"speed-up 1 -> 2 instances: {speedup:.2f}x (goal 1.8x: {'met' if speedup >= 1.8 else 'MISSED'}; "
+          f"{os.cpu_count()} cores on this machine)")
 
 
 def link_bench(binary, series_dir, count=200):

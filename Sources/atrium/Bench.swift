@@ -12,7 +12,7 @@ import GRPCCore
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure register and fetch throughput against a running network.",
-        subcommands: [ImagesBench.self, QueryBench.self, GatewayBench.self, PrintBench.self, ImagingBench.self],
+        subcommands: [ImagesBench.self, QueryBench.self, GatewayBench.self, PrintBench.self, ImagingBench.self, ProcessBench.self],
         defaultSubcommand: ImagesBench.self
     )
 }

@@ -26,6 +26,15 @@ struct Up: AsyncParsableCommand {
     @Flag(help: "Let every process pick a free port instead of the defaults (gateway 7443, backends 7501-7507).")
     var ephemeralPorts = false
 
+    @Option(name: .customLong("env"), help: "A setting for every process, KEY=VALUE (repeatable), e.g. --env ATRIUM_PROCESSING_WORKERS=1.")
+    var settings: [String] = []
+
+    func validate() throws {
+        for setting in settings where !setting.hasPrefix("ATRIUM_") || !setting.contains("=") {
+            throw ValidationError("--env takes ATRIUM_KEY=VALUE, not '\(setting)'")
+        }
+    }
+
     func run() async throws {
         LineLogHandler.bootstrap(level: .info, format: .text)
         let dataDirectory = URL(fileURLWithPath: dataDir).standardizedFileURL.path
@@ -34,7 +43,11 @@ struct Up: AsyncParsableCommand {
             binary: try ExecutablePath.current(),
             dataDirectory: dataDirectory,
             processingInstances: processing,
-            ephemeralPorts: ephemeralPorts
+            ephemeralPorts: ephemeralPorts,
+            environment: Dictionary(settings.map { setting in
+                let parts = setting.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                return (parts[0], parts[1])
+            }, uniquingKeysWith: { _, last in last })
         )
         try DevelopmentPKI.ensure(directory: plan.pkiDirectory)
         // Printed before anything else can fail: the key exists only in this output.
