@@ -130,26 +130,25 @@ private func count(_ dimensions: Int...) -> Int? {
 
 @inline(__always)
 /// `Float(sample) * slope + intercept` for every sample. The stored pixel types (8-, 16- and 32-bit, signed or
-/// not) each get a loop specialised for them: a generic `map` across the module boundary costs a witness call per
-/// sample, tens of milliseconds for one 512×512 slice.
+/// not) each go through a concrete, non-generic entry point, so the loop is specialised for them: generic code
+/// across the module boundary costs a witness call per sample (tens of milliseconds for one 512×512 slice).
 private func rescaled<Sample: BinaryInteger>(_ samples: [Sample], slope: Float, intercept: Float) -> [Float] {
-    func run<T: BinaryInteger>(_: T.Type) -> [Float] {
-        samples.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: T.self) { convert($0, slope: slope, intercept: intercept) }
-        }
-    }
-    switch Sample.self {
-    case is UInt16.Type: return run(UInt16.self)
-    case is Int16.Type: return run(Int16.self)
-    case is UInt8.Type: return run(UInt8.self)
-    case is Int8.Type: return run(Int8.self)
-    case is UInt32.Type: return run(UInt32.self)
-    case is Int32.Type: return run(Int32.self)
-    default:
-        if slope == 1, intercept == 0 { return samples.map { Float($0) } }
-        return samples.map { Float($0) * slope + intercept }
-    }
+    if Sample.self == UInt16.self { return rescaled(unsafeBitCast(samples, to: [UInt16].self), slope, intercept) }
+    if Sample.self == Int16.self { return rescaled(unsafeBitCast(samples, to: [Int16].self), slope, intercept) }
+    if Sample.self == UInt8.self { return rescaled(unsafeBitCast(samples, to: [UInt8].self), slope, intercept) }
+    if Sample.self == Int8.self { return rescaled(unsafeBitCast(samples, to: [Int8].self), slope, intercept) }
+    if Sample.self == UInt32.self { return rescaled(unsafeBitCast(samples, to: [UInt32].self), slope, intercept) }
+    if Sample.self == Int32.self { return rescaled(unsafeBitCast(samples, to: [Int32].self), slope, intercept) }
+    if slope == 1, intercept == 0 { return samples.map { Float($0) } }
+    return samples.map { Float($0) * slope + intercept }
 }
+
+private func rescaled(_ samples: [UInt16], _ slope: Float, _ intercept: Float) -> [Float] { samples.withUnsafeBufferPointer { convert($0, slope: slope, intercept: intercept) } }
+private func rescaled(_ samples: [Int16], _ slope: Float, _ intercept: Float) -> [Float] { samples.withUnsafeBufferPointer { convert($0, slope: slope, intercept: intercept) } }
+private func rescaled(_ samples: [UInt8], _ slope: Float, _ intercept: Float) -> [Float] { samples.withUnsafeBufferPointer { convert($0, slope: slope, intercept: intercept) } }
+private func rescaled(_ samples: [Int8], _ slope: Float, _ intercept: Float) -> [Float] { samples.withUnsafeBufferPointer { convert($0, slope: slope, intercept: intercept) } }
+private func rescaled(_ samples: [UInt32], _ slope: Float, _ intercept: Float) -> [Float] { samples.withUnsafeBufferPointer { convert($0, slope: slope, intercept: intercept) } }
+private func rescaled(_ samples: [Int32], _ slope: Float, _ intercept: Float) -> [Float] { samples.withUnsafeBufferPointer { convert($0, slope: slope, intercept: intercept) } }
 
 @inline(__always)
 private func convert<T: BinaryInteger>(_ source: UnsafeBufferPointer<T>, slope: Float, intercept: Float) -> [Float] {
@@ -166,20 +165,21 @@ private func convert<T: BinaryInteger>(_ source: UnsafeBufferPointer<T>, slope: 
 /// `(value − intercept) / slope` (in Double), rounded half away from zero and clamped to `Sample`'s range, with
 /// NaN as 0; specialised per stored type like `rescaled`.
 private func quantized<Sample: FixedWidthInteger>(_ values: [Float], as _: Sample.Type, slope: Float, intercept: Float) -> [Sample] {
-    func run<T: FixedWidthInteger>(_: T.Type) -> [Sample] {
-        let result: [T] = quantize(values, slope: slope, intercept: intercept)
-        return unsafeBitCast(result, to: [Sample].self)
-    }
-    switch Sample.self {
-    case is UInt16.Type: return run(UInt16.self)
-    case is Int16.Type: return run(Int16.self)
-    case is UInt8.Type: return run(UInt8.self)
-    case is Int8.Type: return run(Int8.self)
-    case is UInt32.Type: return run(UInt32.self)
-    case is Int32.Type: return run(Int32.self)
-    default: return quantize(values, slope: slope, intercept: intercept)
-    }
+    if Sample.self == UInt16.self { return unsafeBitCast(quantizedUInt16(values, slope, intercept), to: [Sample].self) }
+    if Sample.self == Int16.self { return unsafeBitCast(quantizedInt16(values, slope, intercept), to: [Sample].self) }
+    if Sample.self == UInt8.self { return unsafeBitCast(quantizedUInt8(values, slope, intercept), to: [Sample].self) }
+    if Sample.self == Int8.self { return unsafeBitCast(quantizedInt8(values, slope, intercept), to: [Sample].self) }
+    if Sample.self == UInt32.self { return unsafeBitCast(quantizedUInt32(values, slope, intercept), to: [Sample].self) }
+    if Sample.self == Int32.self { return unsafeBitCast(quantizedInt32(values, slope, intercept), to: [Sample].self) }
+    return quantize(values, slope: slope, intercept: intercept)
 }
+
+private func quantizedUInt16(_ values: [Float], _ slope: Float, _ intercept: Float) -> [UInt16] { quantize(values, slope: slope, intercept: intercept) }
+private func quantizedInt16(_ values: [Float], _ slope: Float, _ intercept: Float) -> [Int16] { quantize(values, slope: slope, intercept: intercept) }
+private func quantizedUInt8(_ values: [Float], _ slope: Float, _ intercept: Float) -> [UInt8] { quantize(values, slope: slope, intercept: intercept) }
+private func quantizedInt8(_ values: [Float], _ slope: Float, _ intercept: Float) -> [Int8] { quantize(values, slope: slope, intercept: intercept) }
+private func quantizedUInt32(_ values: [Float], _ slope: Float, _ intercept: Float) -> [UInt32] { quantize(values, slope: slope, intercept: intercept) }
+private func quantizedInt32(_ values: [Float], _ slope: Float, _ intercept: Float) -> [Int32] { quantize(values, slope: slope, intercept: intercept) }
 
 @inline(__always)
 private func quantize<T: FixedWidthInteger>(_ values: [Float], slope: Float, intercept: Float) -> [T] {

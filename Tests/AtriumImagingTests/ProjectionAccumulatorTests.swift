@@ -218,3 +218,24 @@ struct ProjectionAccumulatorTests {
         #expect(accumulator.sliceCount == 1)
     }
 }
+
+@Suite("StoredProjection")
+struct StoredProjectionTests {
+    @Test("MIP and MinIP of stored 16-bit slices equal the Float32 volume's bit for bit, for positive and negative slopes")
+    func equalsVolume() throws {
+        var generator = SystemRandomNumberGenerator()
+        let (rows, columns, count) = (7, 37, 5)
+        let unsigned = (0..<count).map { _ in (0..<(rows * columns)).map { _ in UInt16.random(in: 0...UInt16.max, using: &generator) } }
+        let signed = unsigned.map { $0.map { Int16(bitPattern: $0) } }
+        for (slope, intercept) in [(Float(1), Float(0)), (0.37, -1024), (-2, 7)] {
+            let u = try Volume(slices: count, rows: rows, columns: columns, samples: unsigned.flatMap { $0 }, slope: slope, intercept: intercept)
+            #expect(try StoredProjection.mip(unsigned, rows: rows, columns: columns, slope: slope, intercept: intercept) == u.mip())
+            #expect(try StoredProjection.minip(unsigned, rows: rows, columns: columns, slope: slope, intercept: intercept) == u.minip())
+            let s = try Volume(slices: count, rows: rows, columns: columns, samples: signed.flatMap { $0 }, slope: slope, intercept: intercept)
+            #expect(try StoredProjection.mip(signed, rows: rows, columns: columns, slope: slope, intercept: intercept) == s.mip())
+            #expect(try StoredProjection.minip(signed, rows: rows, columns: columns, slope: slope, intercept: intercept) == s.minip())
+        }
+        #expect(throws: ImagingError.self) { try StoredProjection.mip([[UInt16]](), rows: 1, columns: 1) }
+        #expect(throws: ImagingError.self) { try StoredProjection.mip([[1, 2], [3]] as [[UInt16]], rows: 1, columns: 2) }
+    }
+}

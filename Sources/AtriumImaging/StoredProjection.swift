@@ -1,0 +1,119 @@
+// Maximum and minimum intensity projections along the slice axis of stored 16-bit samples, without converting the
+// stack to Float32 first: half the memory to stream, which is what bounds a projection.
+
+/// MIP and MinIP along the slice axis (axis 0) of a stack of stored 16-bit slices, mapped through the modality
+/// rescale once at the end.
+///
+/// The rescale `Float(sample) · slope + intercept` is monotone in the sample (non-decreasing for a positive slope,
+/// non-increasing for a negative one, and Float32 rounding keeps that), so the projection of the rescaled values
+/// equals the rescale of the stored values' projection (a negative slope swaps maximum and minimum): the result is
+/// identical to `Volume(slices:rows:columns:samples:slope:intercept:).mip()` / `.minip()`, bit for bit.
+public enum StoredProjection {
+    /// The maximum intensity projection of `slices` (each `rows × columns` samples).
+    public static func mip(_ slices: [[UInt16]], rows: Int, columns: Int, slope: Float = 1, intercept: Float = 0) throws(ImagingError) -> Image2D {
+        let folded = try fold(slices, rows: rows, columns: columns, maximum: slope >= 0)
+        return rescale(folded, rows: rows, columns: columns, slope: slope, intercept: intercept) { Float($0) }
+    }
+
+    /// The minimum intensity projection of `slices`.
+    public static func minip(_ slices: [[UInt16]], rows: Int, columns: Int, slope: Float = 1, intercept: Float = 0) throws(ImagingError) -> Image2D {
+        let folded = try fold(slices, rows: rows, columns: columns, maximum: slope < 0)
+        return rescale(folded, rows: rows, columns: columns, slope: slope, intercept: intercept) { Float($0) }
+    }
+
+    /// The maximum intensity projection of signed 16-bit `slices`.
+    public static func mip(_ slices: [[Int16]], rows: Int, columns: Int, slope: Float = 1, intercept: Float = 0) throws(ImagingError) -> Image2D {
+        // Flipping the sign bit maps Int16 order onto UInt16 order; it is flipped back before the rescale.
+        let folded = try fold(slices.map { $0.map { UInt16(bitPattern: $0) ^ 0x8000 } }, rows: rows, columns: columns, maximum: slope >= 0)
+        return rescale(folded, rows: rows, columns: columns, slope: slope, intercept: intercept) { Float(Int16(bitPattern: $0 ^ 0x8000)) }
+    }
+
+    /// The minimum intensity projection of signed 16-bit `slices`.
+    public static func minip(_ slices: [[Int16]], rows: Int, columns: Int, slope: Float = 1, intercept: Float = 0) throws(ImagingError) -> Image2D {
+        let folded = try fold(slices.map { $0.map { UInt16(bitPattern: $0) ^ 0x8000 } }, rows: rows, columns: columns, maximum: slope < 0)
+        return rescale(folded, rows: rows, columns: columns, slope: slope, intercept: intercept) { Float(Int16(bitPattern: $0 ^ 0x8000)) }
+    }
+
+    /// The slices' pixelwise maximum (or minimum), as stored.
+    private static func fold(_ slices: [[UInt16]], rows: Int, columns: Int, maximum: Bool) throws(ImagingError) -> [UInt16] {
+        guard rows > 0, columns > 0, let first = slices.first else { throw .invalidShape("a projection needs at least one \(rows)×\(columns) slice") }
+        let plane = rows * columns
+        for (index, slice) in slices.enumerated() where slice.count != plane {
+            throw .shapeMismatch("slice \(index) has \(slice.count) samples; a \(rows)×\(columns) slice has \(plane)")
+        }
+        var accumulator = first
+        accumulator.withUnsafeMutableBufferPointer { output in
+            // Blocks of up to 256 Ki samples (a 512×512 plane): the accumulator stays in L2 while each slice streams
+            // past in one long run the prefetcher follows; two slices per pass.
+            let block = 1 << 18
+            for start in stride(from: 0, to: plane, by: block) {
+                let count = min(block, plane - start)
+                let out = output.baseAddress! + start
+                var s = 1
+                while s < slices.count {
+                    let pair = s + 1 < slices.count
+                    slices[s].withUnsafeBufferPointer { a in
+                        let x = a.baseAddress! + start
+                        if pair {
+                            slices[s + 1].withUnsafeBufferPointer { b in
+                                fold(out, x, b.baseAddress! + start, count: count, maximum: maximum)
+                            }
+                        } else {
+                            fold(out, x, x, count: count, maximum: maximum)
+                        }
+                    }
+                    s += 2
+                }
+            }
+        }
+        return accumulator
+    }
+
+    /// `value(sample) · slope + intercept` for every folded sample, exactly as `Image2D`'s integer initialiser maps it.
+    @inline(__always)
+    private static func rescale(_ folded: [UInt16], rows: Int, columns: Int, slope: Float, intercept: Float, _ value: (UInt16) -> Float) -> Image2D {
+        let pixels = [Float](unsafeUninitializedCapacity: folded.count) { buffer, initialized in
+            folded.withUnsafeBufferPointer { stored in
+                if slope == 1 && intercept == 0 {
+                    for i in 0..<stored.count { buffer[i] = value(stored[i]) }
+                } else {
+                    for i in 0..<stored.count { buffer[i] = value(stored[i]) * slope + intercept }
+                }
+            }
+            initialized = folded.count
+        }
+        return Image2D(unchecked: rows, columns, pixels)
+    }
+
+    /// `out[i] = max(out[i], a[i], b[i])` (or min), sixteen lanes at a time.
+    @inline(__always)
+    private static func fold(_ out: UnsafeMutablePointer<UInt16>, _ a: UnsafePointer<UInt16>, _ b: UnsafePointer<UInt16>, count: Int, maximum: Bool) {
+        let whole = count & ~15
+        var i = 0
+        if maximum {
+            while i < whole {
+                let o = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD16<UInt16>.self)
+                let x = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<UInt16>.self)
+                let y = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<UInt16>.self)
+                UnsafeMutableRawPointer(out + i).storeBytes(of: pointwiseMax(o, pointwiseMax(x, y)), as: SIMD16<UInt16>.self)
+                i += 16
+            }
+            while i < count {
+                out[i] = max(out[i], max(a[i], b[i]))
+                i += 1
+            }
+        } else {
+            while i < whole {
+                let o = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD16<UInt16>.self)
+                let x = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<UInt16>.self)
+                let y = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<UInt16>.self)
+                UnsafeMutableRawPointer(out + i).storeBytes(of: pointwiseMin(o, pointwiseMin(x, y)), as: SIMD16<UInt16>.self)
+                i += 16
+            }
+            while i < count {
+                out[i] = min(out[i], min(a[i], b[i]))
+                i += 1
+            }
+        }
+    }
+}
