@@ -55,7 +55,9 @@ let package = Package(
         // The DICOM reader and writer: pure Swift plus zlib and CharLS, no gRPC.
         .target(name: "AtriumDICOM", dependencies: ["CZlib", "CCharLS"], swiftSettings: settings),
         // Float32 images and volumes, filters and projections (ARCHITECTURE.md §6): pure Swift, no gRPC.
-        .target(name: "AtriumImaging", dependencies: [], swiftSettings: settings),
+        // Optimised in debug builds too: its SIMD kernels run hundreds of times slower unoptimised, which would make
+        // the processing tests (debug binaries) measure the compiler's debug mode instead of the behaviour.
+        .target(name: "AtriumImaging", dependencies: [], swiftSettings: settings + [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         // Content-addressed blob store and database plumbing.
         .target(name: "AtriumStorage", dependencies: ["AtriumCore", grdb, crypto, logging], swiftSettings: settings),
         // Process bootstrap shared by every service: servers, clients, TLS, PKI, health, caller identity.

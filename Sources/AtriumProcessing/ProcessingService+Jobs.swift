@@ -169,9 +169,10 @@ extension ProcessingService {
             }
         )
         for result in results.dropFirst(from) {
+            // A registered result is read from the registry's blob store, an unregistered one from this instance's.
             let reader: BlobReader
             do {
-                reader = try self.results.openReader(result.sha256)
+                if let local = try? self.results.openReader(result.sha256) { reader = local } else { reader = try self.blobs.openReader(result.sha256) }
             } catch {
                 throw RPCError(code: .dataLoss, message: "result \(result.index) of job '\(job.id)' is missing from this instance's result store")
             }
@@ -297,38 +298,53 @@ extension ProcessingService {
             let progress: @Sendable (RunTotals) async throws -> Void = { totals in
                 try await store.progress(id, inputsDone: totals.inputsDone, cpuSeconds: job.cpuSeconds + totals.cpuSeconds)
             }
-            let emit: @Sendable (Produced) async throws -> Void = { produced in
-                let writer = try results.makeWriter()
-                do {
-                    try writer.write(produced.built.bytes)
-                    let commit = try await writer.commitOffloaded()
-                    try await store.add(
-                        JobResultRow(
-                            jobID: id,
-                            index: produced.index,
-                            sha256: commit.sha256,
-                            size: Int64(commit.size),
-                            imageID: produced.imageID,
-                            rows: produced.built.rows,
-                            columns: produced.built.columns,
-                            bitsAllocated: produced.built.bitsAllocated,
-                            inputIndices: produced.inputIndices.map(String.init).joined(separator: " ")
-                        ),
-                        inputsDone: produced.inputIndices.last.map { $0 + 1 } ?? 0,
-                        cpuSeconds: job.cpuSeconds
-                    )
-                } catch {
-                    writer.abort()
-                    throw error
+            // A registered result is already durable in the registry's blob store: the job keeps only a row naming
+            // it. Others are written to this instance's result store. Rows are committed in batches.
+            let pending = Shared([JobResultRow]())
+            let flush: @Sendable (Bool) async throws -> Void = { force in
+                let rows = pending.value.withLock { rows -> [JobResultRow] in
+                    guard force || rows.count >= 32 else { return [] }
+                    defer { rows.removeAll() }
+                    return rows
                 }
+                guard !rows.isEmpty else { return }
+                try await store.add(rows, inputsDone: (rows.compactMap { $0.inputIndices.split(separator: " ").last.flatMap { Int($0) } }.max() ?? -1) + 1)
+            }
+            let emit: @Sendable (Produced) async throws -> Void = { produced in
+                var sha256 = produced.sha256
+                if sha256.isEmpty {
+                    let writer = try results.makeWriter()
+                    do {
+                        try writer.write(produced.built.bytes)
+                        sha256 = try await writer.commitOffloaded().sha256
+                    } catch {
+                        writer.abort()
+                        throw error
+                    }
+                }
+                let row = JobResultRow(
+                    jobID: id,
+                    index: produced.index,
+                    sha256: sha256,
+                    size: Int64(produced.built.bytes.count),
+                    imageID: produced.imageID,
+                    rows: produced.built.rows,
+                    columns: produced.built.columns,
+                    bitsAllocated: produced.built.bitsAllocated,
+                    inputIndices: produced.inputIndices.map(String.init).joined(separator: " ")
+                )
+                pending.value.withLock { $0.append(row) }
+                try await flush(false)
             }
             // A fresh job may be split across the serving instances (each records the usage of its shard); a
             // resumed one finishes here, after the results it kept.
             let totals: RunTotals
             if done.isEmpty, let shards = try await shardPlan(for: run) {
                 totals = try await executeSplit(run, shards: shards, holdsWorker: true, shouldStop: shouldStop, progress: progress, emit: emit).totals
+                try await flush(true)
             } else {
                 totals = try await execute(run, skip: done, shouldStop: shouldStop, progress: progress, emit: emit)
+                try await flush(true)
                 // One event for the whole job: an interrupted attempt recorded none, and its CPU is in the job row.
                 var whole = totals
                 whole.cpuSeconds += job.cpuSeconds

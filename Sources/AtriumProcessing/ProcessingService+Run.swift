@@ -77,6 +77,14 @@ struct Produced: Sendable {
     var imageID: String
     /// The bytes are a projection's partial state (a shard's), not a DICOM object.
     var partial = false
+    /// The SHA-256 of the bytes as the registry stored them; empty when the result was not registered.
+    var sha256 = ""
+}
+
+/// A result as the registry stored it.
+struct Registered: Sendable {
+    var imageID: String
+    var sha256: String
 }
 
 /// What a run cost.
@@ -400,32 +408,65 @@ extension ProcessingService {
         }
         switch plan.kind {
         case .smooth, .derivative, .laplacian, .lines, .bandpass:
-            for index in range ?? run.inputs.indices {
-                let input = run.inputs[index]
-                if skip.contains(index) {
-                    totals.inputsDone += 1
-                    continue
-                }
-                try stopIfAsked()
-                let label = Self.label(index, input)
-                let (built, megapixels, cpu, patientID) = try await offload {
-                    let start = threadCPUSeconds()
-                    let source = try SourceDecoder.decode(try Self.read(input, blobs: blobs, inputs: inputs, label: label), label: label)
-                    var frames: [Image2D] = []
-                    do {
-                        for frame in source.frames { frames.append(try plan.filter(frame)) }
-                    } catch {
-                        throw RPCError(code: .invalidArgument, message: "\(label): \((error as? ImagingError)?.detail ?? "\(error)")")
+            // Registration (a round trip and the registry's fsyncs) overlaps computing the next inputs: up to
+            // `window` results are being registered at once; results still reach `emit` in input order.
+            let window = run.register ? 4 : 1
+            try await withThrowingTaskGroup(of: (Int, Registered).self) { group in
+                var registering: [Int: Produced] = [:]
+                var ready: [Int: Produced] = [:]
+                var order: [Int] = []
+                var emitted = 0
+                var inFlight = 0
+                let indices = Array(range ?? run.inputs.indices)
+                for (position, index) in indices.enumerated() {
+                    let input = run.inputs[index]
+                    if skip.contains(index) {
+                        totals.inputsDone += 1
+                    } else {
+                        try stopIfAsked()
+                        let label = Self.label(index, input)
+                        let (built, megapixels, cpu, patientID) = try await offload {
+                            let start = threadCPUSeconds()
+                            let source = try SourceDecoder.decode(try Self.read(input, blobs: blobs, inputs: inputs, label: label), label: label)
+                            var frames: [Image2D] = []
+                            do {
+                                for frame in source.frames { frames.append(try plan.filter(frame)) }
+                            } catch {
+                                throw RPCError(code: .invalidArgument, message: "\(label): \((error as? ImagingError)?.detail ?? "\(error)")")
+                            }
+                            let built = try builder.build(frames, index: index, sources: [source.info], geometry: source.info)
+                            let megapixels = Double(source.info.rows * source.info.columns * source.info.frames) / 1e6
+                            return (built, megapixels, threadCPUSeconds() - start, source.info.patientID)
+                        }
+                        account(megapixels, cpu: cpu, bytes: input.size)
+                        recordAccess(run, input: input, patientID: patientID)
+                        let produced = Produced(index: index, inputIndices: [index], built: built, imageID: "")
+                        order.append(index)
+                        if run.register {
+                            registering[index] = produced
+                            let derivedFrom = input.imageID.map { [$0] } ?? []
+                            group.addTask { (index, try await self.register(built, run: run, derivedFrom: derivedFrom)) }
+                            inFlight += 1
+                        } else {
+                            ready[index] = produced
+                        }
                     }
-                    let built = try builder.build(frames, index: index, sources: [source.info], geometry: source.info)
-                    let megapixels = Double(source.info.rows * source.info.columns * source.info.frames) / 1e6
-                    return (built, megapixels, threadCPUSeconds() - start, source.info.patientID)
+                    // Collect registrations (all of them after the last input), then emit what is ready, in order.
+                    let last = position == indices.count - 1
+                    while inFlight > 0 && (inFlight >= window || last) {
+                        guard let (index, registered) = try await group.next() else { break }
+                        inFlight -= 1
+                        var produced = registering.removeValue(forKey: index)!
+                        produced.imageID = registered.imageID
+                        produced.sha256 = registered.sha256
+                        ready[index] = produced
+                    }
+                    while emitted < order.count, let produced = ready.removeValue(forKey: order[emitted]) {
+                        try await emit(produced)
+                        emitted += 1
+                        try await progress(totals)
+                    }
                 }
-                account(megapixels, cpu: cpu, bytes: input.size)
-                let imageID = run.register ? try await register(built, run: run, derivedFrom: input.imageID.map { [$0] } ?? []) : ""
-                recordAccess(run, input: input, patientID: patientID)
-                try await emit(Produced(index: index, inputIndices: [index], built: built, imageID: imageID))
-                try await progress(totals)
             }
         case .add, .subtract:
             if skip.contains(0) { return totals }
@@ -452,9 +493,9 @@ extension ProcessingService {
             }
             account(megapixels, cpu: cpu, bytes: a.size + b.size)
             totals.inputsDone = 2
-            let imageID = run.register ? try await register(built, run: run, derivedFrom: run.inputImageIDs) : ""
+            let registered = run.register ? try await register(built, run: run, derivedFrom: run.inputImageIDs) : nil
             recordAccess(run, input: a, patientID: patientID)
-            try await emit(Produced(index: 0, inputIndices: [0, 1], built: built, imageID: imageID))
+            try await emit(Produced(index: 0, inputIndices: [0, 1], built: built, imageID: registered?.imageID ?? "", sha256: registered?.sha256 ?? ""))
         case .projection(let kind, let axis):
             if skip.contains(0) { return totals }
             let state = ProjectionState()
@@ -499,9 +540,9 @@ extension ProcessingService {
                 return (try builder.build([image], index: 0, sources: state.sources, geometry: nil), threadCPUSeconds() - start)
             }
             totals.cpuSeconds += cpu
-            let imageID = run.register ? try await register(built, run: run, derivedFrom: run.inputImageIDs) : ""
+            let registered = run.register ? try await register(built, run: run, derivedFrom: run.inputImageIDs) : nil
             recordAccess(run, input: run.inputs[0], patientID: state.sources.first?.patientID ?? "")
-            try await emit(Produced(index: 0, inputIndices: Array(run.inputs.indices), built: built, imageID: imageID))
+            try await emit(Produced(index: 0, inputIndices: Array(run.inputs.indices), built: built, imageID: registered?.imageID ?? "", sha256: registered?.sha256 ?? ""))
         }
         return totals
     }
@@ -522,8 +563,8 @@ extension ProcessingService {
     }
 
     /// Registers a result for the run's caller, derived from `derivedFrom`, visible to the destinations; returns
-    /// its image ID. Registering the same result again returns the same ID.
-    func register(_ built: BuiltResult, run: PreparedRun, derivedFrom: [String]) async throws -> String {
+    /// its image ID and stored digest. Registering the same result again returns the same ID.
+    func register(_ built: BuiltResult, run: PreparedRun, derivedFrom: [String]) async throws -> Registered {
         let bytes = built.bytes
         let sha256 = Hex.encode(SHA256.hash(data: bytes))
         let header = Atrium_V1_RegisterForHeader.with {
@@ -550,7 +591,7 @@ extension ProcessingService {
                 },
                 options: .internalCall
             )
-            return response.imageID
+            return Registered(imageID: response.imageID, sha256: response.digest.sha256)
         } catch let error as RPCError where [.resourceExhausted, .invalidArgument, .notFound, .alreadyExists].contains(error.code) {
             throw RPCError(code: error.code == .alreadyExists ? .failedPrecondition : error.code, message: "the result cannot be registered: \(error.message)")
         } catch {

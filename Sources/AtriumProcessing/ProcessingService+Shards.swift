@@ -31,6 +31,8 @@ final class ResultSpool: Sendable {
         var path: String
         var inputIndices: [Int]
         var imageID: String
+        /// The digest the registry stored the result under; empty when it was not registered.
+        var registeredSHA256: String
         var rows: Int
         var columns: Int
         var bitsAllocated: Int
@@ -208,7 +210,7 @@ extension ProcessingService {
                 let entry = try await spool.take(index)
                 let bytes = try await self.readSpooled(entry)
                 let built = BuiltResult(bytes: bytes, sopInstanceUID: "", rows: entry.rows, columns: entry.columns, bitsAllocated: entry.bitsAllocated)
-                try await emit(Produced(index: index, inputIndices: entry.inputIndices, built: built, imageID: entry.imageID))
+                try await emit(Produced(index: index, inputIndices: entry.inputIndices, built: built, imageID: entry.imageID, sha256: entry.registeredSHA256))
                 emitted.inputsDone = index + 1
                 emitted.cpuSeconds = totals.value.withLock { $0.cpuSeconds }
                 try await progress(emitted)
@@ -264,7 +266,7 @@ extension ProcessingService {
                 spool.put(
                     projection ? index : produced.index,
                     .init(
-                        path: path, inputIndices: produced.inputIndices, imageID: produced.imageID,
+                        path: path, inputIndices: produced.inputIndices, imageID: produced.imageID, registeredSHA256: produced.sha256,
                         rows: produced.built.rows, columns: produced.built.columns, bitsAllocated: produced.built.bitsAllocated
                     )
                 )
@@ -324,6 +326,7 @@ extension ProcessingService {
                         projection ? index : Int(result.index),
                         .init(
                             path: path, inputIndices: result.inputIndices.map { Int($0) }, imageID: result.imageID,
+                            registeredSHA256: result.imageID.isEmpty ? "" : digest.sha256,
                             rows: Int(result.rows), columns: Int(result.columns), bitsAllocated: Int(result.bitsAllocated)
                         )
                     )
@@ -400,10 +403,10 @@ extension ProcessingService {
         }
         totals.cpuSeconds += outcome.cpu
         guard let built = outcome.built else { return (false, nil) }
-        let imageID = run.register ? try await register(built, run: run, derivedFrom: run.inputImageIDs) : ""
+        let registered = run.register ? try await register(built, run: run, derivedFrom: run.inputImageIDs) : nil
         recordAccess(run, input: first, patientID: outcome.patientID)
         totals.inputsDone = run.inputs.count
-        return (true, Produced(index: 0, inputIndices: Array(run.inputs.indices), built: built, imageID: imageID))
+        return (true, Produced(index: 0, inputIndices: Array(run.inputs.indices), built: built, imageID: registered?.imageID ?? "", sha256: registered?.sha256 ?? ""))
     }
 
     // MARK: - Serving a shard

@@ -191,11 +191,12 @@ struct JobStore: Sendable {
         }
     }
 
-    /// Records a result (idempotent by index) and the job's progress.
-    func add(_ result: JobResultRow, inputsDone: Int, cpuSeconds: Double) async throws {
+    /// Records results (idempotent by index) and the job's progress, in one transaction.
+    func add(_ results: [JobResultRow], inputsDone: Int) async throws {
+        guard let jobID = results.first?.jobID else { return }
         try await database.write { db in
-            try result.insert(db, onConflict: .replace)
-            try db.execute(sql: "UPDATE job SET inputs_done = MAX(inputs_done, ?), cpu_seconds = ? WHERE id = ?", arguments: [inputsDone, cpuSeconds, result.jobID])
+            for result in results { try result.insert(db, onConflict: .replace) }
+            try db.execute(sql: "UPDATE job SET inputs_done = MAX(inputs_done, ?) WHERE id = ?", arguments: [inputsDone, jobID])
         }
     }
 
