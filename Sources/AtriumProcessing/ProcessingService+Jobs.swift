@@ -295,8 +295,15 @@ extension ProcessingService {
             let results = self.results
             let id = job.id
             let shouldStop: @Sendable () -> Bool = { cancelledJobs.withLock { $0.contains(id) } }
+            // Progress is written at most four times a second: each write is a durable commit.
+            let lastProgress = Shared(ContinuousClock.now - .seconds(1))
             let progress: @Sendable (RunTotals) async throws -> Void = { totals in
-                try await store.progress(id, inputsDone: totals.inputsDone, cpuSeconds: job.cpuSeconds + totals.cpuSeconds)
+                let due = lastProgress.value.withLock { last in
+                    guard last.duration(to: .now) >= .milliseconds(250) else { return false }
+                    last = .now
+                    return true
+                }
+                if due { try await store.progress(id, inputsDone: totals.inputsDone, cpuSeconds: job.cpuSeconds + totals.cpuSeconds) }
             }
             // A registered result is already durable in the registry's blob store: the job keeps only a row naming
             // it. Others are written to this instance's result store. Rows are committed in batches.
@@ -435,6 +442,12 @@ struct JobScheduler: Service {
                     }
                 }
                 while !Task.isCancelled {
+                    // Wait for a worker only when a job is queued, so that an idle scheduler is not counted as
+                    // waiting work in the load it reports.
+                    guard (try? await service.store.nextQueued()) != nil else {
+                        try? await Task.sleep(for: .milliseconds(100))
+                        continue
+                    }
                     do {
                         try await service.workers.acquire()
                     } catch {
@@ -445,7 +458,6 @@ struct JobScheduler: Service {
                         (try? await service.store.start(job.id, at: ProcessingService.micros())) == true
                     else {
                         service.workers.release()
-                        try? await Task.sleep(for: .milliseconds(100))
                         continue
                     }
                     group.addTask {

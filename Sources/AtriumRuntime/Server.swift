@@ -46,6 +46,7 @@ public struct GRPCServerService: Service {
         interceptors: [ConditionalInterceptor<any ServerInterceptor>] = [],
         health: HealthStatus,
         maxMessageBytes: Int,
+        compression: Bool = true,
         portFile: String? = nil,
         logger: Logger
     ) {
@@ -76,7 +77,9 @@ public struct GRPCServerService: Service {
                 $0.http2.targetWindowSize = TransportTuning.windowSize
                 $0.http2.maxFrameSize = TransportTuning.maxFrameSize
                 $0.rpc.maxRequestPayloadSize = maxMessageBytes
-                $0.compression.enabledAlgorithms = .all
+                // Only where clients may ask for it (the gateway's listeners): a backend that compressed its replies
+                // to every caller advertising gzip would spend a core deflating image bytes on loopback links.
+                $0.compression.enabledAlgorithms = compression ? .all : .none
             }
         )
         self.transport = transport

@@ -42,6 +42,7 @@ struct Serve: AsyncParsableCommand {
             interceptors: assembly.peerChecks,
             health: health,
             maxMessageBytes: service == .gateway ? Gateway.transportMessageLimit(for: runtime.maxMessageBytes) : runtime.maxMessageBytes,
+            compression: service == .gateway,
             portFile: runtime.portFile,
             logger: logger
         )
