@@ -77,7 +77,12 @@ public struct ProcessingService: Sendable {
         self.audit = AuditTrail(security: security, logger: logger)
         self.logger = logger
         let usageSender = UsageSender(outbox: usage, security: self.security, logger: logger)
-        let noticeSender = NoticeSender(store: store, delivery: self.delivery, logger: logger)
+        let store = self.store
+        let noticeSender = InboxNoticeSender(delivery: self.delivery, logger: logger) { limit in
+            try await store.pendingNotices(limit: limit).map { OwedNotice(sequence: $0.sequence, recipients: $0.recipients, entryKey: $0.entryKey, entry: $0.entry) }
+        } remove: { sequence in
+            try await store.removeNotice(sequence)
+        }
         self.pumps = [
             OutboxPump(interval: .milliseconds(500)) { await usageSender.deliver() },
             OutboxPump(interval: .seconds(1)) { await noticeSender.deliver() },
@@ -199,43 +204,5 @@ struct LoadReporter: RegistrableRPCService {
             for try await _ in request.messages {}
             return StreamingServerResponse(single: ServerResponse(message: await service.loadReport()))
         }
-    }
-}
-
-/// Delivers the notice outbox (processing results) to the destinations' inboxes through
-/// `DeliveryInternal.Deliver`, oldest first. Delivery deduplicates by entry key, so a notice resent after a lost
-/// reply arrives once.
-struct NoticeSender: Sendable {
-    let store: JobStore
-    let delivery: Atrium_V1_DeliveryInternal.Client<HTTP2ClientTransport.Posix>
-    let logger: Logger
-
-    /// Sends up to 100 notices; returns whether more may be waiting.
-    func deliver() async -> Bool {
-        let pending: [NoticeRow]
-        do {
-            pending = try await store.pendingNotices(limit: 100)
-        } catch {
-            logger.error("cannot read the notice outbox", metadata: [LogKey.error: "\(error)"])
-            return false
-        }
-        for notice in pending {
-            do {
-                let entry = try Atrium_V1_InboxEntry(serializedBytes: notice.entry)
-                _ = try await delivery.deliver(
-                    .with {
-                        $0.recipientIds = notice.recipients
-                        $0.entry = entry
-                        $0.entryKey = notice.entryKey
-                    },
-                    options: .internalCall
-                )
-                try await store.removeNotice(notice.sequence)
-            } catch {
-                logger.warning("cannot deliver a result notice yet; will retry", metadata: [LogKey.error: "\(error)", "entry": "\(notice.entryKey)"])
-                return false
-            }
-        }
-        return pending.count == 100
     }
 }

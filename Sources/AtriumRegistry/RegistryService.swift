@@ -49,7 +49,13 @@ public struct RegistryService: Sendable {
         self.audit = AuditTrail(security: security, logger: logger)
         let sender = SettlementSender(store: store, security: self.security, logger: logger)
         self.settlements = OutboxPump(interval: .seconds(2)) { await sender.deliver() }
-        let notifier = NoticeSender(store: store, delivery: Atrium_V1_DeliveryInternal.Client(wrapping: delivery), logger: logger)
+        // Share notices: one recipient each.
+        let noticeStore = self.store
+        let notifier = InboxNoticeSender(delivery: Atrium_V1_DeliveryInternal.Client(wrapping: delivery), logger: logger) { limit in
+            try await noticeStore.pendingNotices(limit: limit).map { OwedNotice(sequence: $0.sequence, recipients: [$0.recipientID], entryKey: $0.entryKey, entry: $0.entry) }
+        } remove: { sequence in
+            try await noticeStore.removeNotice(sequence)
+        }
         self.notices = OutboxPump(interval: .seconds(2)) { await notifier.deliver() }
         self.logger = logger
     }
