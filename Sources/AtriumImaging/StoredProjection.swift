@@ -49,20 +49,24 @@ public enum StoredProjection {
             for start in stride(from: 0, to: plane, by: block) {
                 let count = min(block, plane - start)
                 let out = output.baseAddress! + start
+                // Four slices per pass: the accumulator is read and written once for every four slices read.
                 var s = 1
                 while s < slices.count {
-                    let pair = s + 1 < slices.count
+                    let last = slices.count - 1
+                    let (i1, i2, i3) = (min(s + 1, last), min(s + 2, last), min(s + 3, last))
                     slices[s].withUnsafeBufferPointer { a in
-                        let x = a.baseAddress! + start
-                        if pair {
-                            slices[s + 1].withUnsafeBufferPointer { b in
-                                fold(out, x, b.baseAddress! + start, count: count, maximum: maximum)
+                        slices[i1].withUnsafeBufferPointer { b in
+                            slices[i2].withUnsafeBufferPointer { c in
+                                slices[i3].withUnsafeBufferPointer { d in
+                                    fold(
+                                        out, a.baseAddress! + start, b.baseAddress! + start, c.baseAddress! + start, d.baseAddress! + start,
+                                        count: count, maximum: maximum
+                                    )
+                                }
                             }
-                        } else {
-                            fold(out, x, x, count: count, maximum: maximum)
                         }
                     }
-                    s += 2
+                    s += 4
                 }
             }
         }
@@ -85,33 +89,40 @@ public enum StoredProjection {
         return Image2D(unchecked: rows, columns, pixels)
     }
 
-    /// `out[i] = max(out[i], a[i], b[i])` (or min), sixteen lanes at a time.
+    /// `out[i] = max(out[i], a[i], b[i], c[i], d[i])` (or min), sixteen lanes at a time.
     @inline(__always)
-    private static func fold(_ out: UnsafeMutablePointer<UInt16>, _ a: UnsafePointer<UInt16>, _ b: UnsafePointer<UInt16>, count: Int, maximum: Bool) {
+    private static func fold(
+        _ out: UnsafeMutablePointer<UInt16>,
+        _ a: UnsafePointer<UInt16>,
+        _ b: UnsafePointer<UInt16>,
+        _ c: UnsafePointer<UInt16>,
+        _ d: UnsafePointer<UInt16>,
+        count: Int,
+        maximum: Bool
+    ) {
+        @inline(__always) func load(_ p: UnsafePointer<UInt16>, _ i: Int) -> SIMD16<UInt16> {
+            UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<UInt16>.self)
+        }
         let whole = count & ~15
         var i = 0
         if maximum {
             while i < whole {
-                let o = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD16<UInt16>.self)
-                let x = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<UInt16>.self)
-                let y = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<UInt16>.self)
-                UnsafeMutableRawPointer(out + i).storeBytes(of: pointwiseMax(o, pointwiseMax(x, y)), as: SIMD16<UInt16>.self)
+                let folded = pointwiseMax(pointwiseMax(load(a, i), load(b, i)), pointwiseMax(load(c, i), load(d, i)))
+                UnsafeMutableRawPointer(out + i).storeBytes(of: pointwiseMax(load(out, i), folded), as: SIMD16<UInt16>.self)
                 i += 16
             }
             while i < count {
-                out[i] = max(out[i], max(a[i], b[i]))
+                out[i] = max(out[i], max(max(a[i], b[i]), max(c[i], d[i])))
                 i += 1
             }
         } else {
             while i < whole {
-                let o = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD16<UInt16>.self)
-                let x = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<UInt16>.self)
-                let y = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<UInt16>.self)
-                UnsafeMutableRawPointer(out + i).storeBytes(of: pointwiseMin(o, pointwiseMin(x, y)), as: SIMD16<UInt16>.self)
+                let folded = pointwiseMin(pointwiseMin(load(a, i), load(b, i)), pointwiseMin(load(c, i), load(d, i)))
+                UnsafeMutableRawPointer(out + i).storeBytes(of: pointwiseMin(load(out, i), folded), as: SIMD16<UInt16>.self)
                 i += 16
             }
             while i < count {
-                out[i] = min(out[i], min(a[i], b[i]))
+                out[i] = min(out[i], min(min(a[i], b[i]), min(c[i], d[i])))
                 i += 1
             }
         }
