@@ -411,7 +411,7 @@ def imaging_bench(binary, series_dir, reps="15,5", count=200):
     header = f"{'MIP axis 0, 200x512x512 -> 512x512':56} {'Atrium ms':>10} {'numpy ms':>9} {'ratio':>6} {'goal 1.0x':>9} {'numpy ref':>9}"
     print(header)
     print("-" * len(header))
-    for atrium_op in ("MIP StoredProjection.mip uint16 slices", "MIP mip(axis: 0) Float32 volume", "MIP mip(axis: 0) incl. uint16->Float32 volume"):
+    for atrium_op in ("MIP StoredProjection.mip uint16 stack", "MIP StoredProjection.mip uint16 slices", "MIP mip(axis: 0) Float32 volume", "MIP mip(axis: 0) incl. uint16->Float32 volume"):
         a = ours.get((atrium_op, "200x512x512 -> 512x512"))
         if not (a and numpy_mip):
             print(f"{atrium_op:56} {'missing':>10}")

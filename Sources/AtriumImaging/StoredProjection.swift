@@ -21,6 +21,19 @@ public enum StoredProjection {
         return rescale(folded, rows: rows, columns: columns, slope: slope, intercept: intercept) { Float($0) }
     }
 
+    /// The maximum intensity projection of a contiguous stack of `slices` slices of `rows × columns` samples each (slice
+    /// after slice), as numpy holds one.
+    public static func mip(stack: [UInt16], slices: Int, rows: Int, columns: Int, slope: Float = 1, intercept: Float = 0) throws(ImagingError) -> Image2D {
+        let folded = try fold(stack: stack, slices: slices, rows: rows, columns: columns, maximum: slope >= 0)
+        return rescale(folded, rows: rows, columns: columns, slope: slope, intercept: intercept) { Float($0) }
+    }
+
+    /// The minimum intensity projection of a contiguous stack.
+    public static func minip(stack: [UInt16], slices: Int, rows: Int, columns: Int, slope: Float = 1, intercept: Float = 0) throws(ImagingError) -> Image2D {
+        let folded = try fold(stack: stack, slices: slices, rows: rows, columns: columns, maximum: slope < 0)
+        return rescale(folded, rows: rows, columns: columns, slope: slope, intercept: intercept) { Float($0) }
+    }
+
     /// The maximum intensity projection of signed 16-bit `slices`.
     public static func mip(_ slices: [[Int16]], rows: Int, columns: Int, slope: Float = 1, intercept: Float = 0) throws(ImagingError) -> Image2D {
         // Flipping the sign bit maps Int16 order onto UInt16 order; it is flipped back before the rescale.
@@ -67,6 +80,33 @@ public enum StoredProjection {
                         }
                     }
                     s += 4
+                }
+            }
+        }
+        return accumulator
+    }
+
+    /// The pixelwise maximum (or minimum) of a contiguous stack, as stored.
+    private static func fold(stack: [UInt16], slices: Int, rows: Int, columns: Int, maximum: Bool) throws(ImagingError) -> [UInt16] {
+        let plane = rows * columns
+        guard rows > 0, columns > 0, slices > 0, stack.count == slices * plane else {
+            throw .invalidShape("a stack of \(slices) × \(rows)×\(columns) samples cannot hold \(stack.count)")
+        }
+        var accumulator = Array(stack[0..<plane])
+        stack.withUnsafeBufferPointer { source in
+            accumulator.withUnsafeMutableBufferPointer { output in
+                let base = source.baseAddress!
+                let block = 1 << 18
+                for start in stride(from: 0, to: plane, by: block) {
+                    let count = min(block, plane - start)
+                    let out = output.baseAddress! + start
+                    var s = 1
+                    while s < slices {
+                        let last = slices - 1
+                        func at(_ index: Int) -> UnsafePointer<UInt16> { base + min(index, last) * plane + start }
+                        fold(out, at(s), at(s + 1), at(s + 2), at(s + 3), count: count, maximum: maximum)
+                        s += 4
+                    }
                 }
             }
         }

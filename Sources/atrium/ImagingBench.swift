@@ -103,8 +103,14 @@ struct ImagingBench: ParsableCommand {
         checksum += mipFromSamples.sink
         Self.report("MIP mip(axis: 0) incl. uint16->Float32 volume", "\(shape3D) -> \(shape2D)", mipFromSamples, pixels: Self.sliceCount * plane)
 
-        // The MIP on the stored uint16 slices themselves (StoredProjection), as numpy's is: the same result as the
-        // Float32 volume's, bit for bit, from half the memory.
+        // The MIP on the stored uint16 samples themselves (StoredProjection): the same result as the Float32 volume's,
+        // bit for bit, from half the memory. First over the contiguous stack, as numpy holds it, then over separate
+        // slice arrays, as the processing service receives them.
+        let mipStack = try Self.time(reps: reps3D) { () throws -> Double in
+            Double(try StoredProjection.mip(stack: contiguous, slices: Self.sliceCount, rows: rows, columns: columns).pixels[plane / 2 + columns / 2])
+        }
+        checksum += mipStack.sink
+        Self.report("MIP StoredProjection.mip uint16 stack", "\(shape3D) -> \(shape2D)", mipStack, pixels: Self.sliceCount * plane)
         let mipStored = try Self.time(reps: reps3D) { () throws -> Double in
             Double(try StoredProjection.mip(stack.samples, rows: rows, columns: columns).pixels[plane / 2 + columns / 2])
         }

@@ -231,11 +231,14 @@ struct StoredProjectionTests {
             let u = try Volume(slices: count, rows: rows, columns: columns, samples: unsigned.flatMap { $0 }, slope: slope, intercept: intercept)
             #expect(try StoredProjection.mip(unsigned, rows: rows, columns: columns, slope: slope, intercept: intercept) == u.mip())
             #expect(try StoredProjection.minip(unsigned, rows: rows, columns: columns, slope: slope, intercept: intercept) == u.minip())
+            #expect(try StoredProjection.mip(stack: unsigned.flatMap { $0 }, slices: count, rows: rows, columns: columns, slope: slope, intercept: intercept) == u.mip())
+            #expect(try StoredProjection.minip(stack: unsigned.flatMap { $0 }, slices: count, rows: rows, columns: columns, slope: slope, intercept: intercept) == u.minip())
             let s = try Volume(slices: count, rows: rows, columns: columns, samples: signed.flatMap { $0 }, slope: slope, intercept: intercept)
             #expect(try StoredProjection.mip(signed, rows: rows, columns: columns, slope: slope, intercept: intercept) == s.mip())
             #expect(try StoredProjection.minip(signed, rows: rows, columns: columns, slope: slope, intercept: intercept) == s.minip())
         }
         #expect(throws: ImagingError.self) { try StoredProjection.mip([[UInt16]](), rows: 1, columns: 1) }
         #expect(throws: ImagingError.self) { try StoredProjection.mip([[1, 2], [3]] as [[UInt16]], rows: 1, columns: 2) }
+        #expect(throws: ImagingError.self) { try StoredProjection.mip(stack: [1, 2, 3], slices: 2, rows: 1, columns: 2) }
     }
 }
