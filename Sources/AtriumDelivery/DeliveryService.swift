@@ -37,8 +37,7 @@ public struct DeliveryService: Sendable {
     /// Rung when a printer gets a job (key: printer ID).
     let printerBell = Doorbell()
     let transcodes = SingleFlight<VariantKey, VariantRow>()
-    /// Subscribers known to have no budget cap, until when.
-    private let uncapped = UncappedSubscribers()
+    let budget: BudgetGate
     /// Blobs whose bytes matched their hash lately.
     let verifiedBlobs = VerifiedBlobs()
     let logger: Logger
@@ -64,6 +63,7 @@ public struct DeliveryService: Sendable {
         self.usage = usage
         self.usagePump = OutboxPump(interval: .milliseconds(500)) { await sender.deliver() }
         self.audit = AuditTrail(security: security, logger: logger)
+        self.budget = BudgetGate(security: self.security, logger: logger)
         self.logger = logger
     }
 
@@ -106,31 +106,13 @@ public struct DeliveryService: Sendable {
         }
     }
 
-    /// Refuses a fetch that would take the caller past its budget cap (RESOURCE_EXHAUSTED). A subscriber whose
-    /// contract has no cap is not asked again for 5 s (the same window as the gateway's authorization cache).
+    /// Refuses a fetch that would take the caller past its budget cap (RESOURCE_EXHAUSTED).
     func checkBudget(_ request: Atrium_V1_FetchRequest, caller: VerifiedCaller) async throws {
-        let now = ContinuousClock.now
-        if let until = uncapped.entries.withLock({ $0[caller.subscriberID] }), until > now { return }
-        do {
-            let quote = try await security.checkBudget(
-                .with {
-                    $0.subscriberID = caller.subscriberID
-                    $0.request = .with { $0.delivery = .with { $0.imageCount = UInt32(request.imageIds.count) } }
-                },
-                options: .internalCall
-            )
-            if !quote.budgetCapped {
-                uncapped.entries.withLock { entries in
-                    if entries.count > 10_000 { entries.removeAll() }
-                    entries[caller.subscriberID] = now + .seconds(5)
-                }
-            }
-        } catch let error as RPCError where error.code == .resourceExhausted {
-            throw RPCError(code: .resourceExhausted, message: error.message)
-        } catch {
-            logger.error("cannot check the budget", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
-            throw RPCError(code: .unavailable, message: "the budget cannot be checked right now; try again")
-        }
+        try await budget.check(
+            .with { $0.delivery = .with { $0.imageCount = UInt32(request.imageIds.count) } },
+            for: caller.subscriberID,
+            requestID: caller.requestID
+        )
     }
 
     /// Streams each image of `request` to `writer`: begin, chunks, end; or one `refused` item.
@@ -319,10 +301,6 @@ public struct DeliveryService: Sendable {
 }
 
 /// Subscribers known to have no budget cap, each until when.
-final class UncappedSubscribers: Sendable {
-    let entries = Mutex<[String: ContinuousClock.Instant]>([:])
-}
-
 /// Blobs whose bytes were hashed and matched lately, each until when it is due again (an hour). Bounded: at
 /// 100 000 entries the table starts over.
 final class VerifiedBlobs: Sendable {

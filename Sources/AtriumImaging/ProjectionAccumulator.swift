@@ -225,7 +225,7 @@ public struct ProjectionAccumulator: Sendable {
         }
     }
 
-    private mutating func foldValues<R: Extremum>(_ batch: inout ArraySlice<Image2D>, _: R.Type) {
+    private mutating func foldValues<R: Reduction>(_ batch: inout ArraySlice<Image2D>, _: R.Type) {
         if values.isEmpty { values = batch.removeFirst().pixels }
         if batch.isEmpty { return }
         let plane = rows * columns
@@ -255,7 +255,7 @@ public struct ProjectionAccumulator: Sendable {
     // MARK: Axes 1 and 2
 
     /// Axis 1: appends the slice's rows folded into one row of `columns` values.
-    private mutating func appendColumnExtrema<R: Extremum>(_ slice: Image2D, _: R.Type) {
+    private mutating func appendColumnExtrema<R: Reduction>(_ slice: Image2D, _: R.Type) {
         let base = values.count
         let rows = self.rows
         let columns = self.columns
@@ -291,14 +291,14 @@ public struct ProjectionAccumulator: Sendable {
     }
 
     /// Axis 2: appends each row of the slice reduced to one value.
-    private mutating func appendRowExtrema<R: Extremum>(_ slice: Image2D, _: R.Type) {
+    private mutating func appendRowExtrema<R: Reduction>(_ slice: Image2D, _: R.Type) {
         let base = values.count
         let columns = self.columns
         values.append(contentsOf: repeatElement(0, count: rows))
         slice.pixels.withUnsafeBufferPointer { source in
             values.withUnsafeMutableBufferPointer { output in
                 let out = output.baseAddress! + base
-                for r in 0..<rows { out[r] = reduceExtrema(source.baseAddress! + r * columns, count: columns, R.self) }
+                for r in 0..<rows { out[r] = reduceRow(source.baseAddress! + r * columns, count: columns, R.self) }
             }
         }
     }
@@ -506,30 +506,9 @@ private func planeBytes(_ rows: Int, _ columns: Int) -> Int? {
 /// (so the first NaN, payload and all, sticks) or when `b` is strictly beyond it; otherwise `b` replaces it (so a
 /// NaN `b` propagates, and of equal values, such as −0 and +0, the later is kept). Folding in any grouping, in order,
 /// gives the same bits.
-private protocol Extremum {
-    static func combine(_ a: Float, _ b: Float) -> Float
-    static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float>
-}
-
-private enum Greatest: Extremum {
-    @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a.isNaN || b < a ? a : b }
-    @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-        // b < a ? a : b is one MAXPS; a NaN `a` then goes back in.
-        b.replacing(with: a, where: b .< a).replacing(with: a, where: a .!= a)
-    }
-}
-
-private enum Least: Extremum {
-    @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a.isNaN || b > a ? a : b }
-    @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-        // b > a ? a : b is one MINPS; a NaN `a` then goes back in.
-        b.replacing(with: a, where: b .> a).replacing(with: a, where: a .!= a)
-    }
-}
-
 /// `acc[i] = combine(acc[i], x[i])` for `count` values, eight at a time.
 @inline(__always)
-private func foldExtrema<R: Extremum>(_ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int, _: R.Type) {
+private func foldExtrema<R: Reduction>(_ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int, _: R.Type) {
     let whole = count & ~7
     let out = UnsafeMutableRawPointer(acc)
     let source = UnsafeRawPointer(x)
@@ -550,7 +529,7 @@ private func foldExtrema<R: Extremum>(_ acc: UnsafeMutablePointer<Float>, _ x: U
 /// `acc[i] = combine(acc[i], combine(x[i], y[i]))` for `count` values, eight at a time: the same bits as folding
 /// `x` then `y`, since the rule is associative.
 @inline(__always)
-private func foldExtrema<R: Extremum>(
+private func foldExtrema<R: Reduction>(
     _ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int, _: R.Type
 ) {
     let whole = count & ~7
@@ -570,31 +549,6 @@ private func foldExtrema<R: Extremum>(
         acc[i] = R.combine(acc[i], R.combine(x[i], y[i]))
         i += 1
     }
-}
-
-/// Reduces `count` contiguous values with eight independent lanes, then folds the lanes and the tail.
-@inline(__always)
-private func reduceExtrema<R: Extremum>(_ row: UnsafePointer<Float>, count: Int, _: R.Type) -> Float {
-    let whole = count & ~7
-    guard whole > 0 else {
-        var result = row[0]
-        for i in 1..<max(count, 1) { result = R.combine(result, row[i]) }
-        return result
-    }
-    let raw = UnsafeRawPointer(row)
-    var lanes = raw.loadUnaligned(as: SIMD8<Float>.self)
-    var i = 8
-    while i < whole {
-        lanes = R.combine(lanes, raw.loadUnaligned(fromByteOffset: i * MemoryLayout<Float>.stride, as: SIMD8<Float>.self))
-        i += 8
-    }
-    var result = lanes[0]
-    for lane in 1..<8 { result = R.combine(result, lanes[lane]) }
-    while i < count {
-        result = R.combine(result, row[i])
-        i += 1
-    }
-    return result
 }
 
 /// TwoSum on eight lanes: the rounded sum, and the rounding errors' bit patterns. An exact addition's error is +0

@@ -9,12 +9,12 @@ extension Volume {
 
     /// The maximum intensity projection along `axis` (0, 1 or 2). Throws `invalidAxis` otherwise.
     public func mip(axis: Int = 0) throws(ImagingError) -> Image2D {
-        try project(axis: axis, Maximum.self)
+        try project(axis: axis, Greatest.self)
     }
 
     /// The minimum intensity projection along `axis` (0, 1 or 2). Throws `invalidAxis` otherwise.
     public func minip(axis: Int = 0) throws(ImagingError) -> Image2D {
-        try project(axis: axis, Minimum.self)
+        try project(axis: axis, Least.self)
     }
 
     /// Axes 0 and 1 fold whole contiguous rows into an accumulator row; axis 2 reduces each row across its lanes.
@@ -81,8 +81,8 @@ extension Volume {
     }
 }
 
-/// One projection's arithmetic, on scalars and on eight lanes at once.
-private protocol Reduction {
+/// One projection's arithmetic, on scalars and on eight lanes at once (shared with ``ProjectionAccumulator``).
+protocol Reduction {
     static func combine(_ a: Float, _ b: Float) -> Float
     static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float>
 }
@@ -92,19 +92,28 @@ private enum Sum: Reduction {
     @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a + b }
 }
 
-private enum Maximum: Reduction {
-    @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a > b ? a : b }
-    @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: b .> a) }
+/// The maximum, with a NaN propagating as numpy's does (the first NaN met wins, so the order of a fold never changes
+/// the bits of its result).
+enum Greatest: Reduction {
+    @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a.isNaN || b < a ? a : b }
+    @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        // b < a ? a : b is one MAXPS; a NaN `a` then goes back in.
+        b.replacing(with: a, where: b .< a).replacing(with: a, where: a .!= a)
+    }
 }
 
-private enum Minimum: Reduction {
-    @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a < b ? a : b }
-    @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: b .< a) }
+/// The minimum, with NaN as for ``Greatest``.
+enum Least: Reduction {
+    @inline(__always) static func combine(_ a: Float, _ b: Float) -> Float { a.isNaN || b > a ? a : b }
+    @inline(__always) static func combine(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        // b > a ? a : b is one MINPS; a NaN `a` then goes back in.
+        b.replacing(with: a, where: b .> a).replacing(with: a, where: a .!= a)
+    }
 }
 
 /// Reduces `count` contiguous values with eight independent lanes, then folds the lanes and the tail.
 @inline(__always)
-private func reduceRow<R: Reduction>(_ row: UnsafePointer<Float>, count: Int, _: R.Type) -> Float {
+func reduceRow<R: Reduction>(_ row: UnsafePointer<Float>, count: Int, _: R.Type) -> Float {
     let whole = count & ~7
     guard whole > 0 else {
         var result = row[0]

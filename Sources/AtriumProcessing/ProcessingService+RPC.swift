@@ -68,11 +68,6 @@ struct PublicProcessing: Atrium_V1_Processing.ServiceProtocol {
     }
 }
 
-/// Result image IDs collected while results stream.
-private final class Collected: Sendable {
-    let refs = Mutex<[Atrium_V1_ImageRef]>([])
-}
-
 extension ProcessingService {
     /// Reads and checks a Run or Submit request up to its last input: the header, the destinations, the inputs
     /// (stored ones resolved for the caller, inline ones spooled), and the caller's budget.
@@ -133,10 +128,11 @@ extension ProcessingService {
         var header = resultHeader(run, jobID: "", resultCount: run.resultCount)
         if let shards { header.instanceIds = shards.map { $0.instance?.instanceID ?? instanceID } }
         try await writer.write(.with { $0.header = header })
-        let collected = Collected()
+        let collected = Shared([Atrium_V1_ImageRef]())
         let emit: @Sendable (Produced) async throws -> Void = { produced in
             if !produced.imageID.isEmpty {
-                collected.refs.withLock { $0.append(.with { $0.imageID = produced.imageID; $0.sha256 = Hex.encode(SHA256.hash(data: produced.built.bytes)) }) }
+                // The registry's digest of the stored bytes (registered results always carry it).
+                collected.value.withLock { $0.append(.with { $0.imageID = produced.imageID; $0.sha256 = produced.sha256 }) }
             }
             try await Self.write(result: produced.index, inputs: produced.inputIndices, imageID: produced.imageID, built: produced.built, to: writer)
         }
@@ -148,7 +144,7 @@ extension ProcessingService {
             totals = try await workers.withWorker { try await execute(run, emit: emit) }
             try meter(run, images: run.inputs.count, totals: totals)
         }
-        let refs = collected.refs.withLock { $0 }
+        let refs = collected.value.withLock { $0 }
         if !run.destinations.isEmpty {
             try await store.addNotice(notice(for: run, imageRefs: refs, jobID: "", recipients: run.destinations))
             noticePump.wake()
@@ -197,12 +193,5 @@ extension ProcessingService {
             offset = end
         }
         try await writer.write(.with { $0.digest = .with { $0.sha256 = Hex.encode(SHA256.hash(data: bytes)); $0.sizeBytes = UInt64(bytes.count) } })
-    }
-}
-
-extension Google_Protobuf_Duration {
-    init(rounding duration: Swift.Duration) {
-        let (seconds, attoseconds) = duration.components
-        self.init(seconds: seconds, nanos: Int32(attoseconds / 1_000_000_000))
     }
 }

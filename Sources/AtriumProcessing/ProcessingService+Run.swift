@@ -161,26 +161,17 @@ extension ProcessingService {
 
     /// Refuses a run that would take the caller past its budget cap (RESOURCE_EXHAUSTED).
     func checkBudget(_ inputs: [RunInput], caller: VerifiedCaller) async throws {
-        do {
-            _ = try await security.checkBudget(
-                .with {
-                    $0.subscriberID = caller.subscriberID
-                    $0.request = .with {
-                        $0.processing = .with {
-                            $0.imageCount = UInt32(clamping: inputs.count)
-                            $0.totalBytes = inputs.reduce(0) { $0 + $1.size }
-                            $0.estimatedCpuSeconds = inputs.reduce(0) { $0 + $1.megapixels } / max(throughput.perWorker ?? 50, 1)
-                        }
-                    }
-                },
-                options: .internalCall
-            )
-        } catch let error as RPCError where error.code == .resourceExhausted {
-            throw RPCError(code: .resourceExhausted, message: error.message)
-        } catch {
-            logger.error("cannot check the budget", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
-            throw RPCError(code: .unavailable, message: "the budget cannot be checked right now; try again")
-        }
+        try await budget.check(
+            .with {
+                $0.processing = .with {
+                    $0.imageCount = UInt32(clamping: inputs.count)
+                    $0.totalBytes = inputs.reduce(0) { $0 + $1.size }
+                    $0.estimatedCpuSeconds = inputs.reduce(0) { $0 + $1.megapixels } / max(throughput.perWorker ?? 50, 1)
+                }
+            },
+            for: caller.subscriberID,
+            requestID: caller.requestID
+        )
     }
 
     // MARK: - Inputs

@@ -115,22 +115,20 @@ extension ProcessingService {
             return explicit.enumerated().map { Shard(index: $0, range: Int($1.start)..<Int($1.end), instance: candidates[$0]) }
         }
         guard !others.isEmpty else { return nil }
-        let own = await loadReport()
-        let ownSpare = Double(max(1, own.workerCount)) / (1 + max(0, Double(own.queueLength) + Double(own.inFlight) - Double(own.workerCount)))
-        let weights = [ownSpare] + others.map(\.spareCapacity)
-        return Self.split(count, weights: weights).enumerated().compactMap { index, range in
-            range.isEmpty ? nil : Shard(index: index, range: range, instance: candidates[index])
-        }.enumerated().map { Shard(index: $0, range: $1.range, instance: $1.instance) }
+        let weights = [ProcessingPool.spareCapacity(of: await loadReport())] + others.map(\.spareCapacity)
+        // Instances whose share rounds to nothing get no shard; shard indices stay dense.
+        let assigned = zip(Self.split(count, weights: weights), candidates).filter { !$0.0.isEmpty }
+        return assigned.enumerated().map { index, pair in Shard(index: index, range: pair.0, instance: pair.1) }
     }
 
     private func refuseShards(_ why: String) throws -> [Shard]? {
         throw RPCError(code: .invalidArgument, message: "shards given, but \(why)")
     }
 
-    /// Contiguous ranges over `count` inputs, sized in proportion to `weights` (largest remainders).
+    /// Contiguous ranges over `count` inputs, sized in proportion to `weights` (largest remainders). Weights are
+    /// positive (``ProcessingPool/spareCapacity(of:outstanding:)`` never returns zero).
     static func split(_ count: Int, weights: [Double]) -> [Range<Int>] {
         let total = weights.reduce(0, +)
-        guard total > 0 else { return [0..<count] + Array(repeating: count..<count, count: max(0, weights.count - 1)) }
         let exact = weights.map { Double(count) * $0 / total }
         var sizes = exact.map { Int($0.rounded(.down)) }
         let order = exact.indices.sorted { (exact[$0] - Double(sizes[$0])) > (exact[$1] - Double(sizes[$1])) }

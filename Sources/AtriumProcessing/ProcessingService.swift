@@ -40,6 +40,7 @@ public struct ProcessingService: Sendable {
     let throughput = ThroughputMeter()
     let load = LoadCounter()
     let audit: AuditTrail
+    let budget: BudgetGate
     let logger: Logger
     /// The usage and notice outbox pumps.
     let pumps: [OutboxPump]
@@ -75,6 +76,7 @@ public struct ProcessingService: Sendable {
         self.usage = try UsageOutbox(path: configuration.usageOutboxPath)
         self.workers = WorkerPool(size: configuration.workers, queueLimit: configuration.queueLimit)
         self.audit = AuditTrail(security: security, logger: logger)
+        self.budget = BudgetGate(security: self.security, logger: logger)
         self.logger = logger
         let usageSender = UsageSender(outbox: usage, security: self.security, logger: logger)
         let store = self.store
@@ -99,7 +101,7 @@ public struct ProcessingService: Sendable {
         [PublicProcessing(service: self), LoadReporter(service: self)]
     }
 
-    /// Counts calls to the public processing service as in flight.
+    /// Counts calls to the public processing service.
     public var interceptors: [ConditionalInterceptor<any ServerInterceptor>] {
         [.apply(load, to: .services([Atrium_V1_Processing.descriptor]))]
     }
@@ -138,12 +140,10 @@ public struct ProcessingService: Sendable {
     }
 }
 
-/// Calls being processed now.
+/// Counts calls to the public processing service (`LoadReport.calls_served`); what is in flight is the worker pool's.
 final class LoadCounter: ServerInterceptor, Sendable {
-    private let inFlight = Atomic<Int>(0)
     private let served = Atomic<Int>(0)
 
-    var current: Int { inFlight.load(ordering: .relaxed) }
     var total: Int { served.load(ordering: .relaxed) }
 
     func intercept<Input: Sendable, Output: Sendable>(
@@ -151,28 +151,8 @@ final class LoadCounter: ServerInterceptor, Sendable {
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        inFlight.add(1, ordering: .relaxed)
         served.add(1, ordering: .relaxed)
-        let response: StreamingServerResponse<Output>
-        do {
-            response = try await next(request, context)
-        } catch {
-            inFlight.subtract(1, ordering: .relaxed)
-            throw error
-        }
-        // The call is in flight until its response body has been produced, not when the handler returns it.
-        guard case .success(var contents) = response.accepted else {
-            inFlight.subtract(1, ordering: .relaxed)
-            return response
-        }
-        let producer = contents.producer
-        contents.producer = { writer in
-            defer { self.inFlight.subtract(1, ordering: .relaxed) }
-            return try await producer(writer)
-        }
-        var wrapped = response
-        wrapped.accepted = .success(contents)
-        return wrapped
+        return try await next(request, context)
     }
 }
 

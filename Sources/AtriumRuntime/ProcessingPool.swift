@@ -1,5 +1,5 @@
 import SwiftProtobuf
-import AtriumAPI
+public import AtriumAPI
 public import AtriumCore
 import Foundation
 public import GRPCCore
@@ -35,7 +35,7 @@ public final class ProcessingPool: Service, Sendable {
     public final class Instance: Sendable {
         public let endpoint: Endpoint
         public let client: GRPCClient<HTTP2ClientTransport.Posix>
-        private let state = Mutex<(healthy: Bool, outstanding: Int, reportedQueue: Int, instanceID: String, report: Atrium_V1_LoadReport)>((false, 0, 0, "", .init()))
+        private let state = Mutex<(healthy: Bool, outstanding: Int, report: Atrium_V1_LoadReport)>((false, 0, .init()))
 
         init(endpoint: Endpoint, client: GRPCClient<HTTP2ClientTransport.Posix>) {
             self.endpoint = endpoint
@@ -43,30 +43,19 @@ public final class ProcessingPool: Service, Sendable {
         }
 
         public var healthy: Bool { state.withLock { $0.healthy } }
-        public var score: Int { state.withLock { $0.outstanding + $0.reportedQueue } }
+        public var score: Int { state.withLock { $0.outstanding + Int($0.report.queueLength) } }
 
         func setHealthy(_ healthy: Bool) { state.withLock { $0.healthy = healthy } }
         /// The instance ID it reported (job IDs end with it); empty before its first report.
-        public var instanceID: String { state.withLock { $0.instanceID } }
+        public var instanceID: String { state.withLock { $0.report.instanceID } }
 
-        /// How much of a batch this instance should take, relative to the others: its workers over the work it
-        /// already has (queued, in flight, and what this process has sent it since its last report), so an idle
-        /// instance weighs its worker count and a busy one less.
+        /// How much of a batch this instance should take, relative to the others (see
+        /// ``ProcessingPool/spareCapacity(of:outstanding:)``), counting what this process has sent it since its last report.
         public var spareCapacity: Double {
-            state.withLock { state in
-                let workers = Double(max(1, state.report.workerCount))
-                let busy = Double(state.report.queueLength) + Double(state.report.inFlight) + Double(state.outstanding)
-                return workers / (1 + max(0, busy - workers + 1))
-            }
+            state.withLock { ProcessingPool.spareCapacity(of: $0.report, outstanding: $0.outstanding) }
         }
 
-        func report(_ report: Atrium_V1_LoadReport) {
-            state.withLock {
-                $0.reportedQueue = Int(report.queueLength)
-                $0.instanceID = report.instanceID
-                $0.report = report
-            }
-        }
+        func report(_ report: Atrium_V1_LoadReport) { state.withLock { $0.report = report } }
         public func begin() { state.withLock { $0.outstanding += 1 } }
         public func end() { state.withLock { $0.outstanding -= 1 } }
     }
@@ -92,6 +81,15 @@ public final class ProcessingPool: Service, Sendable {
         self.probeInterval = probeInterval
         self.logger = logger
         self.makeClient = makeClient
+    }
+
+    /// An instance's weight when a batch is split: its workers over the work it already has beyond them (queued, in
+    /// flight, and `outstanding` calls not yet in its report), so an idle instance weighs its worker count and a busy
+    /// one less, never zero.
+    public static func spareCapacity(of report: Atrium_V1_LoadReport, outstanding: Int = 0) -> Double {
+        let workers = Double(max(1, report.workerCount))
+        let busy = Double(report.queueLength) + Double(report.inFlight) + Double(outstanding)
+        return workers / (1 + max(0, busy - workers))
     }
 
     /// A healthy instance by power of two choices, or `nil` when none is healthy.

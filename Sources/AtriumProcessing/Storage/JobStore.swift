@@ -295,7 +295,7 @@ struct JobStore: Sendable {
                 inputs.formUnion(try String.fetchAll(db, sql: "SELECT sha256 FROM job_input WHERE job_id = ?", arguments: [id]))
                 try db.execute(sql: "DELETE FROM job_result WHERE job_id = ?", arguments: [id])
                 try db.execute(sql: "DELETE FROM job_input WHERE job_id = ?", arguments: [id])
-                try db.execute(sql: "UPDATE job SET results_expire_at = NULL, result_count = result_count WHERE id = ?", arguments: [id])
+                try db.execute(sql: "UPDATE job SET results_expire_at = NULL WHERE id = ?", arguments: [id])
             }
             let stillUsedResults = try Set(String.fetchAll(db, sql: "SELECT DISTINCT sha256 FROM job_result"))
             let stillUsedInputs = try Set(String.fetchAll(db, sql: "SELECT DISTINCT sha256 FROM job_input"))
