@@ -63,10 +63,9 @@ final class RateLimiter: Sendable {
         self.maximumWait = maximumWait
     }
 
-    /// Takes one request token. Returns `nil` when admitted, or how long until a token is available.
-    func admit(_ key: String, limits: RateLimits) -> Duration? {
+    /// Takes one request token at `now`. Returns `nil` when admitted, or how long until a token is available.
+    func admit(_ key: String, limits: RateLimits, now: ContinuousClock.Instant = .now) -> Duration? {
         guard limits.requestsPerSecond > 0 else { return nil }
-        let now = ContinuousClock.now
         return states.withLock { states in
             Self.evictIdle(&states, now: now)
             var state = Self.state(states[key], limits: limits, now: now)
@@ -80,11 +79,10 @@ final class RateLimiter: Sendable {
         }
     }
 
-    /// Takes `count` byte tokens. Returns how long the caller must wait before going on (zero when the bucket
-    /// covered it), or `nil` when that wait would exceed the maximum, in which case nothing is taken.
-    func take(bytes count: Int, _ key: String, limits: RateLimits) -> Duration? {
+    /// Takes `count` byte tokens at `now`. Returns how long the caller must wait before going on (zero when the
+    /// bucket covered it), or `nil` when that wait would exceed the maximum, in which case nothing is taken.
+    func take(bytes count: Int, _ key: String, limits: RateLimits, now: ContinuousClock.Instant = .now) -> Duration? {
         guard limits.bytesPerSecond > 0 else { return .zero }
-        let now = ContinuousClock.now
         return states.withLock { states in
             var state = Self.state(states[key], limits: limits, now: now)
             state.bytes.refill(rate: limits.bytesPerSecond, capacity: limits.byteBurst, now: now)

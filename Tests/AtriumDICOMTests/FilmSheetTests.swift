@@ -417,7 +417,7 @@ struct FilmSheetTests {
         #expect(error?.description.hasPrefix("image 2: cannot be printed: Pixel Data holds") == true, "\(String(describing: error))")
     }
 
-    @Test("six 512×512 CT slices on 14INX17IN at 150 dpi compose in reasonable time")
+    @Test("six 512×512 CT slices compose on 14INX17IN at 150 dpi", .timeLimit(.minutes(3)))
     func sixSlices() throws {
         // CT-like: 12 bits stored, rescaled by -1024, with a soft-tissue window of its own.
         let values = (0..<(512 * 512)).map { at -> UInt16 in
@@ -429,12 +429,8 @@ struct FilmSheetTests {
         ]
         let slice = try TestImage.grey(rows: 512, columns: 512, values: values, extra: extra)
         let layout = try FilmLayout(imageDisplayFormat: "STANDARD\\2,3", filmSizeID: "14INX17IN")
-        let clock = ContinuousClock()
-        let start = clock.now
+        // How long it takes is `make bench`'s question; the time limit only stops a hang.
         let png = try FilmSheet.png(layout: layout, images: Array(repeating: slice, count: 6), windows: Array(repeating: nil, count: 6), dpi: 150)
-        let elapsed = clock.now - start
         #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
-        // Release builds take a fraction of a second; this bound leaves room for debug builds and busy machines.
-        #expect(elapsed < .seconds(20), "\(elapsed)")
     }
 }

@@ -125,12 +125,11 @@ struct ReaderTests {
         #expect(katakana.decode([0xD4, 0xCF, 0xC0, 0xDE, 0x5E, 0xC0, 0xDB, 0xB3][...], personName: true) == "ﾔﾏﾀﾞ^ﾀﾛｳ")
     }
 
-    @Test("truncation at every byte offset is refused or yields fewer elements, never a crash or a hang", arguments: ["ct_private_sequences", "ct_rle", "cr_deflated", "mr_implicit_le"])
+    @Test("truncation at every byte offset is refused or yields fewer elements, never a crash or a hang", .timeLimit(.minutes(5)), arguments: ["ct_private_sequences", "ct_rle", "cr_deflated", "mr_implicit_le"])
     func truncation(name: String) throws {
         let corpus = try Corpus.shared.get()
         let bytes = try corpus.bytes(name)
         let full = try DICOMReader.read(bytes)
-        let started = ContinuousClock.now
         var refused = 0
         for length in 0..<bytes.count {
             do {
@@ -147,7 +146,6 @@ struct ReaderTests {
             }
         }
         #expect(refused > bytes.count / 2)
-        #expect(ContinuousClock.now - started < .seconds(60))
     }
 
     @Test("malformed inputs are refused with the offset and the reason")

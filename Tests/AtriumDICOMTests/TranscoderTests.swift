@@ -150,7 +150,7 @@ struct TranscoderTests {
         }
     }
 
-    @Test("malformed input is refused with a typed error, never a crash: garbage, every truncation, impossible pixel descriptions")
+    @Test("malformed input is refused with a typed error, never a crash or a hang: garbage, every truncation, impossible pixel descriptions", .timeLimit(.minutes(5)))
     func malformed() throws {
         let corpus = try Corpus.shared.get()
         var generator = SplitMix64(seed: 11)
@@ -161,7 +161,6 @@ struct TranscoderTests {
                 #expect { try Transcoder.transcode(input, to: target) } throws: { ($0 as? TranscodeError)?.kind == .malformed }
             }
         }
-        let started = ContinuousClock.now
         for name in ["ct_private_sequences", "us_rgb_rle_multiframe", "cr_deflated", "mr_jpegls_8_bit", "us_big_endian"] {
             let bytes = try corpus.bytes(name)
             let stored = try DICOMReader.read(bytes).transferSyntax.uid
@@ -180,7 +179,6 @@ struct TranscoderTests {
             }
             #expect(refused > bytes.count, "\(name): most truncations are refused")
         }
-        #expect(ContinuousClock.now - started < .seconds(120))
         // A 65535×65535 image claimed over a few hundred bytes of pixel data.
         var huge = try corpus.bytes("ct_explicit_le")
         let dataset = try DICOMReader.read(huge).dataset

@@ -21,7 +21,8 @@ func code(of error: any Error) -> RPCError.Code? {
 }
 
 /// Every integration suite runs inside this one, one test at a time: each test starts a whole mesh of eight
-/// processes on a 2-core machine, and running meshes side by side would make the timing and memory
-/// figures the tests check depend on whatever else happens to run.
-@Suite("Integration: the real mesh", .serialized)
+/// processes on a 2-core machine, and running meshes side by side would make the memory figures the tests check
+/// depend on whatever else happens to run. No test bounds how long something took (that is `make bench`'s
+/// question); the time limit only stops a test that hangs.
+@Suite("Integration: the real mesh", .serialized, .timeLimit(.minutes(10)))
 struct IntegrationTests {}
