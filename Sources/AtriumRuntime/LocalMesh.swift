@@ -6,7 +6,8 @@ public import Foundation
 ///
 /// Each process gets its own port (fixed, or 0 for an ephemeral one that it reports through a port file),
 /// a log file under `<data>/log/`, and the addresses of the processes it calls. Backends start first; the
-/// gateway starts once every backend has bound its port.
+/// gateway starts once every backend has bound its port. Every process is tied to this one by a ``Lifeline``:
+/// when this process ends, however it ends, they stop too.
 public final class LocalMesh: @unchecked Sendable {
     /// One process of the mesh.
     public struct Instance: Sendable, Hashable, CustomStringConvertible {
@@ -61,6 +62,8 @@ public final class LocalMesh: @unchecked Sendable {
     private let plan: Plan
     private let lock = NSLock()
     private var processes: [Instance: Process] = [:]
+    /// Instances that exited while still part of the mesh (not stopped, killed or restarted by it).
+    private let exits = AsyncStream<Instance>.makeStream()
     private var ports: [Instance: Int] = [:]
     private var mutualTLSPort: Int?
 
@@ -142,6 +145,7 @@ public final class LocalMesh: @unchecked Sendable {
             processes.removeAll()
             return all
         }
+        exits.continuation.finish()
         for process in running where process.isRunning { process.terminate() }
         let deadline = Date().addingTimeInterval(10)
         for process in running {
@@ -151,14 +155,11 @@ public final class LocalMesh: @unchecked Sendable {
         }
     }
 
-    /// Waits until any instance exits; returns it. Used by `atrium up` to notice a crashed process.
+    /// Waits until an instance exits on its own (not by ``stop()``, ``kill(_:signal:)`` or ``restart(_:timeout:)``);
+    /// returns it, or `nil` once the mesh is stopped. Used by `atrium up` to notice a crashed process.
     public func firstExit() async -> Instance? {
-        while true {
-            let exited = lock.withLock { processes.first { !$0.value.isRunning }?.key }
-            if let exited { return exited }
-            if lock.withLock({ processes.isEmpty }) { return nil }
-            try? await Task.sleep(for: .milliseconds(200))
-        }
+        for await instance in exits.stream { return instance }
+        return nil
     }
 
     private func environment(for instance: Instance) -> [String: String] {
@@ -212,6 +213,12 @@ public final class LocalMesh: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
+        Lifeline.tie(process)
+        process.terminationHandler = { [weak self] exited in
+            guard let self else { return }
+            let current = self.lock.withLock { self.processes[instance] === exited }
+            if current { self.exits.continuation.yield(instance) }
+        }
         try process.run()
         lock.withLock { processes[instance] = process }
         let deadline = ContinuousClock.now + timeout

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AtriumRuntime
 
 /// The one executable: every Atrium process and every CLI verb.
 @main
@@ -16,6 +17,21 @@ struct Atrium: AsyncParsableCommand {
             SecurityCommand.self, PKI.self, DICOMCommand.self, Bench.self, Version.self,
         ]
     )
+
+    static func main() async {
+        // A process started by `atrium up`, the test mesh or anything else that holds its lifeline ends with it.
+        Lifeline.watchIfAsked()
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// The release version of this build.

@@ -344,16 +344,19 @@ extension IntegrationTests {
             let (ids, jobs) = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { atrium in
                 let ids = try await sources.asyncMap { try await atrium.registerImage(bytes: $0).imageID }
                 let request = Atrium_V1_SubmitPrintJobRequest.with { $0.printerID = printer.id; $0.filmBox = box; $0.imageIds = Array(ids.prefix(6)); $0.copies = 2 }
+                // Submitting looks up the index only, never image bytes (two of these are 8 MB): with every stored
+                // blob moved out of reach, the jobs are still accepted. (How fast it returns is `make bench`'s
+                // question: it prints the SubmitPrintJob p50 and p99.)
+                let blobs = "\(mesh.directory.path)/registry/blobs", aside = blobs + ".aside"
+                try FileManager.default.moveItem(atPath: blobs, toPath: aside)
                 var jobs: [Atrium_V1_PrintJob] = []
-                var latencies: [Duration] = []
-                for _ in 0..<5 {
-                    let started = ContinuousClock.now
-                    jobs.append(try await atrium.delivery.submitPrintJob(request, metadata: atrium.metadata))
-                    latencies.append(ContinuousClock.now - started)
+                do {
+                    for _ in 0..<5 { jobs.append(try await atrium.delivery.submitPrintJob(request, metadata: atrium.metadata)) }
+                } catch {
+                    try FileManager.default.moveItem(atPath: aside, toPath: blobs)
+                    throw error
                 }
-                // Only index lookups, never image bytes (two of these are 8 MB): at once even in a debug build on a busy
-                // machine; `make bench` reports the release figures.
-                #expect(latencies.min()! < .milliseconds(50), "SubmitPrintJob returns at once: \(latencies)")
+                try FileManager.default.moveItem(atPath: aside, toPath: blobs)
                 #expect(jobs.allSatisfy { $0.state == .pending && $0.printerID == printer.id && $0.copies == 2 })
                 jobs = Array(jobs.prefix(3))
                 // Refusals: the layout, the printer, the images.
@@ -485,9 +488,9 @@ extension IntegrationTests {
             // The second watcher resumes after the acknowledgement, rides out a delivery restart, and gets the rest.
             let second = try LineProcess(AtriumBinary.path, arguments + ["--count", "\(12 - Int(acknowledged))"])
             try await second.waitFor(timeout: .seconds(30)) { _ in second.acknowledged.last == 9 }
-            let restartStarted = ContinuousClock.now
+            // Delivery ends open watch streams at SIGTERM rather than waiting for them: the restart returns (a delivery
+            // that waited would hang here until the suite's time limit).
             try await mesh.mesh.restart(.init(.delivery))
-            #expect(ContinuousClock.now - restartStarted < .seconds(15), "delivery shuts down promptly with a watch stream open")
             for n in 10...12 { _ = try await deliver(n) }
             try await second.waitForExit(timeout: .seconds(60))
             let firstCursors = first.cursors, secondCursors = second.cursors
@@ -558,6 +561,8 @@ final class LineProcess: @unchecked Sendable {
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
         self.process = process
+        // Ends with this test process.
+        Lifeline.tie(process)
         let output = self.output
         let handle = pipe.fileHandleForReading
         try process.run()
