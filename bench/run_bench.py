@@ -19,8 +19,10 @@ axis, single-threaded (`atrium bench imaging`), next to scipy.ndimage / numpy si
 a copy of ../shared/bench/scipy_baseline.py) run in the same invocation on the same 200 slices.
 
 Usage: run_bench.py --binary .build/release/atrium [--images 1000] [--clients 1,4] [--data var/bench]
-                    [--query-records 10000,100000] [--skip register,query,gateway,ratio,print,link,imaging,processing]
+                    [--query-records 10000,100000] [--skip idle,register,query,gateway,ratio,print,link,imaging,processing]
                     [--imaging-reps 15,5]
+
+Idle: each process of a mesh nobody calls, CPU over 30 s (bench/idle_cpu.py).
 """
 import argparse
 import hashlib
@@ -204,6 +206,10 @@ def main():
     ensure_slices(slices, args.images)
 
     skip = set(args.skip.split(",")) if args.skip else set()
+    if "idle" not in skip:
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "idle_cpu.py"),
+                        "--binary", binary], check=True)
+        print()
     if "ratio" not in skip:
         ratio_bench(binary, slices)
     if "print" not in skip:

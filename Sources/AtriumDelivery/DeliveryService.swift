@@ -61,7 +61,8 @@ public struct DeliveryService: Sendable {
         let usage = try UsageOutbox(path: configuration.usageOutboxPath)
         let sender = UsageSender(outbox: usage, security: self.security, logger: logger)
         self.usage = usage
-        self.usagePump = OutboxPump(interval: .milliseconds(500)) { await sender.deliver() }
+        // Woken by each event, batched over a quarter second; the interval only retries what a failure left.
+        self.usagePump = OutboxPump(interval: .seconds(5), batchDelay: .milliseconds(250)) { await sender.deliver() }
         self.audit = AuditTrail(security: security, logger: logger)
         self.budget = BudgetGate(security: self.security, logger: logger)
         self.logger = logger
@@ -293,6 +294,7 @@ public struct DeliveryService: Sendable {
         }
         do {
             try usage.add(event)
+            usagePump.wake()
         } catch {
             logger.error("cannot write the usage outbox", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
             throw DeliveryError.storageUnavailable

@@ -198,7 +198,7 @@ extension ForwardingService {
         }
         try await call.meter(first.count)
         let request = try first.withUnsafeBytes { try Atrium_V1_ListJobsRequest(serializedBytes: Array($0)) }
-        let instances = pool.all.filter(\.healthy)
+        let instances = pool.inRotation()
         guard !instances.isEmpty else { throw RPCError(code: .unavailable, message: "no processing instance is serving; try again") }
         let pages = try await withThrowingTaskGroup(of: Atrium_V1_ListJobsResponse.self) { group in
             for instance in instances {

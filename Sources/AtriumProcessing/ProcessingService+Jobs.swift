@@ -50,6 +50,7 @@ extension ProcessingService {
         }
         do {
             try await store.insert(job, inputs: inline)
+            jobQueued.continuation.yield()
         } catch {
             logger.error("cannot record a job", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(run.caller.requestID)"])
             await discardSpooled(run.inputs)
@@ -441,11 +442,20 @@ struct JobScheduler: Service {
                         try? await Task.sleep(for: .seconds(3600))
                     }
                 }
+                var queued = service.jobQueued.stream.makeAsyncIterator()
                 while !Task.isCancelled {
                     // Wait for a worker only when a job is queued, so that an idle scheduler is not counted as
-                    // waiting work in the load it reports.
-                    guard (try? await service.store.nextQueued()) != nil else {
-                        try? await Task.sleep(for: .milliseconds(100))
+                    // waiting work in the load it reports; with nothing queued, wait (without waking) for a Submit.
+                    let waiting: Bool
+                    do {
+                        waiting = try await service.store.nextQueued() != nil
+                    } catch {
+                        service.logger.warning("cannot read the job queue; trying again", metadata: [LogKey.error: "\(error)"])
+                        try? await Task.sleep(for: .seconds(1))
+                        continue
+                    }
+                    guard waiting else {
+                        guard await queued.next() != nil else { break }
                         continue
                     }
                     do {

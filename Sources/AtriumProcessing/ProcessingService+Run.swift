@@ -606,6 +606,7 @@ extension ProcessingService {
                 }
             }
         )
+        usagePump.wake()
     }
 
     /// The inbox entry announcing a run's results.

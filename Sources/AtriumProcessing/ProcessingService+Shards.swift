@@ -96,7 +96,7 @@ extension ProcessingService {
         if case .add = run.plan.kind { return explicit.isEmpty ? nil : try refuseShards("add takes two inputs and is not split") }
         if case .subtract = run.plan.kind { return explicit.isEmpty ? nil : try refuseShards("subtract takes two inputs and is not split") }
         // Serving instances other than this one, in a stable order; this one always takes part.
-        let others = peers.all.filter { $0.healthy && !$0.instanceID.isEmpty && $0.instanceID != instanceID }.sorted { $0.instanceID < $1.instanceID }
+        let others = await peers.currentRotation().filter { !$0.instanceID.isEmpty && $0.instanceID != instanceID }.sorted { $0.instanceID < $1.instanceID }
         let candidates: [ProcessingPool.Instance?] = [nil] + others
         if !explicit.isEmpty {
             var next: UInt32 = 0

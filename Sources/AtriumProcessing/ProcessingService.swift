@@ -44,6 +44,10 @@ public struct ProcessingService: Sendable {
     let logger: Logger
     /// The usage and notice outbox pumps.
     let pumps: [OutboxPump]
+    /// Rung when a job is queued: the scheduler waits on it instead of polling the job store.
+    let jobQueued = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    /// Sends the usage outbox; woken when an event is written.
+    var usagePump: OutboxPump { pumps[0] }
     /// Sends the notice outbox; woken when a notice is written.
     var noticePump: OutboxPump { pumps[1] }
 
@@ -86,8 +90,9 @@ public struct ProcessingService: Sendable {
             try await store.removeNotice(sequence)
         }
         self.pumps = [
-            OutboxPump(interval: .milliseconds(500)) { await usageSender.deliver() },
-            OutboxPump(interval: .seconds(1)) { await noticeSender.deliver() },
+            // Woken when a row is written; the interval only retries what a failure (or an earlier process) left.
+            OutboxPump(interval: .seconds(5), batchDelay: .milliseconds(250)) { await usageSender.deliver() },
+            OutboxPump(interval: .seconds(5)) { await noticeSender.deliver() },
         ]
     }
 

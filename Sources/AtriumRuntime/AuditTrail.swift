@@ -7,8 +7,8 @@ public import Logging
 public import ServiceLifecycle
 import Synchronization
 
-/// Collects records in memory and sends them in batches, off the request path: every `interval`, and once
-/// more at graceful shutdown. When sending fails the records stay queued and are retried; past `capacity` the
+/// Collects records in memory and sends them in batches, off the request path: `interval` after the first record
+/// of a batch arrives (an empty queue waits without waking), and once more at graceful shutdown. When sending fails the records stay queued and are retried; past `capacity` the
 /// oldest are dropped, and the drop is logged as an error with its count.
 public final class BatchingQueue<Element: Sendable>: Service, Sendable {
     private let pending = Mutex<[Element]>([])
@@ -19,6 +19,8 @@ public final class BatchingQueue<Element: Sendable>: Service, Sendable {
     private let name: String
     private let logger: Logger
     private let send: @Sendable ([Element]) async throws -> Void
+    /// Rung by ``enqueue(_:)``.
+    private let arrived = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     /// - Parameters:
     ///   - name: what is queued, for the log (e.g. "audit entries").
@@ -48,6 +50,7 @@ public final class BatchingQueue<Element: Sendable>: Service, Sendable {
             return true
         }
         if overflow { dropped.withLock { $0 += 1 } }
+        arrived.continuation.yield()
     }
 
     /// How many records wait to be sent.
@@ -75,7 +78,12 @@ public final class BatchingQueue<Element: Sendable>: Service, Sendable {
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
+            var arrivals = self.arrived.stream.makeAsyncIterator()
             while !Task.isCancelled {
+                // Idle until a record arrives; records left by a failed send are retried after `interval`.
+                if self.count == 0 {
+                    guard await arrivals.next() != nil else { break }
+                }
                 try? await Task.sleep(for: self.interval)
                 await self.flush()
                 let lost = self.dropped.withLock { value in defer { value = 0 }; return value }

@@ -16,7 +16,10 @@ import Synchronization
 ///   the configured name.
 /// - Health: every `probeInterval` each instance is asked `grpc.health.v1.Health/Check` for
 ///   `atrium.v1.Processing` and `ProcessingInternal/GetLoad`. One that does not answer SERVING is taken out
-///   of rotation until it does again. A call that fails to connect takes its instance out at once.
+///   of rotation until it does again. A call that fails to connect takes its instance out at once. A pool that
+///   nobody has used for `idleAfter` probes only every `idleProbeInterval`, so an idle mesh stays idle; the
+///   first use after that probes at once and brings back the short interval, and ``currentRotation()`` (for
+///   callers about to send a whole batch) waits for a fresh round first.
 /// - Picking: power of two choices among healthy instances, on calls outstanding from this process plus the
 ///   queue length the instance reports.
 /// - Splitting: ``Instance/spareCapacity`` weighs an instance's share of a batch.
@@ -65,6 +68,14 @@ public final class ProcessingPool: Service, Sendable {
     private let instances = Mutex<[Endpoint: Instance]>([:])
     private let resolveInterval: Duration
     private let probeInterval: Duration
+    private let idleProbeInterval: Duration
+    private let idleAfter: Duration
+    /// When the pool was last asked for an instance; `nil` before the first time.
+    private let lastUse = Mutex<ContinuousClock.Instant?>(nil)
+    /// When the last round of probes ended.
+    private let lastRound = Mutex<ContinuousClock.Instant?>(nil)
+    /// Rung by the first use after an idle spell, to probe at once.
+    private let probeNow = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     private let logger: Logger
     /// Clients started by `run`, to run their connections; removed ones are shut down.
     private let launches = AsyncStream<Instance>.makeStream()
@@ -73,12 +84,16 @@ public final class ProcessingPool: Service, Sendable {
         addresses: [HostAndPort],
         resolveInterval: Duration = .seconds(10),
         probeInterval: Duration = .seconds(1),
+        idleProbeInterval: Duration = .seconds(15),
+        idleAfter: Duration = .seconds(60),
         logger: Logger,
         makeClient: @escaping @Sendable (Endpoint) throws -> GRPCClient<HTTP2ClientTransport.Posix>
     ) {
         self.configured = addresses
         self.resolveInterval = resolveInterval
         self.probeInterval = probeInterval
+        self.idleProbeInterval = max(probeInterval, idleProbeInterval)
+        self.idleAfter = idleAfter
         self.logger = logger
         self.makeClient = makeClient
     }
@@ -94,7 +109,7 @@ public final class ProcessingPool: Service, Sendable {
 
     /// A healthy instance by power of two choices, or `nil` when none is healthy.
     public func pick() -> Instance? {
-        let healthy = instances.withLock { Array($0.values) }.filter(\.healthy)
+        let healthy = inRotation()
         guard healthy.count > 1 else { return healthy.first }
         let first = Int.random(in: 0..<healthy.count)
         var second = Int.random(in: 0..<(healthy.count - 1))
@@ -104,7 +119,42 @@ public final class ProcessingPool: Service, Sendable {
 
     /// The instance that reported `instanceID`, healthy or not.
     public func instance(reporting instanceID: String) -> Instance? {
-        all.first { $0.instanceID == instanceID }
+        noteUse()
+        return all.first { $0.instanceID == instanceID }
+    }
+
+    /// The healthy instances, for a caller about to use them (a use keeps the probes at the short interval).
+    public func inRotation() -> [Instance] {
+        noteUse()
+        return all.filter(\.healthy)
+    }
+
+    /// The healthy instances, as a round of probes no older than `probeInterval` found them: for a caller about to
+    /// split a batch, for whom a figure from an idle spell would be stale.
+    public func currentRotation() async -> [Instance] {
+        noteUse()
+        let now = ContinuousClock.now
+        if lastRound.withLock({ $0.map { $0.duration(to: now) >= probeInterval } ?? true }) { await probeAll() }
+        return all.filter(\.healthy)
+    }
+
+    private func noteUse() {
+        let now = ContinuousClock.now
+        let wasIdle = lastUse.withLock { last in
+            defer { last = now }
+            return last.map { $0.duration(to: now) >= idleAfter } ?? true
+        }
+        if wasIdle { probeNow.continuation.yield() }
+    }
+
+    /// Whether a round of probes is due: every `probeInterval` while the pool is in use, every `idleProbeInterval`
+    /// once it is idle.
+    private var probeDue: Bool {
+        let now = ContinuousClock.now
+        let busy = lastUse.withLock { last in last.map { $0.duration(to: now) < idleAfter } ?? false }
+        let since = lastRound.withLock { last in last.map { $0.duration(to: now) } } ?? .seconds(1 << 40)
+        // A little early rather than a whole interval late: the timer and the round do not line up exactly.
+        return since >= (busy ? probeInterval : idleProbeInterval) - probeInterval / 4
     }
 
     /// Every known instance (tests and the benchmark).
@@ -121,10 +171,20 @@ public final class ProcessingPool: Service, Sendable {
     public func run() async throws {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.loop(every: self.resolveInterval) { await self.resolve() } }
-            group.addTask { await self.loop(every: self.probeInterval) { await self.probeAll() } }
+            // A round of probes every `nextProbe`, and at once when the first use after an idle spell rings.
+            group.addTask {
+                while !Task.isCancelled {
+                    if self.probeDue { self.probeNow.continuation.yield() }
+                    try? await Task.sleep(for: self.probeInterval)
+                }
+            }
+            group.addTask {
+                for await _ in self.probeNow.stream { await self.probeAll() }
+            }
             group.addTask {
                 try? await gracefulShutdown()
                 self.launches.continuation.finish()
+                self.probeNow.continuation.finish()
             }
             for await instance in launches.stream {
                 group.addTask { try? await instance.client.runConnections() }
@@ -183,6 +243,7 @@ public final class ProcessingPool: Service, Sendable {
                 group.addTask { await self.probe(instance) }
             }
         }
+        lastRound.withLock { $0 = .now }
     }
 
     /// Asks one instance for its health and load.
