@@ -13,6 +13,7 @@ let settings: [SwiftSetting] = [
 ]
 
 let grpcCore: Target.Dependency = .product(name: "GRPCCore", package: "grpc-swift-2")
+let grpcInProcess: Target.Dependency = .product(name: "GRPCInProcessTransport", package: "grpc-swift-2")
 let grpcHTTP2: Target.Dependency = .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport")
 let grpcProtobuf: Target.Dependency = .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
 let swiftProtobuf: Target.Dependency = .product(name: "SwiftProtobuf", package: "swift-protobuf")
@@ -63,7 +64,9 @@ let package = Package(
         // Process bootstrap shared by every service: servers, clients, TLS, PKI, health, caller identity.
         .target(
             name: "AtriumRuntime",
-            dependencies: ["AtriumAPI", "AtriumCore", "AtriumStorage", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto, x509, asn1, grdb],
+            dependencies: [
+                "AtriumAPI", "AtriumCore", "AtriumStorage", grpcCore, grpcHTTP2, grpcInProcess, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto, x509, asn1, grdb,
+            ],
             swiftSettings: settings
         ),
         .target(name: "AtriumSecurity", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging, x509, asn1], swiftSettings: settings),
@@ -78,13 +81,22 @@ let package = Package(
         .target(name: "AtriumBackup", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
         .target(name: "AtriumGateway", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, logging, lifecycle, crypto], swiftSettings: settings),
         // The SDK that hospital systems link.
+        // Builds every service over a wiring (network or in-process) and every `atrium serve` process from them.
+        .target(
+            name: "AtriumAssembly",
+            dependencies: [
+                "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumSecurity", "AtriumRegistry", "AtriumDelivery", "AtriumProcessing", "AtriumCatalog",
+                "AtriumBackup", "AtriumGateway", grpcCore, grpcInProcess, logging, lifecycle,
+            ],
+            swiftSettings: settings
+        ),
         .target(name: "AtriumClient", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, grpcProtobuf, crypto, logging, x509, asn1], swiftSettings: settings),
         // The one executable: `atrium serve <service>`, `atrium up`, and the CLI verbs.
         .executableTarget(
             name: "atrium",
             dependencies: [
                 "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumStorage", "AtriumSecurity", "AtriumRegistry",
-                "AtriumDelivery", "AtriumProcessing", "AtriumCatalog", "AtriumBackup", "AtriumGateway", "AtriumClient",
+                "AtriumDelivery", "AtriumProcessing", "AtriumCatalog", "AtriumBackup", "AtriumGateway", "AtriumClient", "AtriumAssembly",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"), logging, swiftProtobuf, grpcCore, grpcHTTP2,
             ],
             swiftSettings: settings

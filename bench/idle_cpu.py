@@ -3,7 +3,7 @@
 waits until it is ready and has settled, then reads each process's user+system CPU time from /proc over
 --seconds and prints it as a percentage of one core. Nothing calls the mesh meanwhile.
 
-    python3 bench/idle_cpu.py --binary .build/release/atrium [--seconds 30] [--settle 10] [--json]
+    python3 bench/idle_cpu.py --binary .build/release/atrium [--split] [--seconds 30] [--settle 10] [--json]
 """
 import argparse
 import json
@@ -43,14 +43,15 @@ def children(pid):
                 environ = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-        name = environ.get(b"ATRIUM_INSTANCE_ID", argv[2] if len(argv) > 2 else b"?").decode()
+        service = argv[2] if len(argv) > 2 else b"?"
+        name = (b"atrium (all)" if service == b"all" else environ.get(b"ATRIUM_INSTANCE_ID", service)).decode()
         result[int(entry)] = name
     return result
 
 
-def measure(binary, seconds, settle):
+def measure(binary, seconds, settle, split):
     directory = tempfile.mkdtemp(prefix="atrium-idle-")
-    up = subprocess.Popen([binary, "up", "--ephemeral-ports", "--data-dir", directory], stdout=subprocess.PIPE,
+    up = subprocess.Popen([binary, "up", "--ephemeral-ports", "--data-dir", directory] + (["--split"] if split else []), stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -83,13 +84,15 @@ def main():
     parser.add_argument("--binary", default=".build/release/atrium")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--settle", type=float, default=10)
+    parser.add_argument("--split", action="store_true", help="one process per service (atrium up --split)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    usage, elapsed = measure(args.binary, args.seconds, args.settle)
+    usage, elapsed = measure(args.binary, args.seconds, args.settle, args.split)
     if args.json:
         print(json.dumps({"seconds": elapsed, "percent_of_core": usage}))
         return
-    print(f"Idle CPU of a running mesh (atrium up, nothing calling it), over {elapsed:.0f} s, % of one core "
+    mode = "atrium up --split" if args.split else "atrium up, one process"
+    print(f"Idle CPU of a running mesh ({mode}, nothing calling it), over {elapsed:.0f} s, % of one core "
           f"(goal: under 0.5 each):")
     for name, percent in sorted(usage.items(), key=lambda item: item[0]):
         print(f"  {name:14} {percent:6.2f}%  {'ok' if percent < 0.5 else 'OVER'}")

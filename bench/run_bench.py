@@ -95,13 +95,15 @@ def peak_rss_by_process(marker):
 
 
 class Mesh:
-    """`atrium up --ephemeral-ports` in a fresh data directory, stopped (and removed) on exit."""
+    """`atrium up --ephemeral-ports` in a fresh data directory, stopped (and removed) on exit: one process per service
+    (`--split`, the default here, so that the figures of earlier issues stay comparable), or one process for all."""
 
-    def __init__(self, binary, processing=2, env=()):
+    def __init__(self, binary, processing=2, env=(), split=True):
         self.binary = binary
+        self.split = split
         self.data = tempfile.mkdtemp(prefix="atrium-bench-")
-        extra = [f"--env={setting}" for setting in env]
-        self.up = subprocess.Popen([binary, "up", "--ephemeral-ports", "--data-dir", self.data, "--processing", str(processing)]
+        extra = [f"--env={setting}" for setting in env] + (["--split", "--processing", str(processing)] if split else [])
+        self.up = subprocess.Popen([binary, "up", "--ephemeral-ports", "--data-dir", self.data]
                                    + extra, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.gateway = self.key = None
         deadline = time.time() + 60
@@ -146,12 +148,16 @@ class Mesh:
         self.close()
 
 
-def run_once(binary, slices, clients):
-    with Mesh(binary) as mesh:
+def run_once(binary, slices, clients, split=True):
+    with Mesh(binary, split=split) as mesh:
+        # The direct route (straight to delivery) exists only when delivery is a process of its own.
+        direct = ["--mesh-data", mesh.data] if split else []
         out = subprocess.run([binary, "bench", "images", "--dir", slices, "--clients", str(clients),
-                              "--encodings", "original,jpeg-ls", "--batch", str(BATCH), "--mesh-data", mesh.data]
+                              "--encodings", "original,jpeg-ls", "--batch", str(BATCH)] + direct
                              + mesh.client_args(), check=True, capture_output=True, text=True).stdout
         phases = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        for phase in phases:
+            phase["mode"] = "split" if split else "one"
         rss = peak_rss_by_process(mesh.data)
         return phases, rss
 
@@ -207,9 +213,10 @@ def main():
 
     skip = set(args.skip.split(",")) if args.skip else set()
     if "idle" not in skip:
-        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "idle_cpu.py"),
-                        "--binary", binary], check=True)
-        print()
+        for mode in ([], ["--split"]):
+            subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "idle_cpu.py"),
+                            "--binary", binary] + mode, check=True)
+            print()
     if "ratio" not in skip:
         ratio_bench(binary, slices)
     if "print" not in skip:
@@ -224,24 +231,27 @@ def main():
     if "register" in skip:
         return
     rows = []
-    for clients in [int(c) for c in args.clients.split(",")]:
-        phases, rss = run_once(binary, slices, clients)
-        for p in phases:
-            rows.append(p)
-        print(f"peak RSS with {clients} client(s), MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(rss.items())),
-              flush=True)
+    for split in (False, True):
+        for clients in [int(c) for c in args.clients.split(",")]:
+            phases, rss = run_once(binary, slices, clients, split=split)
+            for p in phases:
+                rows.append(p)
+            print(f"peak RSS with {clients} client(s), {'split' if split else 'one process'}, MiB: "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in sorted(rss.items())), flush=True)
 
     print()
-    print(f"Atrium, {args.images} CT slices of ~525 kB, release build. route gateway: TLS with an API key, then mTLS to")
-    print("delivery; direct: mTLS straight to delivery (what the gateway costs). batch: images per call; p50/p99 per call.")
-    header = (f"{'phase':9} {'route':7} {'encoding':9} {'batch':>5} {'clients':>7} {'images/s':>9} {'MB/s':>7} "
+    print(f"Atrium, {args.images} CT slices of ~525 kB, release build. mode one: every service in one process (atrium serve")
+    print("all), in-process calls behind the gateway's TLS; split: one process per service. route gateway: TLS with an API")
+    print("key, then (split) mTLS to delivery; direct: mTLS straight to delivery (what the gateway costs). batch: images")
+    print("per call; p50/p99 per call.")
+    header = (f"{'mode':5} {'phase':9} {'route':7} {'encoding':9} {'batch':>5} {'clients':>7} {'images/s':>9} {'MB/s':>7} "
               f"{'p50 ms':>7} {'p99 ms':>7} {'vs Orthanc ref':>15}")
     print(header)
     print("-" * len(header))
     for r in rows:
         ref = ORTHANC.get((r["phase"], r["clients"]))
         ratio = f"{r['images_per_s'] / ref:.2f}x" if ref and r["phase"] in ("register", "fetch") else "-"
-        print(f"{r['phase']:9} {r['route']:7} {r.get('encoding', '-'):9} {r.get('batch', 1):>5} {r['clients']:>7} "
+        print(f"{r['mode']:5} {r['phase']:9} {r['route']:7} {r.get('encoding', '-'):9} {r.get('batch', 1):>5} {r['clients']:>7} "
               f"{r['images_per_s']:>9.1f} {r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {ratio:>15}")
     print("\nOrthanc reference (plain HTTP, same slices, this machine kind): register 186/332 images/s, "
           "fetch 1315/2522 images/s with 1/4 clients (../shared/bench/README.md).")

@@ -1,13 +1,13 @@
 import SwiftProtobuf
 import AtriumAPI
 import AtriumCore
-import AtriumRuntime
+public import AtriumRuntime
 import AtriumStorage
 import Crypto
 import Foundation
 import Synchronization
 public import GRPCCore
-public import GRPCNIOTransportHTTP2
+import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
 
@@ -22,8 +22,8 @@ public import ServiceLifecycle
 /// - **Inbox** (`DeliveryService+Inbox.swift`): durable entries other services address to a subscriber,
 ///   pushed to watchers, kept until acknowledged.
 public struct DeliveryService: Sendable {
-    let registry: Atrium_V1_RegistryInternal.Client<HTTP2ClientTransport.Posix>
-    let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    let registry: any Atrium_V1_RegistryInternal.ClientProtocol
+    let security: any Atrium_V1_SecurityInternal.ClientProtocol
     let blobs: BlobStore
     let variants: BlobStore
     let store: DeliveryStore
@@ -47,13 +47,13 @@ public struct DeliveryService: Sendable {
     /// through `security` (clients presenting delivery's certificate).
     public init(
         configuration: DeliveryConfiguration,
-        registry: GRPCClient<HTTP2ClientTransport.Posix>,
-        security: GRPCClient<HTTP2ClientTransport.Posix>,
+        registry: Connection,
+        security: Connection,
         logger: Logger
     ) throws {
         self.configuration = configuration
-        self.registry = Atrium_V1_RegistryInternal.Client(wrapping: registry)
-        self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
+        self.registry = registry.registryInternal
+        self.security = security.securityInternal
         self.blobs = try BlobStore(root: configuration.blobDirectory, readOnly: true)
         self.variants = try BlobStore(root: configuration.variantDirectory)
         _ = try variants.removeStaleTemporaries()
@@ -63,7 +63,7 @@ public struct DeliveryService: Sendable {
         self.usage = usage
         // Woken by each event, batched over a quarter second; the interval only retries what a failure left.
         self.usagePump = OutboxPump(interval: .seconds(5), batchDelay: .milliseconds(250)) { await sender.deliver() }
-        self.audit = AuditTrail(security: security, logger: logger)
+        self.audit = AuditTrail(security: self.security, logger: logger)
         self.budget = BudgetGate(security: self.security, logger: logger)
         self.logger = logger
     }

@@ -54,7 +54,7 @@ final class Authenticator: Sendable {
         var expires: ContinuousClock.Instant
     }
 
-    private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    private let security: any Atrium_V1_SecurityInternal.ClientProtocol
     private let cache = Mutex<[String: Entry]>([:])
     private let statistics = Mutex<(hits: Int, misses: Int)>((0, 0))
     /// Failed authentications per remote address.
@@ -63,8 +63,8 @@ final class Authenticator: Sendable {
     private let defaultMaxMessageBytes: Int
     private let logger: Logger
 
-    init(security: GRPCClient<HTTP2ClientTransport.Posix>, maximumTTL: Duration, defaultMaxMessageBytes: Int, logger: Logger) {
-        self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
+    init(security: any Atrium_V1_SecurityInternal.ClientProtocol, maximumTTL: Duration, defaultMaxMessageBytes: Int, logger: Logger) {
+        self.security = security
         self.maximumTTL = maximumTTL
         self.defaultMaxMessageBytes = defaultMaxMessageBytes
         self.logger = logger

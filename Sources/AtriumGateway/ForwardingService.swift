@@ -20,7 +20,7 @@ import Synchronization
 struct ForwardingService: RegistrableRPCService {
     let authenticator: Authenticator
     let limiter: RateLimiter
-    let backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>]
+    let backends: [ServiceName: Connection]
     let pool: ProcessingPool?
     let audit: AuditTrail
     let logger: Logger
@@ -137,7 +137,7 @@ struct ForwardingService: RegistrableRPCService {
             guard let client = backends[backend] else {
                 throw RPCError(code: .unavailable, message: "the \(backend) service is not configured on this gateway")
             }
-            return try await call.relay(source, client: client, writer: writer)
+            return try await call.relay(source, client: client.rpc, writer: writer)
         }
         // Read the first message before choosing, so that it can be sent again to another instance.
         try await source.prime(limit: call.admission.maxMessageBytes)
@@ -147,7 +147,7 @@ struct ForwardingService: RegistrableRPCService {
             let instance = try await jobOwner(source, call: call, pool: pool)
             instance.begin()
             defer { instance.end() }
-            return try await call.relay(source, client: instance.client, writer: writer)
+            return try await call.relay(source, client: instance.client.rpc, writer: writer)
         case "ListJobs":
             return try await listJobs(source, call: call, pool: pool, writer: writer)
         default:
@@ -162,7 +162,7 @@ struct ForwardingService: RegistrableRPCService {
             instance.begin()
             defer { instance.end() }
             do {
-                return try await call.relay(source, client: instance.client, writer: writer)
+                return try await call.relay(source, client: instance.client.rpc, writer: writer)
             } catch let error as RPCError where error.code == .unavailable && attempts < 3 && source.replayable && !call.responded {
                 pool.markFailed(instance)
                 logger.info("retrying on another processing instance", metadata: [LogKey.requestID: "\(call.requestID)"])
@@ -205,7 +205,7 @@ extension ForwardingService {
                 group.addTask {
                     instance.begin()
                     defer { instance.end() }
-                    return try await Atrium_V1_Processing.Client(wrapping: instance.client).listJobs(request, metadata: call.metadata, options: call.options)
+                    return try await instance.client.processing.listJobs(request, metadata: call.metadata, options: call.options)
                 }
             }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -288,7 +288,7 @@ private final class Call: Sendable {
 
     /// A unary call as a plain unary client call: one message each way, without the request-producer task and
     /// response stream that a streaming call costs (the common case, and the one latency matters for).
-    func relayUnary(_ source: RequestSource, client: GRPCClient<HTTP2ClientTransport.Posix>, writer: RPCWriter<GRPCNIOTransportBytes>) async throws -> Metadata {
+    func relayUnary(_ source: RequestSource, client: any RPCClient, writer: RPCWriter<GRPCNIOTransportBytes>) async throws -> Metadata {
         guard let message = try await source.message(at: 0, limit: admission.maxMessageBytes) else {
             throw RPCError(code: .invalidArgument, message: "a unary call needs exactly one request message")
         }
@@ -309,7 +309,7 @@ private final class Call: Sendable {
     }
 
     /// One attempt against one backend client.
-    func relay(_ source: RequestSource, client: GRPCClient<HTTP2ClientTransport.Posix>, writer: RPCWriter<GRPCNIOTransportBytes>) async throws -> Metadata {
+    func relay(_ source: RequestSource, client: any RPCClient, writer: RPCWriter<GRPCNIOTransportBytes>) async throws -> Metadata {
         if method.type == .unary { return try await relayUnary(source, client: client, writer: writer) }
         // The message-size cap is enforced here, not only by the transport, so that an oversized message gets a
         // RESOURCE_EXHAUSTED status instead of a reset stream.

@@ -65,9 +65,9 @@ public struct Gateway: Sendable {
     /// (`backendSecurity` overrides that for benchmarks that measure TLS's share of the cost).
     public init(runtime: RuntimeConfiguration, configuration: GatewayConfiguration, logger: Logger, backendSecurity: ClientSecurity? = nil) throws {
         let security = backendSecurity ?? .mutualTLS(runtime.tls)
-        var backends: [ServiceName: GRPCClient<HTTP2ClientTransport.Posix>] = [:]
+        var backends: [ServiceName: Connection] = [:]
         for backend in ServiceName.allCases where backend != .gateway && backend != .processing {
-            backends[backend] = try ClientFactory.makeClient(to: runtime.address(of: backend), security: security)
+            backends[backend] = try ClientFactory.makeConnection(to: runtime.address(of: backend), security: security)
         }
         let pool = ProcessingPool(
             addresses: runtime.peers[.processing] ?? [],
@@ -75,20 +75,29 @@ public struct Gateway: Sendable {
             probeInterval: configuration.probeInterval,
             logger: logger
         ) { endpoint in
-            try ClientFactory.makeClient(to: endpoint.address, security: security, authority: ClientFactory.isIPLiteral(endpoint.name) ? nil : endpoint.name)
+            try ClientFactory.makeConnection(to: endpoint.address, security: security, authority: ClientFactory.isIPLiteral(endpoint.name) ? nil : endpoint.name)
+        }
+        try self.init(runtime: runtime, configuration: configuration, backends: backends, pool: pool, logger: logger)
+    }
+
+    /// Wires the gateway to `backends`, one connection per service (`.processing` among them when there is no
+    /// `pool`), however they are reached.
+    public init(runtime: RuntimeConfiguration, configuration: GatewayConfiguration, backends: [ServiceName: Connection], pool: ProcessingPool?, logger: Logger) throws {
+        guard let security = backends[.security] else {
+            throw ConfigurationError(key: "ATRIUM_SECURITY_ADDR", problem: "the gateway needs the security service")
         }
         let authenticator = Authenticator(
-            security: backends[.security]!,
+            security: security.securityInternal,
             maximumTTL: configuration.authorizationCacheTTL,
             defaultMaxMessageBytes: runtime.maxMessageBytes,
             logger: logger
         )
-        let audit = AuditTrail(security: backends[.security]!, logger: logger)
+        let audit = AuditTrail(security: security.securityInternal, logger: logger)
         self.authenticator = authenticator
         self.rpcServices = [
             ForwardingService(authenticator: authenticator, limiter: RateLimiter(), backends: backends, pool: pool, audit: audit, logger: logger)
         ]
         // Listed in start order; they stop in reverse, so the audit trail flushes before the clients close.
-        self.background = backends.values.map { ClientRunner($0) as any Service } + [pool, audit]
+        self.background = backends.values.map { ClientRunner($0) as any Service } + (pool.map { [$0 as any Service] } ?? []) + [audit]
     }
 }

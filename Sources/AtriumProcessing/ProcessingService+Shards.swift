@@ -301,7 +301,7 @@ extension ProcessingService {
         // A shard takes as long as its inputs do: no deadline of its own (it ends with the run that needs it).
         var options = CallOptions.internalCall
         options.timeout = nil
-        let summary: Atrium_V1_RunSummary = try await Atrium_V1_ProcessingInternal.Client(wrapping: peer.client).runShard(request, options: options) { response in
+        let summary: Atrium_V1_RunSummary = try await peer.client.processingInternal.runShard(request, options: options) { response in
             var current: Atrium_V1_ResultImage?
             var buffer = Data()
             for try await message in response.messages {

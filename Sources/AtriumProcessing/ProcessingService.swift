@@ -5,7 +5,7 @@ public import AtriumRuntime
 import AtriumStorage
 import Foundation
 public import GRPCCore
-public import GRPCNIOTransportHTTP2
+import GRPCNIOTransportHTTP2
 import GRPCProtobuf
 public import Logging
 public import ServiceLifecycle
@@ -26,9 +26,9 @@ import Synchronization
 ///   the usage outbox before the run is reported done.
 public struct ProcessingService: Sendable {
     let configuration: ProcessingConfiguration
-    let registry: Atrium_V1_RegistryInternal.Client<HTTP2ClientTransport.Posix>
-    let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
-    let delivery: Atrium_V1_DeliveryInternal.Client<HTTP2ClientTransport.Posix>
+    let registry: any Atrium_V1_RegistryInternal.ClientProtocol
+    let security: any Atrium_V1_SecurityInternal.ClientProtocol
+    let delivery: any Atrium_V1_DeliveryInternal.ClientProtocol
     let blobs: BlobStore
     let inputs: BlobStore
     let results: BlobStore
@@ -56,17 +56,17 @@ public struct ProcessingService: Sendable {
     /// across `peers`.
     public init(
         configuration: ProcessingConfiguration,
-        registry: GRPCClient<HTTP2ClientTransport.Posix>,
-        security: GRPCClient<HTTP2ClientTransport.Posix>,
-        delivery: GRPCClient<HTTP2ClientTransport.Posix>,
+        registry: Connection,
+        security: Connection,
+        delivery: Connection,
         peers: ProcessingPool? = nil,
         logger: Logger
     ) throws {
         self.peers = peers
         self.configuration = configuration
-        self.registry = Atrium_V1_RegistryInternal.Client(wrapping: registry)
-        self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
-        self.delivery = Atrium_V1_DeliveryInternal.Client(wrapping: delivery)
+        self.registry = registry.registryInternal
+        self.security = security.securityInternal
+        self.delivery = delivery.deliveryInternal
         try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
         self.blobs = try BlobStore(root: configuration.blobDirectory, readOnly: true)
         self.inputs = try BlobStore(root: configuration.inputDirectory)
@@ -79,7 +79,7 @@ public struct ProcessingService: Sendable {
         self.store = try JobStore(path: configuration.databasePath)
         self.usage = try UsageOutbox(path: configuration.usageOutboxPath)
         self.workers = WorkerPool(size: configuration.workers, queueLimit: configuration.queueLimit)
-        self.audit = AuditTrail(security: security, logger: logger)
+        self.audit = AuditTrail(security: self.security, logger: logger)
         self.budget = BudgetGate(security: self.security, logger: logger)
         self.logger = logger
         let usageSender = UsageSender(outbox: usage, security: self.security, logger: logger)

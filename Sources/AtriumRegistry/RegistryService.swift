@@ -1,14 +1,14 @@
 import SwiftProtobuf
 import AtriumAPI
 import AtriumCore
-import AtriumRuntime
+public import AtriumRuntime
 import AtriumStorage
 import AtriumDICOM
 import Crypto
 import Dispatch
 import Foundation
 public import GRPCCore
-public import GRPCNIOTransportHTTP2
+import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
 
@@ -19,7 +19,7 @@ public struct RegistryService: Sendable {
     let store: RegistryStore
     let blobs: BlobStore
     let configuration: RegistryConfiguration
-    let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    let security: any Atrium_V1_SecurityInternal.ClientProtocol
     let audit: AuditTrail
     /// Drains the settlement outbox to security (``SettlementSender``).
     let settlements: OutboxPump
@@ -33,8 +33,8 @@ public struct RegistryService: Sendable {
     /// `delivery` (clients presenting the registry's certificate).
     public init(
         configuration: RegistryConfiguration,
-        security: GRPCClient<HTTP2ClientTransport.Posix>,
-        delivery: GRPCClient<HTTP2ClientTransport.Posix>,
+        security: Connection,
+        delivery: Connection,
         logger: Logger
     ) throws {
         self.store = try RegistryStore(path: configuration.databasePath)
@@ -45,13 +45,14 @@ public struct RegistryService: Sendable {
         }
         self.configuration = configuration
         self.uids = UIDGenerator(root: configuration.uidRoot)
-        self.security = Atrium_V1_SecurityInternal.Client(wrapping: security)
-        self.audit = AuditTrail(security: security, logger: logger)
+        self.security = security.securityInternal
+        self.audit = AuditTrail(security: self.security, logger: logger)
         let sender = SettlementSender(store: store, security: self.security, logger: logger)
-        self.settlements = OutboxPump(interval: .seconds(2)) { await sender.deliver() }
+        // Woken by each upload, batched over 100 ms so that a burst of uploads settles in one call.
+        self.settlements = OutboxPump(interval: .seconds(2), batchDelay: .milliseconds(100)) { await sender.deliver() }
         // Share notices: one recipient each.
         let noticeStore = self.store
-        let notifier = InboxNoticeSender(delivery: Atrium_V1_DeliveryInternal.Client(wrapping: delivery), logger: logger) { limit in
+        let notifier = InboxNoticeSender(delivery: delivery.deliveryInternal, logger: logger) { limit in
             try await noticeStore.pendingNotices(limit: limit).map { OwedNotice(sequence: $0.sequence, recipients: [$0.recipientID], entryKey: $0.entryKey, entry: $0.entry) }
         } remove: { sequence in
             try await noticeStore.removeNotice(sequence)

@@ -14,7 +14,7 @@ import Logging
 /// nothing twice.
 struct SettlementSender: Sendable {
     let store: RegistryStore
-    let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    let security: any Atrium_V1_SecurityInternal.ClientProtocol
     let logger: Logger
 
     /// Delivers up to 1 000 pending settlements; returns whether the outbox may hold more.

@@ -1,8 +1,8 @@
 import SwiftProtobuf
 public import AtriumAPI
 import AtriumCore
-public import GRPCCore
-public import GRPCNIOTransportHTTP2
+import GRPCCore
+import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -102,8 +102,7 @@ public typealias AuditTrail = BatchingQueue<Atrium_V1_AuditEntry>
 
 extension BatchingQueue where Element == Atrium_V1_AuditEntry {
     /// A trail that sends through `security`.
-    public convenience init(security: GRPCClient<HTTP2ClientTransport.Posix>, logger: Logger) {
-        let client = Atrium_V1_SecurityInternal.Client(wrapping: security)
+    public convenience init(security client: any Atrium_V1_SecurityInternal.ClientProtocol, logger: Logger) {
         self.init(name: "audit entries", logger: logger) { entries in
             _ = try await client.appendAudit(.with { $0.entries = entries })
         }

@@ -2,7 +2,7 @@ import SwiftProtobuf
 public import AtriumAPI
 import AtriumCore
 import GRPCCore
-public import GRPCNIOTransportHTTP2
+import GRPCNIOTransportHTTP2
 public import Logging
 import Synchronization
 
@@ -11,12 +11,12 @@ import Synchronization
 /// 5 s, the same window as the gateway's authorization cache. When security cannot answer, the work is refused
 /// with UNAVAILABLE rather than done unpriced.
 public final class BudgetGate: Sendable {
-    private let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    private let security: any Atrium_V1_SecurityInternal.ClientProtocol
     private let logger: Logger
     /// Subscribers known to have no cap, until when.
     private let uncapped = Mutex<[String: ContinuousClock.Instant]>([:])
 
-    public init(security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>, logger: Logger) {
+    public init(security: any Atrium_V1_SecurityInternal.ClientProtocol, logger: Logger) {
         self.security = security
         self.logger = logger
     }

@@ -88,10 +88,40 @@ public enum PeerIdentity {
         return Hex.encode(SHA256.hash(data: serializer.serializedBytes))
     }
 
-    /// The Atrium service whose certificate the peer presented (URI SAN `atrium://service/<name>`), if any.
+    /// The Atrium service at the other end: the one an in-process call came from (``InProcessPeerInterceptor``),
+    /// or the one whose certificate the peer presented (URI SAN `atrium://service/<name>`), if any.
     public static func service(of context: ServerContext) -> ServiceName? {
+        if let inProcess = context.transportSpecific as? InProcessCaller { return inProcess.service }
         guard let certificate = certificate(of: context) else { return nil }
         return uris(of: certificate).lazy.compactMap(ServiceName.init(certificateURI:)).first
+    }
+}
+
+/// Who made a call that arrived through an in-process transport (`atrium serve all`): set by
+/// ``InProcessPeerInterceptor`` on the server of each caller-callee link, never by a network transport.
+public struct InProcessCaller: ServerContext.TransportSpecific {
+    /// The calling service.
+    public var service: ServiceName
+}
+
+/// Marks every call on one in-process link as coming from `caller`. Each link (one caller, one callee) has a
+/// server of its own, reachable only from inside the process, so the caller is known by construction, as a
+/// certificate establishes it between processes.
+public struct InProcessPeerInterceptor: ServerInterceptor {
+    private let caller: ServiceName
+
+    public init(caller: ServiceName) {
+        self.caller = caller
+    }
+
+    public func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>,
+        context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        var context = context
+        context.transportSpecific = InProcessCaller(service: caller)
+        return try await next(request, context)
     }
 }
 

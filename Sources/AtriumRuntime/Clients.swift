@@ -62,6 +62,11 @@ public enum ClientFactory {
 }
 
 extension ClientFactory {
+    /// A ``Connection`` over HTTP/2 to `address` (see ``makeClient(to:security:compression:authority:)``).
+    public static func makeConnection(to address: HostAndPort, security: ClientSecurity, authority: String? = nil) throws -> Connection {
+        .http2(try makeClient(to: address, security: security, authority: authority))
+    }
+
     /// Runs `body` with a connected client to `address`, then closes the client and waits for its
     /// connections to end. For short-lived callers (the SDK, probes, tests); services use ``ClientRunner``.
     public static func withClient<Result: Sendable>(
@@ -107,11 +112,16 @@ extension CallOptions {
 
 /// Runs a client's connections inside a `ServiceGroup` and closes them on graceful shutdown.
 public struct ClientRunner: Service {
-    private let client: GRPCClient<HTTP2ClientTransport.Posix>
+    private let client: Connection
 
     /// Runs `client`.
-    public init(_ client: GRPCClient<HTTP2ClientTransport.Posix>) {
+    public init(_ client: Connection) {
         self.client = client
+    }
+
+    /// Runs an HTTP/2 `client`.
+    public init(_ client: GRPCClient<HTTP2ClientTransport.Posix>) {
+        self.client = .http2(client)
     }
 
     public func run() async throws {

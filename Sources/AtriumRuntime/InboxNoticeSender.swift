@@ -3,7 +3,7 @@ public import AtriumAPI
 import AtriumCore
 public import Foundation
 import GRPCCore
-public import GRPCNIOTransportHTTP2
+import GRPCNIOTransportHTTP2
 public import Logging
 
 /// An inbox entry a service owes some subscribers, as kept in its outbox until delivery has it.
@@ -30,12 +30,12 @@ public struct OwedNotice: Sendable {
 public struct InboxNoticeSender: Sendable {
     let pending: @Sendable (Int) async throws -> [OwedNotice]
     let remove: @Sendable (Int64) async throws -> Void
-    let delivery: Atrium_V1_DeliveryInternal.Client<HTTP2ClientTransport.Posix>
+    let delivery: any Atrium_V1_DeliveryInternal.ClientProtocol
     let logger: Logger
 
     /// A sender reading the outbox with `pending` (oldest first, at most the given number) and clearing it with `remove`.
     public init(
-        delivery: Atrium_V1_DeliveryInternal.Client<HTTP2ClientTransport.Posix>,
+        delivery: any Atrium_V1_DeliveryInternal.ClientProtocol,
         logger: Logger,
         pending: @escaping @Sendable (Int) async throws -> [OwedNotice],
         remove: @escaping @Sendable (Int64) async throws -> Void

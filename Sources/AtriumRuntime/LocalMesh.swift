@@ -1,8 +1,9 @@
 public import AtriumCore
 public import Foundation
 
-/// Starts the whole mesh on this machine as separate `atrium serve` processes: what `atrium up` runs, and
-/// what the integration tests start.
+/// Starts the whole mesh on this machine: one `atrium serve all` process (every service, in-process calls), or
+/// separate `atrium serve <service>` processes (`split`). What `atrium up` runs, and what the integration tests
+/// start.
 ///
 /// Each process gets its own port (fixed, or 0 for an ephemeral one that it reports through a port file),
 /// a log file under `<data>/log/`, and the addresses of the processes it calls. Backends start first; the
@@ -13,10 +14,19 @@ public final class LocalMesh: @unchecked Sendable {
     public struct Instance: Sendable, Hashable, CustomStringConvertible {
         /// The service it runs.
         public var service: ServiceName
-        /// 1, 2, ... for replicated services (processing), otherwise 1.
+        /// 1, 2, ... for replicated services (processing), otherwise 1; 0 for ``whole``.
         public var ordinal: Int
-        /// `registry`, `processing-2`, ...
-        public var description: String { service == .processing ? "\(service)-\(ordinal)" : service.rawValue }
+        /// `registry`, `processing-2`, ..., or `atrium` for ``whole``.
+        public var description: String {
+            if self == .whole { return "atrium" }
+            return service == .processing ? "\(service)-\(ordinal)" : service.rawValue
+        }
+
+        /// The one process of a mesh that is not split: every service, listening as the gateway.
+        public static let whole = Instance(.gateway, 0)
+
+        /// The services it runs.
+        public var services: [ServiceName] { self == .whole ? ServiceName.allCases : [service] }
 
         /// An instance.
         public init(_ service: ServiceName, _ ordinal: Int = 1) {
@@ -33,18 +43,28 @@ public final class LocalMesh: @unchecked Sendable {
         public var dataDirectory: String
         /// The PKI directory.
         public var pkiDirectory: String
-        /// Number of processing instances.
+        /// Number of processing instances (split meshes; one process runs one in-process instance).
         public var processingInstances: Int
+        /// One process per service (`atrium up --split`, the containers' topology) instead of one for all.
+        public var split: Bool
         /// Use ephemeral ports (tests) instead of the default ports (`atrium up`).
         public var ephemeralPorts: Bool
         /// Extra `ATRIUM_*` settings for every process.
         public var environment: [String: String]
 
-        /// A plan with defaults: two processing instances, default ports.
-        public init(binary: String, dataDirectory: String, processingInstances: Int = 2, ephemeralPorts: Bool = false, environment: [String: String] = [:]) {
+        /// A plan with defaults: one process, default ports (split: two processing instances).
+        public init(
+            binary: String,
+            dataDirectory: String,
+            split: Bool = false,
+            processingInstances: Int = 2,
+            ephemeralPorts: Bool = false,
+            environment: [String: String] = [:]
+        ) {
             self.binary = binary
             self.dataDirectory = dataDirectory
             self.pkiDirectory = "\(dataDirectory)/pki"
+            self.split = split
             self.processingInstances = processingInstances
             self.ephemeralPorts = ephemeralPorts
             self.environment = environment
@@ -52,6 +72,7 @@ public final class LocalMesh: @unchecked Sendable {
 
         /// Every instance, in start order (the gateway last).
         public var instances: [Instance] {
+            guard split else { return [.whole] }
             var result: [Instance] = [Instance(.security), Instance(.registry)]
             result += (1...max(1, processingInstances)).map { Instance(.processing, $0) }
             result += [Instance(.catalog), Instance(.backup), Instance(.delivery), Instance(.gateway)]
@@ -77,7 +98,7 @@ public final class LocalMesh: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: "\(plan.dataDirectory)/log", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: "\(plan.dataDirectory)/run", withIntermediateDirectories: true)
         let mesh = LocalMesh(plan: plan)
-        if plan.ephemeralPorts {
+        if plan.ephemeralPorts && plan.split {
             // The registry and delivery call each other (share notices; resolving images), so one of them must know
             // the other's port before it has started: delivery's is chosen here.
             mesh.ports[Instance(.delivery)] = try freePort()
@@ -103,7 +124,10 @@ public final class LocalMesh: @unchecked Sendable {
     }
 
     /// The gateway's address.
-    public var gatewayAddress: HostAndPort { address(of: Instance(.gateway)) }
+    public var gatewayAddress: HostAndPort { address(of: plan.split ? Instance(.gateway) : .whole) }
+
+    /// Whether every service runs in its own process.
+    public var split: Bool { plan.split }
 
     /// The gateway's client-certificate listener.
     public var gatewayMutualTLSAddress: HostAndPort {
@@ -172,15 +196,15 @@ public final class LocalMesh: @unchecked Sendable {
         let known = lock.withLock { ports }
         let fixedPort = instance.service.defaultPort + (instance.service == .processing ? instance.ordinal - 1 : 0)
         environment["ATRIUM_PORT"] = "\(known[instance] ?? (plan.ephemeralPorts ? 0 : fixedPort))"
-        if instance.service == .processing {
+        if instance.service == .processing || instance == .whole {
             // Each instance keeps its own jobs, under a name that survives restarts.
-            environment["ATRIUM_INSTANCE_ID"] = "\(instance)"
+            environment["ATRIUM_INSTANCE_ID"] = instance == .whole ? "processing-1" : "\(instance)"
         }
         if instance.service == .gateway {
             let port = lock.withLock { mutualTLSPort } ?? (plan.ephemeralPorts ? 0 : ServiceName.gatewayMutualTLSPort)
             environment["ATRIUM_GATEWAY_MTLS_PORT"] = "\(port)"
         }
-        for peer in plan.instances where peer.service != .gateway {
+        for peer in plan.instances where peer.service != .gateway && plan.split {
             // Processing instances know each other from the start (fixed ports, or ports reserved up front).
             let fixed = peer.service == .processing && !plan.ephemeralPorts ? peer.service.defaultPort + peer.ordinal - 1 : nil
             guard let port = known[peer] ?? fixed else { continue }
@@ -204,7 +228,7 @@ public final class LocalMesh: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: portFile + ".mtls")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: plan.binary)
-        process.arguments = ["serve", instance.service.rawValue]
+        process.arguments = ["serve", instance == .whole ? "all" : instance.service.rawValue]
         process.environment = environment(for: instance)
         let logPath = logPath(of: instance)
         if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }

@@ -2,8 +2,8 @@ import SwiftProtobuf
 public import AtriumAPI
 public import AtriumCore
 import Foundation
-public import GRPCCore
-public import GRPCNIOTransportHTTP2
+import GRPCCore
+import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -37,10 +37,10 @@ public final class ProcessingPool: Service, Sendable {
     /// A connected instance and what the pool knows about its load.
     public final class Instance: Sendable {
         public let endpoint: Endpoint
-        public let client: GRPCClient<HTTP2ClientTransport.Posix>
+        public let client: Connection
         private let state = Mutex<(healthy: Bool, outstanding: Int, report: Atrium_V1_LoadReport)>((false, 0, .init()))
 
-        init(endpoint: Endpoint, client: GRPCClient<HTTP2ClientTransport.Posix>) {
+        init(endpoint: Endpoint, client: Connection) {
             self.endpoint = endpoint
             self.client = client
         }
@@ -64,7 +64,7 @@ public final class ProcessingPool: Service, Sendable {
     }
 
     private let configured: [HostAndPort]
-    private let makeClient: @Sendable (Endpoint) throws -> GRPCClient<HTTP2ClientTransport.Posix>
+    private let makeClient: @Sendable (Endpoint) throws -> Connection
     private let instances = Mutex<[Endpoint: Instance]>([:])
     private let resolveInterval: Duration
     private let probeInterval: Duration
@@ -87,7 +87,7 @@ public final class ProcessingPool: Service, Sendable {
         idleProbeInterval: Duration = .seconds(15),
         idleAfter: Duration = .seconds(60),
         logger: Logger,
-        makeClient: @escaping @Sendable (Endpoint) throws -> GRPCClient<HTTP2ClientTransport.Posix>
+        makeClient: @escaping @Sendable (Endpoint) throws -> Connection
     ) {
         self.configured = addresses
         self.resolveInterval = resolveInterval
@@ -251,8 +251,8 @@ public final class ProcessingPool: Service, Sendable {
         var options = CallOptions.defaults
         options.timeout = .seconds(1)
         options.waitForReady = false
-        let health = Grpc_Health_V1_Health.Client(wrapping: instance.client)
-        let load = Atrium_V1_ProcessingInternal.Client(wrapping: instance.client)
+        let health = instance.client.health
+        let load = instance.client.processingInternal
         var serving: Bool
         do {
             let status = try await health.check(.with { $0.service = Atrium_V1_Processing.descriptor.fullyQualifiedService }, options: options)

@@ -2,17 +2,17 @@ import SwiftProtobuf
 public import AtriumAPI
 import AtriumCore
 import GRPCCore
-public import GRPCNIOTransportHTTP2
+import GRPCNIOTransportHTTP2
 public import Logging
 
 /// Sends the usage outbox to security's `RecordUsage` in batches, then clears what was recorded. Security
 /// deduplicates by event ID, so a batch resent after a lost reply counts nothing twice.
 public struct UsageSender: Sendable {
     let outbox: UsageOutbox
-    let security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>
+    let security: any Atrium_V1_SecurityInternal.ClientProtocol
     let logger: Logger
 
-    public init(outbox: UsageOutbox, security: Atrium_V1_SecurityInternal.Client<HTTP2ClientTransport.Posix>, logger: Logger) {
+    public init(outbox: UsageOutbox, security: any Atrium_V1_SecurityInternal.ClientProtocol, logger: Logger) {
         self.outbox = outbox
         self.security = security
         self.logger = logger

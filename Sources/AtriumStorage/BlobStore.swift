@@ -304,22 +304,22 @@ public final class BlobReader: Sendable {
     /// Reads up to `length` bytes at `offset`; fewer only at the end of the blob, none at the end.
     public func read(offset: UInt64, length: Int) throws(StorageError) -> Data {
         guard offset <= size else { throw .rangeOutOfBounds("offset \(offset) is past the end (\(size))") }
+        guard length >= 0 else { throw .rangeOutOfBounds("a negative length (\(length))") }
         let count = Int(min(UInt64(length), size - offset))
-        var data = Data(count: count)
-        let result: Result<Void, StorageError> = data.withUnsafeMutableBytes { buffer in
-            var done = 0
-            while done < count {
-                let n = pread(descriptor, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return .failure(.io("pread: \(FileSystem.errnoText())"))
-                }
-                if n == 0 { return .failure(.io("blob shorter than its recorded size")) }
-                done += n
+        guard count > 0 else { return Data() }
+        // Not zero-filled first: pread overwrites every byte before the data is handed out.
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
+        var done = 0
+        while done < count {
+            let n = pread(descriptor, memory + done, count - done, off_t(offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let problem = n < 0 ? "pread: \(FileSystem.errnoText())" : "blob shorter than its recorded size"
+                memory.deallocate()
+                throw .io(problem)
             }
-            return .success(())
+            done += n
         }
-        try result.get()
-        return data
+        return Data(bytesNoCopy: memory, count: count, deallocator: .custom { pointer, _ in pointer.deallocate() })
     }
 }

@@ -69,8 +69,9 @@ public final class TestMesh: Sendable {
     /// The operator's API key.
     public let operatorKey: String
 
-    /// Starts the mesh. Call ``stop()`` when done.
-    public init(processingInstances: Int = 2, environment: [String: String] = [:]) async throws {
+    /// Starts the mesh: one process per service (`split`, what most tests need to reach a backend directly), or
+    /// one `atrium serve all` process. Call ``stop()`` when done.
+    public init(split: Bool = true, processingInstances: Int = 2, environment: [String: String] = [:]) async throws {
         let directory = try TemporaryDirectory(prefix: "atrium-mesh")
         self.directory = directory
         let bootstrap = try AtriumBinary.run(["security", "bootstrap", "--data-dir", directory.path])
@@ -81,6 +82,7 @@ public final class TestMesh: Sendable {
         let plan = LocalMesh.Plan(
             binary: AtriumBinary.path,
             dataDirectory: directory.path,
+            split: split,
             processingInstances: processingInstances,
             ephemeralPorts: true,
             environment: environment

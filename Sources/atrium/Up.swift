@@ -11,16 +11,17 @@ struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the whole mesh on this machine until Ctrl-C.",
         discussion: """
-            Starts every service as its own `atrium serve` process (two processing instances), with state under
-            --data-dir and a development PKI made on first start in <data-dir>/pki. The first start creates an
-            operator and prints its API key once. Logs go to <data-dir>/log/<process>.log.
+            Starts every service in one `atrium serve all` process, calling each other in-process, or with --split             each service as its own `atrium serve` process (mTLS between them, two processing instances by             default), as the containers run them. State lives under --data-dir, with a development PKI made on             first start in <data-dir>/pki. The first start creates an operator and prints its API key once. Logs             go to <data-dir>/log/<process>.log.
             """
     )
 
     @Option(help: "Where state, PKI and logs live.")
     var dataDir = "./var"
 
-    @Option(help: "Number of processing instances.")
+    @Flag(help: "One process per service, as the containers run them, instead of one process for all.")
+    var split = false
+
+    @Option(help: "Number of processing instances (with --split; one process runs one).")
     var processing = 2
 
     @Flag(help: "Let every process pick a free port instead of the defaults (gateway 7443, backends 7501-7507).")
@@ -42,6 +43,7 @@ struct Up: AsyncParsableCommand {
         let plan = LocalMesh.Plan(
             binary: try ExecutablePath.current(),
             dataDirectory: dataDirectory,
+            split: split,
             processingInstances: processing,
             ephemeralPorts: ephemeralPorts,
             environment: Dictionary(settings.map { setting in
@@ -62,7 +64,10 @@ struct Up: AsyncParsableCommand {
         let identity = TLSFiles.service(.gateway, in: plan.pkiDirectory)
         say("Atrium is up (\(AtriumVersion.text)); data in \(dataDirectory)")
         var silent: [String] = []
-        var listeners = mesh.endpoints.map { (name: $0.instance.description, address: $0.address, role: $0.instance.service == .gateway ? "public, TLS" : "internal, mTLS") }
+        var listeners = mesh.endpoints.map { endpoint in
+            let role = endpoint.instance == .whole ? "every service; public, TLS" : endpoint.instance.service == .gateway ? "public, TLS" : "internal, mTLS"
+            return (name: endpoint.instance.description, address: endpoint.address, role: role)
+        }
         listeners.append((name: "gateway-mtls", address: mesh.gatewayMutualTLSAddress, role: "public, client certificates"))
         for listener in listeners {
             let status = (try? await HealthProbe.check(address: listener.address, files: identity, timeout: .seconds(10))) ?? "NO ANSWER"

@@ -9,10 +9,10 @@ extension IntegrationTests {
     @Suite("atrium up", .serialized)
     struct UpCommandTests {
         /// Starts `atrium up` on ephemeral ports in `directory` and reads its output until it is ready (or ends).
-        private static func startUp(in directory: TemporaryDirectory) throws -> (process: Process, text: String) {
+        private static func startUp(in directory: TemporaryDirectory, split: Bool) throws -> (process: Process, text: String) {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: AtriumBinary.path)
-            process.arguments = ["up", "--ephemeral-ports", "--data-dir", directory.path]
+            process.arguments = ["up", "--ephemeral-ports", "--data-dir", directory.path] + (split ? ["--split"] : [])
             let output = Pipe()
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
@@ -31,14 +31,15 @@ extension IntegrationTests {
             return (process, text)
         }
 
-        @Test("starts every process, each answers its health check, and Ctrl-C stops them all")
-        func upAndDown() async throws {
+        @Test("starts every process (one, or one per service with --split), each answers its health check, and Ctrl-C stops them all", arguments: [false, true])
+        func upAndDown(split: Bool) async throws {
             let directory = try TemporaryDirectory(prefix: "atrium-up")
-            let (process, text) = try Self.startUp(in: directory)
+            let (process, text) = try Self.startUp(in: directory, split: split)
             defer { if process.isRunning { process.interrupt(); process.waitUntilExit() } }
             let processLines = text.split(separator: "\n").filter { $0.contains("127.0.0.1:") && !$0.contains("export") }
-            // Eight processes, and the gateway's second (client-certificate) listener.
-            #expect(processLines.count == 9, "\(text)")
+            // One process, or eight; and the gateway's second (client-certificate) listener.
+            let processes = split ? 8 : 1
+            #expect(processLines.count == processes + 1, "\(text)")
             for line in processLines {
                 #expect(line.contains("SERVING"), "\(line)")
             }
@@ -51,7 +52,7 @@ extension IntegrationTests {
                 #expect(status.contains("SERVING"))
             }
 
-            #expect(try AtriumBinary.ps(matching: directory.path).count == 8)
+            #expect(try AtriumBinary.ps(matching: directory.path).count == processes)
             process.interrupt()
             process.waitUntilExit()
             #expect(process.terminationStatus == 0)
@@ -60,13 +61,13 @@ extension IntegrationTests {
             #expect(survivors.isEmpty, "still running: \(survivors)")
         }
 
-        @Test("killing `atrium up` with SIGKILL leaves no `atrium serve` process behind")
-        func parentKilled() async throws {
+        @Test("killing `atrium up` with SIGKILL leaves no `atrium serve` process behind", arguments: [false, true])
+        func parentKilled(split: Bool) async throws {
             let directory = try TemporaryDirectory(prefix: "atrium-up-kill")
-            let (process, text) = try Self.startUp(in: directory)
+            let (process, text) = try Self.startUp(in: directory, split: split)
             #expect(text.contains("Press Ctrl-C"), "\(text)")
             let children = try AtriumBinary.ps(matching: directory.path)
-            #expect(children.count == 8)
+            #expect(children.count == (split ? 8 : 1))
             // No chance to clean up: the children must notice on their own.
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()

@@ -42,11 +42,12 @@ struct SourceImage: Sendable {
 enum SourceDecoder {
     static let floatPixelData = DICOMTag(0x7FE0, 0x0008)
 
-    /// The attributes of a parsed object, without its pixels.
-    static func info(of file: DICOMFile, label: String) throws(RPCError) -> SourceInfo {
+    /// The attributes of a parsed object, without its pixels; `elided` is the element a header read stopped at (the
+    /// pixel data of an object larger than the prefix read), which counts as present.
+    static func info(of file: DICOMFile, elided: DICOMTag? = nil, label: String) throws(RPCError) -> SourceInfo {
         let data = file.dataset
-        let isFloat = data[floatPixelData] != nil
-        guard isFloat || data[.pixelData] != nil else {
+        let isFloat = data[floatPixelData] != nil || elided == floatPixelData
+        guard isFloat || data[.pixelData] != nil || elided == .pixelData else {
             throw RPCError(code: .invalidArgument, message: "\(label) has no pixel data")
         }
         let rows: Int, columns: Int, frames: Int, bitsAllocated: Int, signed: Bool
@@ -116,7 +117,7 @@ enum SourceDecoder {
         } catch {
             throw RPCError(code: .invalidArgument, message: "\(label) is not a readable DICOM object: \(error.description)")
         }
-        return try info(of: header.file, label: label)
+        return try info(of: header.file, elided: header.elided?.tag, label: label)
     }
 
     /// Decodes a whole object: every frame as a Float32 image, `stored × slope + intercept`.
