@@ -289,12 +289,14 @@ def gateway_bench(binary, calls):
     for r in rows:
         if r["phase"] != "gateway-latency":
             continue
-        verdict = "met" if r["added_p50_us"] < 1000 else "MISSED"
+        goal = 500 if r["transport"] == "one-process" else 1000
+        verdict = ("met" if r["added_p50_us"] < goal else "MISSED") + (" (0.5 ms)" if goal == 500 else "")
         print(f"{r['transport']:10} {str(r['direct_p50_us']) + '/' + str(r['direct_p99_us']):>18} "
               f"{str(r['bare_proxy_p50_us']) + '/' + str(r['bare_proxy_p99_us']):>19} "
               f"{str(r['gateway_p50_us']) + '/' + str(r['gateway_p99_us']):>19} "
               f"{str(r['added_p50_us']) + '/' + str(r['added_p99_us']):>17} {verdict:>16}")
-    print("(bare proxy: the same hop with grpc-swift and no authorization, limits or audit: the floor under the gateway)")
+    print("(bare proxy: the same hop with grpc-swift and no authorization, limits or audit: the floor under the gateway;")
+    print(" one-process: TLS to the gateway, then an in-process link, as atrium serve all runs it; goal 0.5 ms)")
     for r in rows:
         if r["phase"] == "auth-cache":
             print(f"authorization cache, {r['clients']} concurrent clients for {r['seconds']} s: {r['calls']} calls "

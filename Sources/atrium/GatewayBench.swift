@@ -7,6 +7,7 @@ import AtriumRuntime
 import AtriumSecurity
 import Foundation
 import GRPCCore
+import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
@@ -20,7 +21,9 @@ struct GatewayBench: AsyncParsableCommand {
             Runs, in this process and on loopback, a backend that answers Account/WhoAmI at once (next to the real
             SecurityInternal service that the gateway asks), and the real gateway in front of it. Times --calls
             sequential WhoAmI calls straight to the backend and through the gateway, once in plaintext and once with
-            TLS (mTLS to the backend), and prints p50/p99 for each and the gateway's added p50/p99. Then runs 4
+            TLS (mTLS to the backend), and as one process runs it (TLS to the gateway, an in-process link to the \
+            backend; direct: the backend behind TLS of its own), and prints p50/p99 for each and the gateway's added \
+            p50/p99. Then runs 4
             concurrent clients, each with its own API key, for --seconds through the gateway and prints the
             authorization cache's hit rate. One JSON object per line.
             """
@@ -132,6 +135,54 @@ struct GatewayBench: AsyncParsableCommand {
             await front.stop()
             await backend.stop()
         }
+        try await oneProcess(directory: directory, pki: pki, keys: keys, security: security, logger: logger)
+    }
+
+    /// The one-process case (`atrium serve all`): the client reaches the gateway over TLS, and the gateway reaches
+    /// the backend over an in-process link; "direct" is the same backend behind a TLS listener of its own.
+    private func oneProcess(directory: String, pki: String, keys: [String], security: SecurityService, logger: Logger) async throws {
+        let link = InProcessTransport()
+        let backendServer = GRPCServer(
+            transport: link.server,
+            services: [security.internalService, StandInAccount()],
+            interceptorPipeline: [.apply(InProcessPeerInterceptor(caller: .gateway), to: .all)]
+        )
+        let backendTask = Task { try await backendServer.serve() }
+        defer { backendServer.beginGracefulShutdown() }
+        let values = ConfigValues([
+            "ATRIUM_PKI_DIR": pki, "ATRIUM_DATA_DIR": directory, "ATRIUM_PORT": "0", "ATRIUM_GATEWAY_MTLS_PORT": "off",
+        ])
+        let runtime = try RuntimeConfiguration(service: .gateway, values: values)
+        let gatewayFiles = TLSFiles.service(.gateway, in: pki)
+        let gateway = try Gateway(
+            runtime: runtime,
+            configuration: try GatewayConfiguration(runtime: runtime, values: values),
+            backends: [.security: .inProcess(GRPCClient(transport: link.client))],
+            pool: nil,
+            logger: logger
+        )
+        let front = try await LocalServer.start(
+            services: gateway.rpcServices, security: .tls(gatewayFiles), directory: directory, name: "gateway-one", background: gateway.background, logger: logger
+        )
+        let caller = VerifiedCaller(subscriberID: "sub_bench", kind: .hospital, roles: [.receive], requestID: "req_bench")
+        let backend = try await LocalServer.start(
+            services: [StandInAccount()], security: .tls(gatewayFiles), directory: directory, name: "backend-one", logger: logger
+        )
+        let direct = try await timeCalls(to: HostAndPort(host: "127.0.0.1", port: backend.port), security: .tls(caPath: "\(pki)/ca.pem"), metadata: caller.metadata)
+        let viaGateway = try await timeCalls(
+            to: HostAndPort(host: "127.0.0.1", port: front.port), security: .tls(caPath: "\(pki)/ca.pem"), metadata: ["authorization": "Bearer \(keys[0])"]
+        )
+        report([
+            "phase": "gateway-latency", "transport": "one-process", "calls": calls,
+            "direct_p50_us": direct.p50, "direct_p99_us": direct.p99,
+            "gateway_p50_us": viaGateway.p50, "gateway_p99_us": viaGateway.p99,
+            "added_p50_us": viaGateway.p50 - direct.p50, "added_p99_us": viaGateway.p99 - direct.p99,
+            "bare_proxy_p50_us": 0, "bare_proxy_p99_us": 0,
+        ])
+        await backend.stop()
+        await front.stop()
+        backendServer.beginGracefulShutdown()
+        try await backendTask.value
     }
 
     private func report(_ fields: [String: any Sendable]) {
