@@ -68,7 +68,13 @@ extension IntegrationTests {
                 }
             }
             #expect(try sha256(ofFile: refetched) == acknowledged.digest.sha256)
-            let again = try await AtriumClient.with(mesh.clientConfiguration()) { try await $0.registerImage(file: complete) }
+            // The gateway's own connection to the registry comes back on its backoff schedule (up to 2 s after the
+            // restart): until then an upload is UNAVAILABLE, which a client retries, as this one does.
+            var registered: Atrium_V1_RegisterResponse?
+            try await retrying {
+                registered = try await AtriumClient.with(mesh.clientConfiguration()) { try await $0.registerImage(file: complete) }
+            }
+            let again = try #require(registered)
             #expect(again.digest == acknowledged.digest)
             #expect(again.imageID == acknowledged.imageID && again.deduplicated, "registering the same SOP instance again is a no-op")
             try assertStoreConsistent(blobRoot: blobRoot, database: "\(mesh.directory.path)/registry/registry.sqlite", expectedRecords: 1)
