@@ -8,7 +8,8 @@ public import ServiceLifecycle
 import Synchronization
 
 /// Collects records in memory and sends them in batches, off the request path: `interval` after the first record
-/// of a batch arrives (an empty queue waits without waking), and once more at graceful shutdown. When sending fails the records stay queued and are retried; past `capacity` the
+/// of a batch arrives (an empty queue waits without waking), and once more at graceful shutdown. When sending fails
+/// the records stay queued and are retried; past `capacity` the
 /// oldest are dropped, and the drop is logged as an error with its count.
 public final class BatchingQueue<Element: Sendable>: Service, Sendable {
     private let pending = Mutex<[Element]>([])

@@ -171,7 +171,8 @@ public final class ProcessingPool: Service, Sendable {
     public func run() async throws {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.loop(every: self.resolveInterval) { await self.resolve() } }
-            // A round of probes every `nextProbe`, and at once when the first use after an idle spell rings.
+            // A round of probes whenever `probeDue` says so (checked every `probeInterval`), and at once when the first
+            // use after an idle spell rings.
             group.addTask {
                 while !Task.isCancelled {
                     if self.probeDue { self.probeNow.continuation.yield() }
