@@ -25,9 +25,6 @@ public final class LocalMesh: @unchecked Sendable {
         /// The one process of a mesh that is not split: every service, listening as the gateway.
         public static let whole = Instance(.gateway, 0)
 
-        /// The services it runs.
-        public var services: [ServiceName] { self == .whole ? ServiceName.allCases : [service] }
-
         /// An instance.
         public init(_ service: ServiceName, _ ordinal: Int = 1) {
             self.service = service
@@ -125,9 +122,6 @@ public final class LocalMesh: @unchecked Sendable {
 
     /// The gateway's address.
     public var gatewayAddress: HostAndPort { address(of: plan.split ? Instance(.gateway) : .whole) }
-
-    /// Whether every service runs in its own process.
-    public var split: Bool { plan.split }
 
     /// The gateway's client-certificate listener.
     public var gatewayMutualTLSAddress: HostAndPort {
