@@ -10,7 +10,8 @@ public import Foundation
 /// Two other ways were tried or weighed and left: Linux's `PR_SET_PDEATHSIG` fires when the parent *thread* that
 /// spawned the child ends, and that thread is one of Swift's pooled threads, which may end while the parent lives
 /// on; and a pipe or socket whose end-of-file means "parent gone" is one stray `close` anywhere in the parent away
-/// from stopping a healthy child (the test runner, which runs many suites side by side, did just that).
+/// from stopping a healthy child (a first version did: in one test run a healthy child stopped during start-up,
+/// and the cause was never found).
 public enum Lifeline {
     /// The environment key naming the parent a child must not outlive.
     public static let environmentKey = "ATRIUM_PARENT_PID"
