@@ -59,13 +59,23 @@ final class Authenticator: Sendable {
     private let statistics = Mutex<(hits: Int, misses: Int)>((0, 0))
     /// Failed authentications per remote address.
     private let failures = RateLimiter()
+    /// Failed authentications allowed per remote address before calls with credentials not in the cache are
+    /// refused without asking security.
+    private let failureLimits: RateLimits
     private let maximumTTL: Duration
     private let defaultMaxMessageBytes: Int
     private let logger: Logger
 
-    init(security: any Atrium_V1_SecurityInternal.ClientProtocol, maximumTTL: Duration, defaultMaxMessageBytes: Int, logger: Logger) {
+    init(
+        security: any Atrium_V1_SecurityInternal.ClientProtocol,
+        maximumTTL: Duration,
+        failureLimits: RateLimits,
+        defaultMaxMessageBytes: Int,
+        logger: Logger
+    ) {
         self.security = security
         self.maximumTTL = maximumTTL
+        self.failureLimits = failureLimits
         self.defaultMaxMessageBytes = defaultMaxMessageBytes
         self.logger = logger
     }
@@ -113,7 +123,7 @@ final class Authenticator: Sendable {
         }
         // An address that keeps presenting bad credentials is cut off before it costs security a lookup.
         let failureKey = "authfail:" + peer
-        guard failures.hasToken(failureKey, limits: Self.failureLimits) else {
+        guard failures.hasToken(failureKey, limits: failureLimits) else {
             throw AdmissionRefusal(
                 error: RPCError(code: .resourceExhausted, message: "too many failed authentications from this address; retry later"),
                 subscriberID: ""
@@ -143,7 +153,7 @@ final class Authenticator: Sendable {
         } else {
             let code = Status.Code(rawValue: Int(response.code)).flatMap(RPCError.Code.init) ?? .permissionDenied
             decision = .failure(AdmissionRefusal(error: RPCError(code: code, message: response.message), subscriberID: response.caller.subscriberID))
-            if code == .unauthenticated { _ = failures.admit(failureKey, limits: Self.failureLimits) }
+            if code == .unauthenticated { _ = failures.admit(failureKey, limits: failureLimits) }
         }
         // An unknown or revoked credential is not cached: the next call asks again.
         let ttl = min(maximumTTL, .milliseconds(Int(response.cacheTtlMs)))
@@ -155,10 +165,6 @@ final class Authenticator: Sendable {
         }
         return try decision.get()
     }
-
-    /// Failed authentications allowed per remote address: 10/s, bursts of 20; past that, calls with credentials
-    /// not in the cache are refused without asking security.
-    static let failureLimits = RateLimits(requestsPerSecond: 10, requestBurst: 20, bytesPerSecond: 0, byteBurst: 0)
 
     /// Open methods (enrolment) are limited per remote address: 5 requests/s, bursts of 10.
     static let openLimits = RateLimits(requestsPerSecond: 5, requestBurst: 10, bytesPerSecond: 0, byteBurst: 0)

@@ -10,6 +10,9 @@ public import ServiceLifecycle
 /// Keys (besides the runtime's):
 /// - `ATRIUM_GATEWAY_AUTH_CACHE_MS`: the longest time an authorization decision is cached (default 5000;
 ///   0 disables the cache). Security may ask for less.
+/// - `ATRIUM_GATEWAY_AUTH_FAILURES_PER_SECOND`, `ATRIUM_GATEWAY_AUTH_FAILURE_BURST`: failed authentications
+///   allowed per remote address (default 10/s, bursts of 20); past them, that address's credentials that are not
+///   in the cache are refused with RESOURCE_EXHAUSTED without asking security.
 /// - `ATRIUM_GATEWAY_MTLS_PORT`: the port of the second public listener, where subscribers authenticate with
 ///   a client certificate from enrolment (default 7444; 0 picks a free one; `off` disables it). Its bound port
 ///   is written to `<ATRIUM_PORT_FILE>.mtls` when a port file is configured.
@@ -19,6 +22,10 @@ public import ServiceLifecycle
 public struct GatewayConfiguration: Sendable {
     /// The longest time a decision is reused.
     public var authorizationCacheTTL: Duration
+    /// Failed authentications allowed per remote address (per second, and the burst) before the gateway refuses
+    /// that address's uncached credentials with RESOURCE_EXHAUSTED without asking security.
+    public var authenticationFailuresPerSecond: Int
+    public var authenticationFailureBurst: Int
     /// The client-certificate listener, if enabled.
     public var mutualTLSListen: HostAndPort?
     /// Trust roots for client certificates.
@@ -30,6 +37,8 @@ public struct GatewayConfiguration: Sendable {
     /// Settings from the process configuration.
     public init(runtime: RuntimeConfiguration, values: ConfigValues) throws(ConfigurationError) {
         authorizationCacheTTL = .milliseconds(try values.int("ATRIUM_GATEWAY_AUTH_CACHE_MS", default: 5000, range: 0...60_000))
+        authenticationFailuresPerSecond = try values.int("ATRIUM_GATEWAY_AUTH_FAILURES_PER_SECOND", default: 10, range: 1...1_000_000)
+        authenticationFailureBurst = try values.int("ATRIUM_GATEWAY_AUTH_FAILURE_BURST", default: 20, range: 1...1_000_000)
         if values.string("ATRIUM_GATEWAY_MTLS_PORT") == "off" {
             mutualTLSListen = nil
         } else {
@@ -89,6 +98,12 @@ public struct Gateway: Sendable {
         let authenticator = Authenticator(
             security: security.securityInternal,
             maximumTTL: configuration.authorizationCacheTTL,
+            failureLimits: RateLimits(
+                requestsPerSecond: Double(configuration.authenticationFailuresPerSecond),
+                requestBurst: Double(configuration.authenticationFailureBurst),
+                bytesPerSecond: 0,
+                byteBurst: 0
+            ),
             defaultMaxMessageBytes: runtime.maxMessageBytes,
             logger: logger
         )

@@ -85,10 +85,19 @@ public final class TestMesh: Sendable {
             split: split,
             processingInstances: processingInstances,
             ephemeralPorts: true,
-            environment: environment
+            environment: Self.defaultEnvironment.merging(environment) { _, given in given }
         )
         mesh = try await LocalMesh.start(plan)
     }
+
+    /// What every test mesh sets unless the test says otherwise. Every test client calls from 127.0.0.1, like a
+    /// whole hospital behind one NAT address, and the authorization tests present unknown and revoked credentials
+    /// by the dozen in a second; the gateway's per-address limit on failed authentications (10/s) is tested on its
+    /// own, with its own figures.
+    public static let defaultEnvironment = [
+        "ATRIUM_GATEWAY_AUTH_FAILURES_PER_SECOND": "10000",
+        "ATRIUM_GATEWAY_AUTH_FAILURE_BURST": "10000",
+    ]
 
     /// The PKI directory.
     public var pkiDirectory: String { "\(directory.path)/pki" }

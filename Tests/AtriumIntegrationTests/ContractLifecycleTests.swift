@@ -247,6 +247,38 @@ extension IntegrationTests {
             }
         }
 
+        @Test("an address that keeps presenting unknown keys is cut off with RESOURCE_EXHAUSTED; a cached credential is not")
+        func failedAuthenticationLimit() async throws {
+            // A burst of 3 failures, refilled at 1/s; the operator's decision is cached for a minute.
+            let mesh = try await TestMesh(
+                split: false,
+                processingInstances: 1,
+                environment: [
+                    "ATRIUM_GATEWAY_AUTH_FAILURES_PER_SECOND": "1",
+                    "ATRIUM_GATEWAY_AUTH_FAILURE_BURST": "3",
+                    "ATRIUM_GATEWAY_AUTH_CACHE_MS": "60000",
+                    "ATRIUM_AUTH_CACHE_TTL_MS": "60000",
+                ]
+            )
+            defer { mesh.stop() }
+            try await ClientFactory.withClient(to: mesh.mesh.gatewayAddress, security: .tls(caPath: "\(mesh.pkiDirectory)/ca.pem")) { client in
+                let whoAmI = Atrium_V1_Account.Method.WhoAmI.descriptor
+                #expect(await rawCall(client, whoAmI, metadata: ["authorization": "Bearer \(mesh.operatorKey)"]) == nil)
+                // The bucket only fills with time, so the first three failures are always asked of security.
+                var codes: [RPCError.Code?] = []
+                for attempt in 0..<50 {
+                    let unknown = "atr_aaaaaaaaaaaa_" + String(repeating: "b", count: 30) + String(format: "%02d", attempt)
+                    codes.append(await rawCall(client, whoAmI, metadata: ["authorization": "Bearer \(unknown)"]))
+                    if codes.last == .resourceExhausted { break }
+                }
+                #expect(Array(codes.prefix(3)) == [.unauthenticated, .unauthenticated, .unauthenticated])
+                #expect(codes.last == .resourceExhausted, "codes: \(codes)")
+                #expect(Set(codes.dropLast()) == [.unauthenticated])
+                // The operator's decision is in the cache: the cut-off address still gets its answer.
+                #expect(await rawCall(client, whoAmI, metadata: ["authorization": "Bearer \(mesh.operatorKey)"]) == nil)
+            }
+        }
+
         @Test("with one of two processing instances killed, calls keep succeeding; once back, it is used again")
         func pool() async throws {
             let mesh = try await TestMesh(processingInstances: 2, environment: ["ATRIUM_PROCESSING_PROBE_MS": "200"])
