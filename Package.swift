@@ -102,7 +102,11 @@ let package = Package(
             swiftSettings: settings
         ),
         // Test support: launching the real mesh as processes, fixtures, PKI helpers.
-        .target(name: "AtriumTesting", dependencies: ["AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumClient", grpcCore, swiftProtobuf, logging], swiftSettings: settings),
+        .target(
+            name: "AtriumTesting",
+            dependencies: ["AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumClient", "AtriumAssembly", "AtriumSecurity", grpcCore, swiftProtobuf, logging, lifecycle],
+            swiftSettings: settings
+        ),
         .testTarget(name: "AtriumStorageTests", dependencies: ["AtriumStorage", "AtriumTesting", "AtriumCore", grdb, crypto], swiftSettings: settings),
         .testTarget(
             name: "AtriumRuntimeTests",
@@ -120,6 +124,12 @@ let package = Package(
         .testTarget(name: "AtriumDICOMTests", dependencies: ["AtriumDICOM", "AtriumTesting", crypto], exclude: ["make_corpus.py", "Regressions"], swiftSettings: settings),
         .testTarget(name: "AtriumImagingTests", dependencies: ["AtriumImaging"], exclude: ["make_oracle.py"], swiftSettings: settings),
         .testTarget(name: "AtriumGatewayTests", dependencies: ["AtriumGateway", "AtriumRuntime", "AtriumCore", grpcCore], swiftSettings: settings),
+        // Every service in the test process over in-process links: behaviour and refusals in milliseconds.
+        .testTarget(
+            name: "AtriumAssemblyTests",
+            dependencies: ["AtriumTesting", "AtriumAssembly", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, swiftProtobuf],
+            swiftSettings: settings
+        ),
         .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumGateway", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto, x509], swiftSettings: settings),
     ]
 )

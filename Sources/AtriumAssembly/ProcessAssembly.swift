@@ -40,21 +40,10 @@ public enum ProcessAssembly {
     /// `atrium serve all`: every service in this process, calling each other in-process; only the gateway's
     /// listeners are open. `runtime` is the gateway's (its port, TLS files and limits).
     public static func all(runtime: RuntimeConfiguration, values: ConfigValues, logger: Logger) throws -> [any Service] {
-        let wiring = InProcessWiring()
-        var assemblies: [ServiceName: ServiceAssembly] = [:]
-        for service in allServices {
-            var serviceLogger = logger
-            serviceLogger[metadataKey: LogKey.service] = "\(service)"
-            let serviceRuntime = service == .gateway ? runtime : try RuntimeConfiguration(service: service, values: values)
-            assemblies[service] = try ServiceAssembly(service: service, runtime: serviceRuntime, values: values, wiring: wiring, logger: serviceLogger)
-        }
-        let gateway = assemblies[.gateway]!
-        // The gateway's health reports every service of the process.
-        let health = HealthStatus(services: allServices.flatMap { assemblies[$0]!.healthNames })
-        let links = try wiring.servers(for: assemblies)
+        let inside = try InProcessAssembly(runtime: runtime, values: values, logger: logger)
         // Stop order (the reverse): the public listeners drain, then every service's outboxes and trails flush
         // through links that are still up, and the links close last.
-        return links + allServices.flatMap { assemblies[$0]!.background } + gatewayListeners(gateway, runtime: runtime, health: health, logger: logger)
+        return inside.services + gatewayListeners(inside.gateway, runtime: runtime, health: inside.health, logger: logger)
     }
 
     /// The gateway's public listener (TLS, API keys) and, when enabled, its client-certificate listener.
@@ -89,5 +78,41 @@ public enum ProcessAssembly {
             )
         }
         return listeners
+    }
+}
+
+/// Every service built in this process over in-process links, without any listener: what `atrium serve all` runs
+/// behind the gateway's listeners, and what tests run to call the services in milliseconds, without processes,
+/// ports or TLS.
+public struct InProcessAssembly {
+    /// The services of the process, in `ServiceGroup` order: the links' servers first (they stop last), then
+    /// every service's background.
+    public let services: [any Service]
+    /// The gateway, for its listeners.
+    public let gateway: ServiceAssembly
+    /// The health of every service of the process.
+    public let health: HealthStatus
+    /// A client link to the gateway's services, when asked for (tests): calls on it are admitted by their
+    /// credentials, as on the gateway's public listener.
+    public let client: Connection?
+
+    /// Builds every service (see ``ProcessAssembly/allServices``) from `values`; `runtime` is the gateway's.
+    public init(runtime: RuntimeConfiguration, values: ConfigValues, logger: Logger, clientLink: Bool = false) throws {
+        let wiring = InProcessWiring()
+        var assemblies: [ServiceName: ServiceAssembly] = [:]
+        for service in ProcessAssembly.allServices {
+            var serviceLogger = logger
+            serviceLogger[metadataKey: LogKey.service] = "\(service)"
+            let serviceRuntime = service == .gateway ? runtime : try RuntimeConfiguration(service: service, values: values)
+            assemblies[service] = try ServiceAssembly(service: service, runtime: serviceRuntime, values: values, wiring: wiring, logger: serviceLogger)
+        }
+        // A link "from the gateway to itself" is the outside's way in: the gateway checks credentials, not peers.
+        let client = clientLink ? try wiring.connection(from: .gateway, to: .gateway) : nil
+        self.gateway = assemblies[.gateway]!
+        self.health = HealthStatus(services: ProcessAssembly.allServices.flatMap { assemblies[$0]!.healthNames })
+        self.client = client
+        self.services = try wiring.servers(for: assemblies)
+            + ProcessAssembly.allServices.flatMap { assemblies[$0]!.background }
+            + (client.map { [ClientRunner($0) as any Service] } ?? [])
     }
 }

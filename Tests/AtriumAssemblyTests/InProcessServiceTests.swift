@@ -1,0 +1,104 @@
+import AtriumAPI
+import AtriumCore
+import AtriumRuntime
+import AtriumTesting
+import Foundation
+import GRPCCore
+import GRPCInProcessTransport
+import SwiftProtobuf
+import Testing
+
+/// The services' refusals and a round trip, through the real gateway and services wired in-process
+/// (``InProcessMesh``): the same code `atrium serve all` runs, without processes, ports or TLS.
+@Suite("Services in-process: refusals and a round trip")
+struct InProcessServiceTests {
+    /// The generated stubs over the mesh's client link.
+    struct Stubs {
+        let registry: Atrium_V1_Registry.Client<InProcessTransport.Client>
+        let delivery: Atrium_V1_Delivery.Client<InProcessTransport.Client>
+        let processing: Atrium_V1_Processing.Client<InProcessTransport.Client>
+        let admin: Atrium_V1_SecurityAdmin.Client<InProcessTransport.Client>
+
+        init(_ connection: Connection) throws {
+            guard case .inProcess(let client) = connection else { throw ConfigurationError(key: "link", problem: "not in-process") }
+            registry = .init(wrapping: client)
+            delivery = .init(wrapping: client)
+            processing = .init(wrapping: client)
+            admin = .init(wrapping: client)
+        }
+    }
+
+    func code(_ body: () async throws -> Void) async -> RPCError.Code? {
+        do {
+            try await body()
+            return nil
+        } catch {
+            return (error as? RPCError)?.code
+        }
+    }
+
+    /// Registers `bytes` as one object.
+    func register(_ stubs: Stubs, _ bytes: Data, metadata: Metadata) async throws -> Atrium_V1_RegisterResponse {
+        try await stubs.registry.register(
+            request: StreamingClientRequest(metadata: metadata) { writer in
+                try await writer.write(.with { $0.header = .with { $0.format = .dicomPart10; $0.sizeBytes = UInt64(bytes.count) } })
+                try await writer.write(.with { $0.chunk = .with { $0.offset = 0; $0.data = bytes } })
+            }
+        )
+    }
+
+    /// A subscriber of `kind` with an API key.
+    func subscriber(_ stubs: Stubs, _ mesh: InProcessMesh, kind: Atrium_V1_SubscriberKind) async throws -> (id: String, key: String) {
+        let created = try await stubs.admin.createSubscriber(
+            .with { $0.displayName = "\(kind)"; $0.kind = kind; $0.contract = .with { $0.storageQuotaBytes = 1 << 40 } },
+            metadata: mesh.metadata()
+        )
+        let key = try await stubs.admin.createApiKey(.with { $0.subscriberID = created.subscriberID }, metadata: mesh.metadata())
+        return (created.subscriberID, key.secret)
+    }
+
+    @Test("registry: no key, a wrong key, a missing role, a malformed object, an unknown ID; a stored object reads back")
+    func registry() async throws {
+        let mesh = try await InProcessMesh.start()
+        let stubs = try Stubs(mesh.gateway)
+        let hospital = try await subscriber(stubs, mesh, kind: .hospital)
+        let patient = try await subscriber(stubs, mesh, kind: .individual)
+        var fixture = DICOMFixture(sopInstanceUID: "1.2.999.80.1", patientID: "P-IN")
+        fixture.size = 512
+        let bytes = Data(try Fixtures.dicom(fixture))
+        #expect(await code { _ = try await register(stubs, bytes, metadata: [:]) } == .unauthenticated)
+        #expect(await code { _ = try await register(stubs, bytes, metadata: mesh.metadata(apiKey: "atr_aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")) } == .unauthenticated)
+        #expect(await code { _ = try await register(stubs, bytes, metadata: mesh.metadata(apiKey: patient.key)) } == .permissionDenied)
+        #expect(await code { _ = try await register(stubs, Data("not DICOM".utf8), metadata: mesh.metadata(apiKey: hospital.key)) } == .invalidArgument)
+        #expect(await code { _ = try await stubs.registry.getImage(.with { $0.imageID = "img_unknown" }, metadata: mesh.metadata(apiKey: hospital.key)) } == .notFound)
+        let receipt = try await register(stubs, bytes, metadata: mesh.metadata(apiKey: hospital.key))
+        let record = try await stubs.registry.getImage(.with { $0.imageID = receipt.imageID }, metadata: mesh.metadata(apiKey: hospital.key))
+        #expect(record.patientID == "P-IN" && record.imageID == receipt.imageID)
+        // Someone else's image is not found, not forbidden.
+        #expect(await code { _ = try await stubs.registry.getImage(.with { $0.imageID = receipt.imageID }, metadata: mesh.metadata(apiKey: patient.key)) } == .notFound)
+        await mesh.stop()
+    }
+
+    @Test("delivery and processing: unknown images and jobs, an empty run, a printer that is not one")
+    func deliveryAndProcessing() async throws {
+        let mesh = try await InProcessMesh.start()
+        let stubs = try Stubs(mesh.gateway)
+        let hospital = try await subscriber(stubs, mesh, kind: .hospital)
+        let metadata = mesh.metadata(apiKey: hospital.key)
+        // A fetch of an unknown image is refused per image, with its status; nothing is sent.
+        let fetched = try await stubs.delivery.fetch(.with { $0.imageIds = ["img_unknown"] }, metadata: metadata) { response in
+            var all: [Atrium_V1_FetchResponse] = []
+            for try await message in response.messages { all.append(message) }
+            return all
+        }
+        #expect(fetched.count == 1)
+        if case .refused(let status)? = fetched.first?.part { #expect(status.id == "img_unknown" && status.code == 5) } else { Issue.record("\(fetched)") }
+        #expect(await code { _ = try await stubs.delivery.submitPrintJob(.with { $0.printerID = hospital.id; $0.imageIds = ["img_unknown"] }, metadata: metadata) } != nil)
+        #expect(await code { _ = try await stubs.delivery.listInbox(.init(), metadata: [:]) } == .unauthenticated)
+        #expect(await code { _ = try await stubs.processing.getJob(.with { $0.jobID = "job_none@processing-1" }, metadata: metadata) } == .notFound)
+        #expect(await code {
+            _ = try await stubs.processing.submit(request: StreamingClientRequest(metadata: metadata) { writer in try await writer.write(.init()) })
+        } == .invalidArgument)
+        await mesh.stop()
+    }
+}
