@@ -45,7 +45,7 @@ extension IntegrationTests {
         /// enrolment is open to all.
         @Test("every kind of subscriber × every public RPC gets the status its contract dictates")
         func matrix() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             var callers: [(name: String, roles: Set<Atrium_V1_Role>, key: String)] = [("operator", Set(Atrium_V1_SubscriberKind.operator.defaultRoles), mesh.operatorKey)]
             for kind in [Atrium_V1_SubscriberKind.hospital, .individual, .vendor, .printer] {
@@ -84,7 +84,7 @@ extension IntegrationTests {
         /// never PERMISSION_DENIED, so that its existence does not leak.
         @Test("own versus someone else's image, for each kind of subscriber")
         func resources() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let owner = try await mesh.createSubscriber(name: "Owner", kind: .hospital)
             let other = try await mesh.createSubscriber(name: "Other", kind: .hospital)

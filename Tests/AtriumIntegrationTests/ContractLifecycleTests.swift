@@ -28,7 +28,7 @@ extension IntegrationTests {
     struct ContractLifecycleTests {
         @Test("enrolment with a real CSR yields a certificate that authenticates over TLS; a token works once and expires")
         func enrolment() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let (id, _) = try await mesh.createSubscriber(name: "Clinic", kind: .hospital)
             let (token, shortLived) = try await AtriumClient.with(mesh.clientConfiguration()) { atrium in
@@ -61,7 +61,7 @@ extension IntegrationTests {
 
         @Test("a revoked key and a terminated subscriber's certificate are refused within 5 s; its images are kept")
         func revocation() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let (id, key) = try await mesh.createSubscriber(name: "Leaving", kind: .hospital)
             let token = try await AtriumClient.with(mesh.clientConfiguration()) { atrium in
@@ -96,7 +96,7 @@ extension IntegrationTests {
 
         @Test("a stream is paced at the contract's byte rate, and a key revoked mid-stream ends it before the image is through")
         func openStream() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let (id, key) = try await mesh.createSubscriber(name: "Streaming", kind: .hospital)
             let file = "\(mesh.directory.path)/big.dcm"
@@ -135,7 +135,7 @@ extension IntegrationTests {
 
         @Test("past the quota a registration is refused and stores nothing; usage is the exact sum; 80% warns once")
         func quota() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let payload = 40_000
             var files: [String] = []
@@ -180,7 +180,7 @@ extension IntegrationTests {
 
         @Test("every call leaves an audit entry; editing one row in SQLite makes VerifyAuditLog report that row")
         func auditChain() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let owner = try await mesh.createSubscriber(name: "Owner", kind: .hospital)
             let file = "\(mesh.directory.path)/a.dcm"
@@ -215,7 +215,7 @@ extension IntegrationTests {
 
         @Test("with a limit of N requests/s, a burst of 10·N is cut to the limit with RESOURCE_EXHAUSTED")
         func rateLimit() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let limit = 20
             let (_, key) = try await mesh.createSubscriber(

@@ -17,7 +17,7 @@ extension IntegrationTests {
     struct RegistryTests {
         @Test("ingest indexes the object's fields, typed conditions and a thumbnail; malformed input stores nothing")
         func ingestIndexes() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             var fixture = DICOMFixture(sopInstanceUID: "1.2.999.1.1", patientID: "P-100")
@@ -77,7 +77,7 @@ extension IntegrationTests {
 
         @Test("the same SOP instance is a no-op; other bytes are ALREADY_EXISTS unless superseding, which keeps the old version")
         func idempotencyAndSupersede() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let other = try await mesh.createSubscriber(name: "Other", kind: .hospital)
@@ -108,7 +108,7 @@ extension IntegrationTests {
 
         @Test("corrected conditions are versioned, only by the registrant; the history keeps every version")
         func conditionsVersions() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let receiver = try await mesh.createSubscriber(name: "Receiver", kind: .hospital)
@@ -155,7 +155,7 @@ extension IntegrationTests {
 
         @Test("raw pixels are wrapped into a valid DICOM object with new UIDs, and their pixels come back exactly")
         func rawPixels() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             var generator = SplitMix64(seed: 5)
@@ -208,7 +208,7 @@ extension IntegrationTests {
 
         @Test("listings filter, page by keyset without repeats or gaps under concurrent inserts, and group studies and series")
         func listings() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             func object(_ index: Int, patient: String, study: Int, series: Int, modality: String, minute: Int) throws -> Data {
@@ -383,7 +383,7 @@ extension IntegrationTests {
 
         @Test("the CLI registers a directory tree concurrently with a summary, lists, shows, corrects conditions and shares")
         func commandLine() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let receiver = try await mesh.createSubscriber(name: "Receiver", kind: .hospital)
@@ -543,7 +543,7 @@ extension IntegrationTests {
 
         @Test("an object whose pixels are in a syntax not decoded here is stored and delivered; its thumbnail is FAILED_PRECONDITION naming the syntax")
         func undecodedSyntax() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let bytes = Self.encapsulatedObject(syntax: "1.2.840.10008.1.2.4.50", sop: "1.2.999.12.1")

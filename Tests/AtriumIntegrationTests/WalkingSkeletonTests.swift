@@ -49,7 +49,7 @@ extension IntegrationTests {
 
         @Test("calls without a key or with a wrong key are UNAUTHENTICATED; unknown images are NOT_FOUND")
         func refusals() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let wrongKeys = ["", "not-a-key", "atr_aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", String(mesh.operatorKey.dropLast()) + (mesh.operatorKey.hasSuffix("x") ? "y" : "x")]
             for key in wrongKeys {
@@ -67,7 +67,7 @@ extension IntegrationTests {
 
         @Test("a stranger cannot see another subscriber's image; malformed uploads are refused and store nothing")
         func visibilityAndMalformedInput() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try mesh.addSubscriber(name: "General Hospital", kind: "hospital", roles: "register,receive")
             let stranger = try mesh.addSubscriber(name: "Other Clinic", kind: "hospital", roles: "register,receive")
@@ -108,7 +108,7 @@ extension IntegrationTests {
 
         @Test("identity headers a caller sends are ignored, and deduplication is reported per subscriber")
         func forgedIdentityAndDeduplication() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let owner = try mesh.addSubscriber(name: "Owner", kind: "hospital", roles: "register,receive")
             let other = try mesh.addSubscriber(name: "Other", kind: "hospital", roles: "register,receive")
@@ -135,7 +135,7 @@ extension IntegrationTests {
 
         @Test("the gateway does not expose internal services, even to an operator")
         func internalServicesAreNotPublic() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             try await ClientFactory.withClient(to: mesh.mesh.gatewayAddress, security: .tls(caPath: "\(mesh.pkiDirectory)/ca.pem")) { client in
                 let metadata: Metadata = ["authorization": "Bearer \(mesh.operatorKey)"]
@@ -154,7 +154,7 @@ extension IntegrationTests {
 
         @Test("stub RPCs answer UNIMPLEMENTED and name the issue that delivers them")
         func stubsAreHonest() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             await #expect {
                 try await AtriumClient.with(mesh.clientConfiguration()) { atrium in
