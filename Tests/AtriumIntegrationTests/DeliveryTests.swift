@@ -143,7 +143,7 @@ extension IntegrationTests {
             #expect(made == 0, "\(madeOutput)")
             let files = try FileManager.default.contentsOfDirectory(atPath: corpus.path).filter { $0.hasSuffix(".dcm") }.sorted()
             #expect(files.count >= 20)
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let output = try TemporaryDirectory(prefix: "atrium-corpus-fetch")
@@ -259,7 +259,7 @@ extension IntegrationTests {
 
         @Test("a batch with an image the caller may not see delivers the others and refuses that one with NOT_FOUND")
         func batchVisibility() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let other = try await mesh.createSubscriber(name: "Other", kind: .hospital)
@@ -290,7 +290,7 @@ extension IntegrationTests {
 
         @Test("acquisition conditions come with their history; the CLI writes a JSON protocol file")
         func conditions() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let id = try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { atrium in
@@ -323,7 +323,7 @@ extension IntegrationTests {
 
         @Test("a print job returns at once; the printer agent composes its sheet; a printer fetches only its open jobs' images")
         func printing() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let printer = try await mesh.createSubscriber(name: "Film printer", kind: .printer)
@@ -425,7 +425,7 @@ extension IntegrationTests {
 
         @Test("a share grant puts a notice in the receiver's inbox, once")
         func shareNotice() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let receiver = try await mesh.createSubscriber(name: "Receiver", kind: .hospital)

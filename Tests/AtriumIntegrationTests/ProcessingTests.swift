@@ -164,7 +164,7 @@ extension IntegrationTests {
 
         @Test("a series is ordered by slice position; projections along each axis and source-type output match numpy exactly")
         func seriesProjections() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let work = try TemporaryDirectory(prefix: "atrium-proc")
@@ -210,7 +210,7 @@ extension IntegrationTests {
 
         @Test("inline images run without being stored; bad requests get INVALID_ARGUMENT or NOT_FOUND naming the problem")
         func inlineAndRefusals() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            let mesh = try await TestMesh(split: false, processingInstances: 1)
             defer { mesh.stop() }
             let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
             let work = try TemporaryDirectory(prefix: "atrium-proc")
