@@ -49,10 +49,10 @@ test: deps pydeps compose-check
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	ATRIUM_BINARY=$(CURDIR)/.build/debug/atrium $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-# What only the benchmarks need: socat and iproute2 (the shaped-link figure), imagecodecs (CharLS from Python, the
-# reference for JPEG-LS sizes).
+# What only the benchmarks need: socat and iproute2 (the shaped-link figure), orthanc (the peer, run in the same
+# invocation on the same slices), imagecodecs (CharLS from Python, the reference for JPEG-LS sizes).
 benchdeps:
-	@missing=""; for p in socat iproute2; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in socat iproute2 orthanc; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

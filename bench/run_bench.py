@@ -19,7 +19,7 @@ axis, single-threaded (`atrium bench imaging`), next to scipy.ndimage / numpy si
 a copy of ../shared/bench/scipy_baseline.py) run in the same invocation on the same 200 slices.
 
 Usage: run_bench.py --binary .build/release/atrium [--images 1000] [--clients 1,4] [--data var/bench]
-                    [--query-records 10000,100000] [--skip idle,register,query,gateway,ratio,print,link,imaging,processing]
+                    [--query-records 10000,100000] [--skip idle,register,orthanc,query,gateway,ratio,print,link,imaging,processing]
                     [--imaging-reps 15,5]
 
 Idle: each process of a mesh nobody calls, CPU over 30 s (bench/idle_cpu.py).
@@ -38,9 +38,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Reference figures for the same slices on a machine of this kind (../shared/bench/README.md, Orthanc 1.10.1,
-# plain HTTP REST, no TLS). Context for the ratios below; issues #4 and #5 set goals against them.
-ORTHANC = {("register", 1): 186.0, ("register", 4): 332.0, ("fetch", 1): 1315.0, ("fetch", 4): 2522.0}
+# Orthanc 1.10.1 (Debian), run by orthanc_baseline.sh in this invocation on the same slices: {(phase, clients):
+# images/s}, its CPU per image, and its patient query. Empty when Orthanc could not run; then no ratio is printed.
+ORTHANC = {}
+ORTHANC_CPU_MS = {}
+ORTHANC_FIND_MS = None
 BATCH = 50
 
 # scipy single-threaded on one 512x512 slice, MPix/s, and numpy's MIP over 200x512x512 in ms, measured on a machine
@@ -230,6 +232,8 @@ def main():
         processing_bench(binary, os.path.abspath(os.path.join(args.data, "ct200")))
     if "register" in skip:
         return
+    if "orthanc" not in skip:
+        orthanc_bench(slices)
     rows = []
     for split in (False, True):
         for clients in [int(c) for c in args.clients.split(",")]:
@@ -245,16 +249,16 @@ def main():
     print("key, then (split) mTLS to delivery; direct: mTLS straight to delivery (what the gateway costs). batch: images")
     print("per call; p50/p99 per call.")
     header = (f"{'mode':5} {'phase':9} {'route':7} {'encoding':9} {'batch':>5} {'clients':>7} {'images/s':>9} {'MB/s':>7} "
-              f"{'p50 ms':>7} {'p99 ms':>7} {'vs Orthanc ref':>15}")
+              f"{'p50 ms':>7} {'p99 ms':>7} {'vs Orthanc':>11}")
     print(header)
     print("-" * len(header))
     for r in rows:
         ref = ORTHANC.get((r["phase"], r["clients"]))
         ratio = f"{r['images_per_s'] / ref:.2f}x" if ref and r["phase"] in ("register", "fetch") else "-"
         print(f"{r['mode']:5} {r['phase']:9} {r['route']:7} {r.get('encoding', '-'):9} {r.get('batch', 1):>5} {r['clients']:>7} "
-              f"{r['images_per_s']:>9.1f} {r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {ratio:>15}")
-    print("\nOrthanc reference (plain HTTP, same slices, this machine kind): register 186/332 images/s, "
-          "fetch 1315/2522 images/s with 1/4 clients (../shared/bench/README.md).")
+              f"{r['images_per_s']:>9.1f} {r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {ratio:>11}")
+    print("\nvs Orthanc: Atrium's images/s over Orthanc's with the same number of clients, both measured above in this run")
+    print("on the same slices (Orthanc over plain HTTP, one image per request; Atrium over TLS).")
 
     if "query" not in skip:
         print_query_figures(binary, args.query_records)
@@ -262,17 +266,48 @@ def main():
         gateway_bench(binary, args.gateway_calls)
 
 
+def orthanc_bench(slices):
+    """Orthanc over plain HTTP on the same slices, in this invocation (bench/orthanc_baseline.sh: its own network
+    namespace, one run): ingest with 1 and 4 clients, retrieve with 1 and 4, a patient query. Fills ORTHANC."""
+    global ORTHANC_FIND_MS
+    work = tempfile.mkdtemp(prefix="orthanc-bench-")
+    try:
+        done = subprocess.run(["bash", os.path.join(HERE, "orthanc_baseline.sh"), slices, "1", work],
+                              capture_output=True, text=True, timeout=1800)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not rows:
+        print(f"Orthanc did not run (exit {done.returncode}): {done.stderr.strip()[-400:]}; no ratios against it below.")
+        return
+    for r in rows:
+        if r["op"] in ("ingest", "retrieve"):
+            phase = "register" if r["op"] == "ingest" else "fetch"
+            ORTHANC[(phase, r["clients"])] = r["img_s"]
+            ORTHANC_CPU_MS[(phase, r["clients"])] = r["orthanc_cpu_ms_per_img"]
+        elif r["op"] == "find" and r["what"].startswith("find PatientID (instance level, ids only)"):
+            ORTHANC_FIND_MS = r["median_ms"]
+    print(f"Orthanc 1.10.1, plain HTTP REST, {rows[0]['n']} slices, this run (bench/orthanc_baseline.sh):")
+    for (phase, clients), rate in sorted(ORTHANC.items()):
+        print(f"  {phase:8} {clients} client(s): {rate:8.1f} images/s, Orthanc CPU {ORTHANC_CPU_MS[(phase, clients)]:.2f} ms/image")
+    if ORTHANC_FIND_MS is not None:
+        print(f"  patient query (instance level, IDs only): {ORTHANC_FIND_MS:.2f} ms median")
+    print(flush=True)
+
+
 def print_query_figures(binary, query_records):
     print()
     print("ListImages through the gateway (TLS, API key, a hospital's visibility rules), 1000 sequential calls each,")
-    print("first page of up to 100 records; Orthanc reference: a patient query in about 7 ms")
-    header = f"{'records':>8} {'query':18} {'p50 ms':>7} {'p99 ms':>7} {'records/call':>13} {'vs Orthanc 7 ms':>16}"
+    reference = f"{ORTHANC_FIND_MS:.2f} ms" if ORTHANC_FIND_MS else "not run"
+    print(f"first page of up to 100 records; Orthanc's patient query in this run: {reference}")
+    header = f"{'records':>8} {'query':18} {'p50 ms':>7} {'p99 ms':>7} {'records/call':>13} {'vs Orthanc':>11}"
     print(header)
     print("-" * len(header))
     for records in [int(r) for r in query_records.split(",") if r]:
         for r in query_bench(binary, records):
+            ratio = f"{ORTHANC_FIND_MS / r['p50_ms']:.1f}x" if ORTHANC_FIND_MS else "-"
             print(f"{records:>8} {r['kind']:18} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['mean_records']:>13.1f} "
-                  f"{7.0 / r['p50_ms']:>15.1f}x")
+                  f"{ratio:>11}")
 
 
 def gateway_bench(binary, calls):
