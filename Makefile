@@ -19,7 +19,7 @@ BIN            ?= .build/$(CONFIGURATION)/atrium
 PLUGINS        ?= .build-plugins/release
 GENERATED      ?= Sources/AtriumAPI/Generated
 PROTOS         := $(sort $(wildcard proto/atrium/v1/*.proto)) proto/grpc/health/v1/health.proto
-APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler zlib1g-dev libcharls-dev dcmtk
+APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler zlib1g-dev libcharls-dev dcmtk curl
 PIP_PACKAGES   ?= jsonschema pyyaml pydicom numpy scipy pylibjpeg pylibjpeg-libjpeg
 
 .PHONY: run up test bench benchdeps proto proto-check compose-check lint build deps pydeps plugins clean fuzz

@@ -23,6 +23,11 @@ let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto"
 let x509: Target.Dependency = .product(name: "X509", package: "swift-certificates")
 let grdb: Target.Dependency = .product(name: "GRDB", package: "GRDB.swift")
 let asn1: Target.Dependency = .product(name: "SwiftASN1", package: "swift-asn1")
+// The byte path (HTTPS range requests for image bytes): HTTP/1.1 and TLS on swift-nio, which gRPC already brings.
+let nio: [Target.Dependency] = [
+    .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+    .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+]
 
 let package = Package(
     name: "Atrium",
@@ -42,6 +47,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
@@ -71,7 +78,7 @@ let package = Package(
         ),
         .target(name: "AtriumSecurity", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging, x509, asn1], swiftSettings: settings),
         .target(name: "AtriumRegistry", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
-        .target(name: "AtriumDelivery", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, grdb, crypto, logging, lifecycle], swiftSettings: settings),
+        .target(name: "AtriumDelivery", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, grdb, crypto, logging, lifecycle] + nio, swiftSettings: settings),
         .target(
             name: "AtriumProcessing",
             dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, grpcProtobuf, grdb, crypto, logging, lifecycle],
@@ -90,7 +97,7 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        .target(name: "AtriumClient", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, grpcProtobuf, crypto, logging, x509, asn1], swiftSettings: settings),
+        .target(name: "AtriumClient", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, grpcProtobuf, crypto, logging, x509, asn1] + nio, swiftSettings: settings),
         // The one executable: `atrium serve <service>`, `atrium up`, and the CLI verbs.
         .executableTarget(
             name: "atrium",

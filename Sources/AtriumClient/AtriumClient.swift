@@ -62,6 +62,8 @@ public struct AtriumClientConfiguration: Sendable {
 public struct AtriumClient: Sendable {
     private let grpc: GRPCClient<HTTP2ClientTransport.Posix>
     let chunkSize: Int
+    /// The data plane's host and trust, when the client reached the gateway over TLS by a known host.
+    let dataPlane: DataPlaneAccess?
     /// The credential header to send with every call made through the raw stubs (empty with a certificate),
     /// e.g. `try await atrium.account.getUsage(.init(), metadata: atrium.metadata)`.
     public let metadata: Metadata
@@ -77,7 +79,10 @@ public struct AtriumClient: Sendable {
     }
 
     private init(grpc: GRPCClient<HTTP2ClientTransport.Posix>, configuration: AtriumClientConfiguration) {
-        self.init(connection: grpc, metadata: configuration.apiKey.isEmpty ? [:] : ["authorization": "Bearer \(configuration.apiKey)"], chunkSize: configuration.chunkSize)
+        self.grpc = grpc
+        self.metadata = configuration.apiKey.isEmpty ? [:] : ["authorization": "Bearer \(configuration.apiKey)"]
+        self.chunkSize = configuration.chunkSize
+        self.dataPlane = configuration.caPath.map { DataPlaneAccess(host: configuration.gateway.host, caPath: $0) }
     }
 
     /// A client over a connection the caller runs, sending `metadata` with every call: for tools that talk to
@@ -86,6 +91,7 @@ public struct AtriumClient: Sendable {
         self.grpc = connection
         self.metadata = metadata
         self.chunkSize = chunkSize
+        self.dataPlane = nil
     }
 
     /// The raw `Registry` stub with this client's connection, for calls the SDK does not wrap yet.

@@ -5,6 +5,8 @@ import SwiftProtobuf
 public import Foundation
 public import GRPCCore
 import GRPCNIOTransportHTTP2
+import NIOCore
+import NIOHTTP1
 
 /// How ``AtriumClient/fetchImages(_:options:destination:progress:)`` fetches.
 public struct FetchOptions: Sendable {
@@ -19,11 +21,14 @@ public struct FetchOptions: Sendable {
     public var maxBackoff: Duration
     /// For printers: the open print job whose capability allows the fetch.
     public var printJobID: String
+    /// How the bytes travel: gRPC by default; the byte path (HTTPS from the data plane) on request.
+    public var transport: FetchTransport
 
     public init(
         encoding: Atrium_V1_Encoding = .original,
         fetchID: String? = nil,
         printJobID: String = "",
+        transport: FetchTransport = .grpc,
         maxAttempts: Int = 6,
         initialBackoff: Duration = .milliseconds(200),
         maxBackoff: Duration = .seconds(5)
@@ -34,6 +39,7 @@ public struct FetchOptions: Sendable {
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.printJobID = printJobID
+        self.transport = transport
     }
 }
 
@@ -114,6 +120,10 @@ extension AtriumClient {
         let session = FetchSession(states: states, total: order.count, progress: progress)
         var failures = 0
         var backoff = options.initialBackoff
+        var useBytePath = options.transport != .grpc
+        if options.transport == .bytes && dataPlane == nil {
+            throw RPCError(code: .failedPrecondition, message: "the byte path needs a client that reached the gateway over TLS")
+        }
         while session.outcomes.count < order.count {
             let pending = order.filter { session.outcomes[$0] == nil }
             let request = Atrium_V1_FetchRequest.with {
@@ -125,8 +135,18 @@ extension AtriumClient {
             }
             session.progressed = false
             do {
-                try await delivery.fetch(request: ClientRequest(message: request, metadata: metadata)) { response in
-                    for try await message in response.messages { try session.handle(message) }
+                if useBytePath, let dataPlane {
+                    do {
+                        try await fetchOverBytePath(request, session: session, access: dataPlane)
+                    } catch let error as RPCError where options.transport == .automatic && (error.code == .unimplemented || error.code == .failedPrecondition) {
+                        // The server has no byte path, or the contract paces bytes: gRPC it is, from now on.
+                        useBytePath = false
+                        continue
+                    }
+                } else {
+                    try await delivery.fetch(request: ClientRequest(message: request, metadata: metadata)) { response in
+                        for try await message in response.messages { try session.handle(message) }
+                    }
                 }
                 if session.outcomes.count < order.count {
                     throw RPCError(code: .unavailable, message: "the fetch stream ended before every image was delivered")
@@ -182,6 +202,76 @@ extension AtriumClient {
     public func fetchImage(id: String, to path: String, encoding: Atrium_V1_Encoding = .original) async throws -> Atrium_V1_Digest {
         let outcome = try await fetchImages([id], options: .init(encoding: encoding), destination: { _ in try FileDestination(path: path) })
         return try outcome[0].image().digest
+    }
+
+    /// Images per `AuthorizeFetch` on the byte path: its capabilities are used within their lifetime.
+    static let bytePathWindow = 50
+
+    /// One round of the byte path for `request`'s images: capabilities for a window at a time, then each
+    /// object's bytes from the data plane over one keep-alive connection, fed to `session` as the gRPC stream's
+    /// messages would be (so resume, hashing and destinations behave the same). An expired capability is
+    /// renewed once; a failure is thrown as UNAVAILABLE for the caller's retry loop.
+    private func fetchOverBytePath(_ request: Atrium_V1_FetchRequest, session: FetchSession, access: DataPlaneAccess) async throws {
+        var windows = stride(from: 0, to: request.imageIds.count, by: Self.bytePathWindow).map {
+            Array(request.imageIds[$0..<min($0 + Self.bytePathWindow, request.imageIds.count)])
+        }
+        func authorize(_ ids: [String]) async throws -> Atrium_V1_AuthorizeFetchResponse {
+            var window = request
+            window.imageIds = ids
+            window.resumeOffsets = [:]
+            let response = try await delivery.authorizeFetch(request: ClientRequest(message: window, metadata: metadata))
+            for refusal in response.refused { try session.handle(.with { $0.refused = refusal }) }
+            return response
+        }
+        var first = try await authorize(windows.removeFirst())
+        let (host, port) = try first.dataPlane(defaultHost: access.host)
+        try await DataPlaneConnection.with(host: host, port: port, caPath: access.caPath) { connection in
+            while true {
+                for capability in first.capabilities {
+                    try await download(capability, session: session, connection: &connection) { ids in try await authorize(ids) }
+                }
+                guard !windows.isEmpty else { return }
+                first = try await authorize(windows.removeFirst())
+            }
+        }
+    }
+
+    /// One object over `connection`, from the offset its destination holds.
+    private func download(
+        _ capability: Atrium_V1_FetchCapability,
+        session: FetchSession,
+        connection: inout DataPlaneConnection,
+        renew: ([String]) async throws -> Atrium_V1_AuthorizeFetchResponse
+    ) async throws {
+        let imageID = capability.object.imageID
+        guard let state = session.states[imageID], !state.done else { return }
+        var capability = capability
+        for attempt in 0..<2 {
+            var begin = capability.object
+            begin.startOffset = state.received
+            try session.handle(.with { $0.begin = begin })
+            do {
+                try await connection.get(capability.path, from: state.received) { buffer in
+                    try session.handle(.with { $0.chunk = .with { $0.imageID = imageID; $0.offset = state.received; $0.data = Data(buffer.readableBytesView) } })
+                }
+                try session.handle(.with { $0.end = .with { $0.imageID = imageID; $0.digest = .with { $0.sha256 = begin.sha256; $0.sizeBytes = begin.sizeBytes } } })
+                return
+            } catch let refusal as DataPlaneConnection.Refusal {
+                switch refusal.status {
+                case .forbidden where attempt == 0:
+                    // Expired (or issued before the server restarted): a fresh capability for this image.
+                    guard let renewed = try await renew([imageID]).capabilities.first else { return }
+                    capability = renewed
+                case .rangeNotSatisfiable:
+                    try state.restart()
+                    throw RPCError(code: .dataLoss, message: "image '\(imageID)': the held part is longer than the object; fetching it again")
+                case .internalServerError:
+                    throw RPCError(code: .dataLoss, message: "image '\(imageID)': \(refusal.message)")
+                default:
+                    throw RPCError(code: .unavailable, message: "image '\(imageID)': the data plane answered \(refusal.status.code) \(refusal.message)")
+                }
+            }
+        }
     }
 
     private static func isRetryable(_ code: RPCError.Code) -> Bool {

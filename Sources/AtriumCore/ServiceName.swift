@@ -24,6 +24,9 @@ public enum ServiceName: String, CaseIterable, Sendable, Hashable, CustomStringC
     /// The gateway's second public port, where subscribers present a client certificate instead of an API key.
     public static let gatewayMutualTLSPort = 7444
 
+    /// Delivery's data plane: HTTPS range requests for image bytes, with capabilities from `AuthorizeFetch`.
+    public static let deliveryBytesPort = 7445
+
     /// The URI that identifies this service in the subject alternative name of its certificate.
     public var certificateURI: String { "atrium://service/\(rawValue)" }
 

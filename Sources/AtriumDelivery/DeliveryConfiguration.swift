@@ -11,6 +11,14 @@ import Foundation
 ///   costs transcoding again.
 /// - `ATRIUM_DELIVERY_MAX_TRANSCODE_BYTES`: the largest stored object delivery transcodes in memory (default
 ///   512 MiB); a larger one is delivered in its original encoding, with a note saying why.
+/// - `ATRIUM_DELIVERY_BYTES_PORT`: the data plane's HTTPS port, where `AuthorizeFetch`'s capabilities are read
+///   (default 7445; 0 picks a free one, written to `<ATRIUM_PORT_FILE>.bytes`; `off` disables the byte path). It
+///   binds `ATRIUM_LISTEN_HOST` and serves the process's TLS certificate unless `ATRIUM_DELIVERY_BYTES_TLS_CERT`
+///   and `ATRIUM_DELIVERY_BYTES_TLS_KEY` name others (the name clients reach it by must be in it).
+/// - `ATRIUM_DELIVERY_BYTES_URL`: the data plane's base URL as clients reach it, e.g.
+///   `https://images.example.org:7445`, when that is not the gateway's host with the port above.
+/// - `ATRIUM_DELIVERY_CAPABILITY_TTL_MS`: how long a byte-path capability stays valid (default 5000, 100 to
+///   60000): the bound on how long a revoked share or a suspended subscriber can still read what it was granted.
 public struct DeliveryConfiguration: Sendable {
     /// Delivery's SQLite file: print jobs, inboxes, the variant index.
     public var databasePath: String
@@ -22,6 +30,16 @@ public struct DeliveryConfiguration: Sendable {
     public var variantDirectory: String
     /// The largest object transcoded, in bytes.
     public var maxTranscodeBytes: UInt64
+    /// The data plane's listener; `nil` when the byte path is off.
+    public var bytesListen: HostAndPort?
+    /// Where the data plane writes its bound port, if anywhere.
+    public var bytesPortFile: String?
+    /// Its certificate and key.
+    public var bytesTLS: TLSFiles
+    /// The base URL clients are told to use; empty: the gateway's host with the bound port.
+    public var bytesBaseURL: String
+    /// How long a capability stays valid.
+    public var capabilityTTL: Duration
 
     /// Explicit settings.
     public init(databasePath: String, blobDirectory: String, variantDirectory: String, maxTranscodeBytes: UInt64 = 512 << 20) {
@@ -30,6 +48,11 @@ public struct DeliveryConfiguration: Sendable {
         self.blobDirectory = blobDirectory
         self.variantDirectory = variantDirectory
         self.maxTranscodeBytes = maxTranscodeBytes
+        self.bytesListen = nil
+        self.bytesPortFile = nil
+        self.bytesTLS = TLSFiles(caPath: "", certificatePath: "", keyPath: "")
+        self.bytesBaseURL = ""
+        self.capabilityTTL = .seconds(5)
     }
 
     /// Settings from the process configuration.
@@ -39,5 +62,19 @@ public struct DeliveryConfiguration: Sendable {
         self.blobDirectory = values.string("ATRIUM_BLOB_DIR", default: "\(runtime.dataDirectory)/registry/blobs")
         self.variantDirectory = values.string("ATRIUM_DELIVERY_VARIANT_DIR", default: "\(runtime.serviceDirectory)/variants")
         self.maxTranscodeBytes = UInt64(try values.int("ATRIUM_DELIVERY_MAX_TRANSCODE_BYTES", default: 512 << 20, range: (1 << 20)...(4 << 30)))
+        if values.string("ATRIUM_DELIVERY_BYTES_PORT") == "off" {
+            self.bytesListen = nil
+        } else {
+            let port = try values.int("ATRIUM_DELIVERY_BYTES_PORT", default: ServiceName.deliveryBytesPort, range: 0...65535)
+            self.bytesListen = HostAndPort(host: runtime.listen.host, port: port)
+        }
+        self.bytesPortFile = runtime.portFile.map { $0 + ".bytes" }
+        self.bytesTLS = TLSFiles(
+            caPath: runtime.tls.caPath,
+            certificatePath: values.string("ATRIUM_DELIVERY_BYTES_TLS_CERT", default: runtime.tls.certificatePath),
+            keyPath: values.string("ATRIUM_DELIVERY_BYTES_TLS_KEY", default: runtime.tls.keyPath)
+        )
+        self.bytesBaseURL = values.string("ATRIUM_DELIVERY_BYTES_URL", default: "")
+        self.capabilityTTL = .milliseconds(try values.int("ATRIUM_DELIVERY_CAPABILITY_TTL_MS", default: 5000, range: 100...60_000))
     }
 }

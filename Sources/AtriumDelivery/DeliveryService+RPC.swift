@@ -20,6 +20,16 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         }
     }
 
+    func authorizeFetch(
+        request: ServerRequest<Atrium_V1_FetchRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_AuthorizeFetchResponse> {
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        try service.validate(request.message, caller: caller)
+        try await service.checkBudget(request.message, caller: caller)
+        return ServerResponse(message: try await service.authorizeFetch(request.message, caller: caller))
+    }
+
     func getAcquisitionConditions(
         request: ServerRequest<Atrium_V1_GetAcquisitionConditionsRequest>,
         context: ServerContext

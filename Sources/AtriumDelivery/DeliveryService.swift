@@ -40,6 +40,10 @@ public struct DeliveryService: Sendable {
     let budget: BudgetGate
     /// Blobs whose bytes matched their hash lately.
     let verifiedBlobs = VerifiedBlobs()
+    /// Seals the byte path's capabilities; its key lives only in this process.
+    let sealer = CapabilitySealer()
+    /// The byte path's HTTPS listener, unless it is off.
+    let bytePlane: BytePlane?
     let logger: Logger
 
     /// A delivery service that resolves images through `registry`, reads their bytes from the registry's
@@ -65,11 +69,17 @@ public struct DeliveryService: Sendable {
         self.usagePump = OutboxPump(interval: .seconds(5), batchDelay: .milliseconds(250)) { await sender.deliver() }
         self.audit = AuditTrail(security: self.security, logger: logger)
         self.budget = BudgetGate(security: self.security, logger: logger)
+        self.bytePlane = configuration.bytesListen.map { [blobs, variants, sealer] listen in
+            BytePlane(
+                listen: listen, portFile: configuration.bytesPortFile, tls: configuration.bytesTLS, sealer: sealer, blobs: blobs,
+                variants: variants, logger: logger
+            )
+        }
         self.logger = logger
     }
 
-    /// What the process must run besides the server: the usage sender and the audit trail.
-    public var background: [any Service] { [usagePump, audit] }
+    /// What the process must run besides the server: the usage sender, the audit trail and the data plane.
+    public var background: [any Service] { [usagePump, audit] + (bytePlane.map { [$0 as any Service] } ?? []) }
 
     /// Every RPC service the delivery process serves.
     public var rpcServices: [any RegistrableRPCService] {
@@ -168,6 +178,76 @@ public struct DeliveryService: Sendable {
         }
     }
 
+    /// Capabilities for the byte path: the same visibility, metering and audit as ``fetch(_:caller:writer:)``,
+    /// one registry call per 64 images, then one sealed capability per delivered object instead of its bytes.
+    func authorizeFetch(_ request: Atrium_V1_FetchRequest, caller: VerifiedCaller) async throws -> Atrium_V1_AuthorizeFetchResponse {
+        guard let bytePlane, let port = bytePlane.boundPort else {
+            throw DeliveryError.failedPrecondition("the byte path is off on this server (ATRIUM_DELIVERY_BYTES_PORT): use Fetch")
+        }
+        let encoding: Atrium_V1_Encoding = request.encoding == .unspecified ? .original : request.encoding
+        let fetchID = request.fetchID.isEmpty ? caller.requestID : request.fetchID
+        let visibility: VerifiedCaller
+        let allowed: Set<String>?
+        if request.printJobID.isEmpty {
+            (visibility, allowed) = (caller, nil)
+        } else {
+            let job = try await openJob(request.printJobID, printer: caller)
+            visibility = try VerifiedCaller(message: Atrium_V1_CallerIdentity(serializedBytes: job.submitter))
+            allowed = Set(job.images)
+        }
+        let method = Atrium_V1_Delivery.Method.AuthorizeFetch.descriptor
+        let expires = Date().addingTimeInterval(Double(configuration.capabilityTTL.components.seconds) + Double(configuration.capabilityTTL.components.attoseconds) * 1e-18)
+        var response = Atrium_V1_AuthorizeFetchResponse()
+        response.baseURL = configuration.bytesBaseURL
+        response.port = UInt32(port)
+        for start in stride(from: 0, to: request.imageIds.count, by: 64) {
+            let window = Array(request.imageIds[start..<min(start + 64, request.imageIds.count)])
+            var refusals: [String: String] = [:]
+            for id in window where !(allowed?.contains(id) ?? true) {
+                refusals[id] = "image '\(id)' is not part of print job '\(request.printJobID)'"
+            }
+            let records = try await resolve(window.filter { refusals[$0] == nil }, for: visibility, refusals: &refusals)
+            for imageID in window {
+                guard let record = records[imageID] else {
+                    account(imageID, record: nil, caller: caller, outcome: RPCError.Code.notFound.statusName, method: method)
+                    response.refused.append(.with {
+                        $0.id = imageID
+                        $0.code = Int32(Status.Code.notFound.rawValue)
+                        $0.message = refusals[imageID] ?? "image '\(imageID)' not found"
+                    })
+                    continue
+                }
+                let delivered = try await deliverable(record, encoding: encoding, requestID: caller.requestID)
+                let capability = ObjectCapability(
+                    expiresUnixMilliseconds: UInt64(expires.timeIntervalSince1970 * 1000),
+                    store: delivered.variantKey == nil ? .original : .variant,
+                    size: delivered.size,
+                    sha256: delivered.sha256,
+                    encoding: Int32(delivered.encoding.rawValue),
+                    subscriberID: caller.subscriberID,
+                    fetchID: fetchID,
+                    imageID: imageID
+                )
+                // Counted when granted, once per (subscriber, fetch ID, image, encoding) however often it is read.
+                try meter(imageID, delivered: delivered, caller: caller, fetchID: fetchID)
+                account(imageID, record: record, caller: caller, outcome: "ok", method: method)
+                response.capabilities.append(.with {
+                    $0.object = .with {
+                        $0.imageID = imageID
+                        $0.transferSyntaxUid = delivered.transferSyntaxUID
+                        $0.encoding = delivered.encoding
+                        $0.sizeBytes = delivered.size
+                        $0.sha256 = delivered.sha256
+                        $0.encodingNote = delivered.note
+                    }
+                    $0.path = "/v1/objects/" + sealer.seal(capability)
+                    $0.expires = .init(date: expires)
+                })
+            }
+        }
+        return response
+    }
+
     /// One window's records, and why the others are refused.
     struct Lookup: Sendable {
         var records: [String: Atrium_V1_ImageRecord] = [:]
@@ -264,13 +344,14 @@ public struct DeliveryService: Sendable {
         _ imageID: String,
         record: Atrium_V1_ImageRecord?,
         caller: VerifiedCaller,
-        outcome: String
+        outcome: String,
+        method: MethodDescriptor = Atrium_V1_Delivery.Method.Fetch.descriptor
     ) {
         audit.enqueue(
             .with {
                 $0.time = .init(date: Date())
                 $0.subscriberID = caller.subscriberID
-                $0.method = Atrium_V1_Delivery.Method.Fetch.descriptor.fullyQualifiedMethod
+                $0.method = method.fullyQualifiedMethod
                 $0.resourceID = imageID
                 $0.resourceOwnerID = record?.registrantID ?? ""
                 $0.patientID = record?.patientID ?? ""

@@ -54,6 +54,14 @@ struct ForwardingService: RegistrableRPCService {
             )
             try refuse(error, method: method, subscriber: admission.caller?.subscriberID ?? "", requestID: requestID)
         }
+        if method == Atrium_V1_Delivery.Method.AuthorizeFetch.descriptor, admission.limits.bytesPerSecond > 0 {
+            // The data plane does not pace reads, so a contract that paces bytes fetches through the gateway.
+            let error = RPCError(
+                code: .failedPrecondition,
+                message: "the contract paces transfers at \(Int(admission.limits.bytesPerSecond)) bytes/s, which the byte path cannot: use Fetch"
+            )
+            try refuse(error, method: method, subscriber: admission.caller?.subscriberID ?? "", requestID: requestID)
+        }
         var metadata = request.metadata.forwardable
         if let caller = admission.caller {
             metadata.add(contentsOf: caller.metadata)

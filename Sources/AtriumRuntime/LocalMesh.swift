@@ -194,6 +194,9 @@ public final class LocalMesh: @unchecked Sendable {
             // Each instance keeps its own jobs, under a name that survives restarts.
             environment["ATRIUM_INSTANCE_ID"] = instance == .whole ? "processing-1" : "\(instance)"
         }
+        if instance.service == .delivery || instance == .whole {
+            environment["ATRIUM_DELIVERY_BYTES_PORT"] = "\(plan.ephemeralPorts ? 0 : ServiceName.deliveryBytesPort)"
+        }
         if instance.service == .gateway {
             let port = lock.withLock { mutualTLSPort } ?? (plan.ephemeralPorts ? 0 : ServiceName.gatewayMutualTLSPort)
             environment["ATRIUM_GATEWAY_MTLS_PORT"] = "\(port)"

@@ -53,7 +53,7 @@ public enum MethodPolicy {
         map("Registry", .anyOf([.register, .receive, .print]), ["GetImage", "GetThumbnail"])
         map("Registry", .anyOf([.register, .receive]), ["ListImages", "ListStudies", "ListSeries"])
 
-        map("Delivery", .anyOf([.receive, .print]), ["Fetch", "GetPrintJob"])
+        map("Delivery", .anyOf([.receive, .print]), ["Fetch", "AuthorizeFetch", "GetPrintJob"])
         map("Delivery", .anyOf([.receive]), ["GetAcquisitionConditions", "SubmitPrintJob", "WatchInbox", "ListInbox", "AckInbox"])
         map("Delivery", .anyOf([.print]), ["WatchPrintJobs", "CompletePrintJob"])
 

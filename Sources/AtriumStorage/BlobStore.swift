@@ -301,6 +301,20 @@ public final class BlobReader: Sendable {
 
     deinit { close(descriptor) }
 
+    /// Reads into `buffer` from `offset` until it is full or the blob ends; returns the number of bytes read.
+    public func read(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int {
+        guard offset <= size else { throw .rangeOutOfBounds("offset \(offset) is past the end (\(size))") }
+        let count = Int(min(UInt64(buffer.count), size - offset))
+        var done = 0
+        while done < count {
+            let n = pread(descriptor, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw .io(n < 0 ? "pread: \(FileSystem.errnoText())" : "blob shorter than its recorded size") }
+            done += n
+        }
+        return count
+    }
+
     /// Reads up to `length` bytes at `offset`; fewer only at the end of the blob, none at the end.
     public func read(offset: UInt64, length: Int) throws(StorageError) -> Data {
         guard offset <= size else { throw .rangeOutOfBounds("offset \(offset) is past the end (\(size))") }
@@ -309,16 +323,11 @@ public final class BlobReader: Sendable {
         guard count > 0 else { return Data() }
         // Not zero-filled first: pread overwrites every byte before the data is handed out.
         let memory = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
-        var done = 0
-        while done < count {
-            let n = pread(descriptor, memory + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let problem = n < 0 ? "pread: \(FileSystem.errnoText())" : "blob shorter than its recorded size"
-                memory.deallocate()
-                throw .io(problem)
-            }
-            done += n
+        do {
+            _ = try read(offset: offset, into: UnsafeMutableRawBufferPointer(start: memory, count: count))
+        } catch {
+            memory.deallocate()
+            throw error
         }
         return Data(bytesNoCopy: memory, count: count, deallocator: .custom { pointer, _ in pointer.deallocate() })
     }

@@ -1,7 +1,7 @@
 import SwiftProtobuf
 public import ArgumentParser
 public import AtriumAPI
-import AtriumClient
+public import AtriumClient
 import AtriumCore
 import AtriumRuntime
 import Foundation
@@ -41,6 +41,10 @@ extension Images {
                 connection is retried with backoff from where each image stopped; running the same command again \
                 resumes the .part files left by an interrupted run. Encodings: original (the stored bytes), \
                 explicit-le, jpeg-ls (JPEG-LS lossless), deflate. Exits 1 if any image was refused.
+
+                The bytes come over HTTPS from delivery's data plane (--via bytes: capabilities from the gateway, \
+                then GET with Range to resume) or inside gRPC through the gateway (--via grpc). The default, auto, \
+                takes the byte path unless the server has it off or the contract paces bytes.
                 """
         )
 
@@ -48,6 +52,9 @@ extension Images {
 
         @Argument(help: "Image IDs.")
         var ids: [String]
+
+        @Option(help: "auto, bytes or grpc: how the bytes travel.")
+        var via: FetchTransport = .automatic
 
         @Option(name: .shortAndLong, help: "The directory to write to (created if needed).")
         var output: String
@@ -63,7 +70,7 @@ extension Images {
             let interactive = isatty(STDERR_FILENO) == 1
             let bar = ProgressBox(Progress(total: Set(ids).count, enabled: interactive))
             let outcomes = try await withAtrium(client) { atrium in
-                try await atrium.fetchImages(ids, into: output, options: .init(encoding: encoding)) { progress in
+                try await atrium.fetchImages(ids, into: output, options: .init(encoding: encoding, transport: via)) { progress in
                     bar.update(progress)
                 }
             }
@@ -337,4 +344,17 @@ func watchForever(
 /// Items a watch handled so far (the stream's handler runs inside the awaited call: one task at a time).
 private final class WatchCounter: @unchecked Sendable {
     var value = 0
+}
+
+extension FetchTransport: ExpressibleByArgument {
+    public init?(argument: String) {
+        switch argument {
+        case "auto": self = .automatic
+        case "bytes": self = .bytes
+        case "grpc": self = .grpc
+        default: return nil
+        }
+    }
+
+    public static var allValueStrings: [String] { ["auto", "bytes", "grpc"] }
 }

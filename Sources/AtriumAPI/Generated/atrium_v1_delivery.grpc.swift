@@ -36,6 +36,19 @@ public enum Atrium_V1_Delivery: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "AuthorizeFetch" metadata.
+        public enum AuthorizeFetch: Sendable {
+            /// Request type for "AuthorizeFetch".
+            public typealias Input = Atrium_V1_FetchRequest
+            /// Response type for "AuthorizeFetch".
+            public typealias Output = Atrium_V1_AuthorizeFetchResponse
+            /// Descriptor for "AuthorizeFetch".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "atrium.v1.Delivery"),
+                method: "AuthorizeFetch",
+                type: .unary
+            )
+        }
         /// Namespace for "GetAcquisitionConditions" metadata.
         public enum GetAcquisitionConditions: Sendable {
             /// Request type for "GetAcquisitionConditions".
@@ -143,6 +156,7 @@ public enum Atrium_V1_Delivery: Sendable {
         /// Descriptors for all methods in the "atrium.v1.Delivery" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Fetch.descriptor,
+            AuthorizeFetch.descriptor,
             GetAcquisitionConditions.descriptor,
             SubmitPrintJob.descriptor,
             GetPrintJob.descriptor,
@@ -203,6 +217,29 @@ extension Atrium_V1_Delivery {
             request: GRPCCore.StreamingServerRequest<Atrium_V1_FetchRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_FetchResponse>
+
+        /// Handle the "AuthorizeFetch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Capabilities to fetch images over HTTPS, the byte path (docs/api.md, "Fetching over HTTPS"): for each image
+        /// > in request order, the delivered object's description and a short-lived path on the data plane, bound to the
+        /// > caller, the object's SHA-256, its encoding and the fetch ID. The bytes come from GET (with Range to resume) on
+        /// > that path. Authorised, metered and audited here as Fetch is: each image counts once per (subscriber,
+        /// > fetch_id, image, encoding); an image the caller may not see is `refused` (NOT_FOUND). resume_offsets and
+        /// > chunk_size do not apply. Errors: as Fetch; FAILED_PRECONDITION when the data plane is off.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Atrium_V1_FetchRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Atrium_V1_AuthorizeFetchResponse` messages.
+        func authorizeFetch(
+            request: GRPCCore.StreamingServerRequest<Atrium_V1_FetchRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_AuthorizeFetchResponse>
 
         /// Handle the "GetAcquisitionConditions" method.
         ///
@@ -385,6 +422,29 @@ extension Atrium_V1_Delivery {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_FetchResponse>
 
+        /// Handle the "AuthorizeFetch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Capabilities to fetch images over HTTPS, the byte path (docs/api.md, "Fetching over HTTPS"): for each image
+        /// > in request order, the delivered object's description and a short-lived path on the data plane, bound to the
+        /// > caller, the object's SHA-256, its encoding and the fetch ID. The bytes come from GET (with Range to resume) on
+        /// > that path. Authorised, metered and audited here as Fetch is: each image counts once per (subscriber,
+        /// > fetch_id, image, encoding); an image the caller may not see is `refused` (NOT_FOUND). resume_offsets and
+        /// > chunk_size do not apply. Errors: as Fetch; FAILED_PRECONDITION when the data plane is off.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_FetchRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Atrium_V1_AuthorizeFetchResponse` message.
+        func authorizeFetch(
+            request: GRPCCore.ServerRequest<Atrium_V1_FetchRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Atrium_V1_AuthorizeFetchResponse>
+
         /// Handle the "GetAcquisitionConditions" method.
         ///
         /// > Source IDL Documentation:
@@ -565,6 +625,29 @@ extension Atrium_V1_Delivery {
             context: GRPCCore.ServerContext
         ) async throws
 
+        /// Handle the "AuthorizeFetch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Capabilities to fetch images over HTTPS, the byte path (docs/api.md, "Fetching over HTTPS"): for each image
+        /// > in request order, the delivered object's description and a short-lived path on the data plane, bound to the
+        /// > caller, the object's SHA-256, its encoding and the fetch ID. The bytes come from GET (with Range to resume) on
+        /// > that path. Authorised, metered and audited here as Fetch is: each image counts once per (subscriber,
+        /// > fetch_id, image, encoding); an image the caller may not see is `refused` (NOT_FOUND). resume_offsets and
+        /// > chunk_size do not apply. Errors: as Fetch; FAILED_PRECONDITION when the data plane is off.
+        ///
+        /// - Parameters:
+        ///   - request: A `Atrium_V1_FetchRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Atrium_V1_AuthorizeFetchResponse` to respond with.
+        func authorizeFetch(
+            request: Atrium_V1_FetchRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Atrium_V1_AuthorizeFetchResponse
+
         /// Handle the "GetAcquisitionConditions" method.
         ///
         /// > Source IDL Documentation:
@@ -730,6 +813,17 @@ extension Atrium_V1_Delivery.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Atrium_V1_Delivery.Method.AuthorizeFetch.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_FetchRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_AuthorizeFetchResponse>(),
+            handler: { request, context in
+                try await self.authorizeFetch(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Atrium_V1_Delivery.Method.GetAcquisitionConditions.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_GetAcquisitionConditionsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_GetAcquisitionConditionsResponse>(),
@@ -832,6 +926,17 @@ extension Atrium_V1_Delivery.ServiceProtocol {
             context: context
         )
         return response
+    }
+
+    public func authorizeFetch(
+        request: GRPCCore.StreamingServerRequest<Atrium_V1_FetchRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_AuthorizeFetchResponse> {
+        let response = try await self.authorizeFetch(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
     }
 
     public func getAcquisitionConditions(
@@ -940,6 +1045,19 @@ extension Atrium_V1_Delivery.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func authorizeFetch(
+        request: GRPCCore.ServerRequest<Atrium_V1_FetchRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Atrium_V1_AuthorizeFetchResponse> {
+        return GRPCCore.ServerResponse<Atrium_V1_AuthorizeFetchResponse>(
+            message: try await self.authorizeFetch(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 
@@ -1095,6 +1213,34 @@ extension Atrium_V1_Delivery {
             deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_FetchResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Atrium_V1_FetchResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AuthorizeFetch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Capabilities to fetch images over HTTPS, the byte path (docs/api.md, "Fetching over HTTPS"): for each image
+        /// > in request order, the delivered object's description and a short-lived path on the data plane, bound to the
+        /// > caller, the object's SHA-256, its encoding and the fetch ID. The bytes come from GET (with Range to resume) on
+        /// > that path. Authorised, metered and audited here as Fetch is: each image counts once per (subscriber,
+        /// > fetch_id, image, encoding); an image the caller may not see is `refused` (NOT_FOUND). resume_offsets and
+        /// > chunk_size do not apply. Errors: as Fetch; FAILED_PRECONDITION when the data plane is off.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_FetchRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_FetchRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_AuthorizeFetchResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func authorizeFetch<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_FetchRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_FetchRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_AuthorizeFetchResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_AuthorizeFetchResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "GetAcquisitionConditions" method.
@@ -1333,6 +1479,45 @@ extension Atrium_V1_Delivery {
             try await self.client.serverStreaming(
                 request: request,
                 descriptor: Atrium_V1_Delivery.Method.Fetch.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "AuthorizeFetch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Capabilities to fetch images over HTTPS, the byte path (docs/api.md, "Fetching over HTTPS"): for each image
+        /// > in request order, the delivered object's description and a short-lived path on the data plane, bound to the
+        /// > caller, the object's SHA-256, its encoding and the fetch ID. The bytes come from GET (with Range to resume) on
+        /// > that path. Authorised, metered and audited here as Fetch is: each image counts once per (subscriber,
+        /// > fetch_id, image, encoding); an image the caller may not see is `refused` (NOT_FOUND). resume_offsets and
+        /// > chunk_size do not apply. Errors: as Fetch; FAILED_PRECONDITION when the data plane is off.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_FetchRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_FetchRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_AuthorizeFetchResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func authorizeFetch<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_FetchRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_FetchRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_AuthorizeFetchResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_AuthorizeFetchResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Atrium_V1_Delivery.Method.AuthorizeFetch.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -1645,6 +1830,40 @@ extension Atrium_V1_Delivery.ClientProtocol {
         )
     }
 
+    /// Call the "AuthorizeFetch" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Capabilities to fetch images over HTTPS, the byte path (docs/api.md, "Fetching over HTTPS"): for each image
+    /// > in request order, the delivered object's description and a short-lived path on the data plane, bound to the
+    /// > caller, the object's SHA-256, its encoding and the fetch ID. The bytes come from GET (with Range to resume) on
+    /// > that path. Authorised, metered and audited here as Fetch is: each image counts once per (subscriber,
+    /// > fetch_id, image, encoding); an image the caller may not see is `refused` (NOT_FOUND). resume_offsets and
+    /// > chunk_size do not apply. Errors: as Fetch; FAILED_PRECONDITION when the data plane is off.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Atrium_V1_FetchRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func authorizeFetch<Result>(
+        request: GRPCCore.ClientRequest<Atrium_V1_FetchRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_AuthorizeFetchResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.authorizeFetch(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_FetchRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_AuthorizeFetchResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "GetAcquisitionConditions" method.
     ///
     /// > Source IDL Documentation:
@@ -1907,6 +2126,44 @@ extension Atrium_V1_Delivery.ClientProtocol {
             metadata: metadata
         )
         return try await self.fetch(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AuthorizeFetch" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Capabilities to fetch images over HTTPS, the byte path (docs/api.md, "Fetching over HTTPS"): for each image
+    /// > in request order, the delivered object's description and a short-lived path on the data plane, bound to the
+    /// > caller, the object's SHA-256, its encoding and the fetch ID. The bytes come from GET (with Range to resume) on
+    /// > that path. Authorised, metered and audited here as Fetch is: each image counts once per (subscriber,
+    /// > fetch_id, image, encoding); an image the caller may not see is `refused` (NOT_FOUND). resume_offsets and
+    /// > chunk_size do not apply. Errors: as Fetch; FAILED_PRECONDITION when the data plane is off.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func authorizeFetch<Result>(
+        _ message: Atrium_V1_FetchRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_AuthorizeFetchResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Atrium_V1_FetchRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.authorizeFetch(
             request: request,
             options: options,
             onResponse: handleResponse
