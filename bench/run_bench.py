@@ -158,10 +158,36 @@ def run_once(binary, slices, clients, split=True):
                               "--encodings", "original,jpeg-ls", "--batch", str(BATCH)] + direct
                              + mesh.client_args(), check=True, capture_output=True, text=True).stdout
         phases = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        for via in ("bytes", "grpc"):
+            phases.append(cli_fetch(binary, mesh, clients, via))
         for phase in phases:
             phase["mode"] = "split" if split else "one"
         rss = peak_rss_by_process(mesh.data)
         return phases, rss
+
+
+def cli_fetch(binary, mesh, clients, via):
+    """`atrium images fetch` of every image, as a hospital runs it: `clients` processes at once, each fetching its share
+    into a directory (each file verified, fsynced and renamed into place). The time includes starting the processes."""
+    listed = subprocess.run([binary, "images", "list", "--limit", "0", "--json"] + mesh.client_args(), check=True,
+                            capture_output=True, text=True).stdout
+    ids = [json.loads(line)["imageId"] for line in listed.splitlines() if line.startswith("{")]
+    out = tempfile.mkdtemp(prefix="fetch-", dir=mesh.data)
+    try:
+        started = time.perf_counter()
+        processes = [subprocess.Popen([binary, "images", "fetch", "--via", via, "-o", os.path.join(out, str(k))]
+                                      + ids[k::clients] + mesh.client_args(), stdout=subprocess.DEVNULL)
+                     for k in range(clients)]
+        codes = [p.wait() for p in processes]
+        seconds = time.perf_counter() - started
+        if any(codes):
+            raise SystemExit(f"atrium images fetch --via {via} failed: exit codes {codes}")
+        size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(out) for f in files)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"phase": "fetch", "route": f"cli-{via}", "encoding": "original", "batch": len(ids) // clients,
+            "clients": clients, "images": len(ids), "images_per_s": len(ids) / seconds, "mb_per_s": size / 1e6 / seconds,
+            "p50_ms": seconds * 1000, "p99_ms": seconds * 1000}
 
 
 def fill_index(database, registrant, records):
@@ -246,8 +272,11 @@ def main():
     print()
     print(f"Atrium, {args.images} CT slices of ~525 kB, release build. mode one: every service in one process (atrium serve")
     print("all), in-process calls behind the gateway's TLS; split: one process per service. route gateway: TLS with an API")
-    print("key, then (split) mTLS to delivery; direct: mTLS straight to delivery (what the gateway costs). batch: images")
-    print("per call; p50/p99 per call.")
+    print("key, then (split) mTLS to delivery; direct: mTLS straight to delivery (what the gateway costs); bytes: the byte")
+    print("path (AuthorizeFetch through the gateway for `batch` images, then one HTTPS GET per image from the data plane);")
+    print("cli-bytes / cli-grpc: `atrium images fetch --via bytes|grpc` processes, one per client, writing fsynced files")
+    print("(batch: images per process; p50/p99: the whole run). Other routes fetch into memory. batch: images per call;")
+    print("p50/p99 per call.")
     header = (f"{'mode':5} {'phase':9} {'route':7} {'encoding':9} {'batch':>5} {'clients':>7} {'images/s':>9} {'MB/s':>7} "
               f"{'p50 ms':>7} {'p99 ms':>7} {'vs Orthanc':>11}")
     print(header)

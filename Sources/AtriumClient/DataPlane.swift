@@ -1,7 +1,7 @@
-public import AtriumAPI
+import AtriumAPI
 import AtriumCore
 import Foundation
-public import GRPCCore
+import GRPCCore
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -60,7 +60,11 @@ struct DataPlaneConnection {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: hostname))
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        return try Channel(wrappingChannelSynchronously: channel)
+                        // Up to about 2 MiB of decrypted body parts wait for the consumer before the socket stops being read.
+                        return try Channel(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(backPressureStrategy: .init(lowWatermark: 32, highWatermark: 128))
+                        )
                     }
                 }
         } catch {
@@ -78,16 +82,26 @@ struct DataPlaneConnection {
         self.host = host
     }
 
-    /// GETs `path` from byte `offset` on, handing each piece of the body to `body` in order. Throws
-    /// ``Refusal`` for any status but 200 and 206, and UNAVAILABLE when the connection fails.
-    mutating func get(_ path: String, from offset: UInt64, body: (ByteBuffer) throws -> Void) async throws {
+    /// Sends `GET path` from byte `offset` on, without waiting for the answer: requests may be pipelined, and
+    /// their answers come back in order through ``receive(from:body:)``.
+    mutating func send(_ path: String, from offset: UInt64) async throws {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: host)
         if offset > 0 { headers.add(name: "Range", value: "bytes=\(offset)-") }
-        let status: HTTPResponseStatus
         do {
             try await requests.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)))
             try await requests.write(.end(nil))
+        } catch {
+            throw RPCError(code: .unavailable, message: "data plane: \(error)")
+        }
+    }
+
+    /// Receives the answer to the oldest request sent, asked from `offset`, handing each piece of the body to
+    /// `body` in order. Throws ``Refusal`` for any status but 200 (206 when resuming), and UNAVAILABLE when the
+    /// connection fails.
+    mutating func receive(from offset: UInt64, body: (ByteBuffer) throws -> Void) async throws {
+        let status: HTTPResponseStatus
+        do {
             guard case .head(let head)? = try await responses.next() else {
                 throw RPCError(code: .unavailable, message: "the data plane closed the connection")
             }

@@ -6,6 +6,7 @@ public import Foundation
 public import GRPCCore
 import GRPCNIOTransportHTTP2
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 
 /// How ``AtriumClient/fetchImages(_:options:destination:progress:)`` fetches.
@@ -206,62 +207,77 @@ extension AtriumClient {
 
     /// Images per `AuthorizeFetch` on the byte path: its capabilities are used within their lifetime.
     static let bytePathWindow = 50
+    /// Requests sent ahead on the data plane connection (HTTP/1.1 pipelining), so that the server always has
+    /// the next object to send while the client is still reading the last.
+    static let bytePathDepth = 4
 
-    /// One round of the byte path for `request`'s images: capabilities for a window at a time, then each
-    /// object's bytes from the data plane over one keep-alive connection, fed to `session` as the gRPC stream's
-    /// messages would be (so resume, hashing and destinations behave the same). An expired capability is
-    /// renewed once; a failure is thrown as UNAVAILABLE for the caller's retry loop.
+    /// One round of the byte path for `request`'s images: capabilities for a window at a time (the next window's
+    /// asked for while the current one downloads), then each object's bytes from the data plane over one
+    /// keep-alive connection with requests pipelined, fed to `session` as the gRPC stream's messages would be (so
+    /// resume, hashing and destinations behave the same). An expired capability is renewed once; a failure is
+    /// thrown as UNAVAILABLE (or DATA_LOSS) for the caller's retry loop.
     private func fetchOverBytePath(_ request: Atrium_V1_FetchRequest, session: FetchSession, access: DataPlaneAccess) async throws {
-        var windows = stride(from: 0, to: request.imageIds.count, by: Self.bytePathWindow).map {
+        let windows = stride(from: 0, to: request.imageIds.count, by: Self.bytePathWindow).map {
             Array(request.imageIds[$0..<min($0 + Self.bytePathWindow, request.imageIds.count)])
         }
-        func authorize(_ ids: [String]) async throws -> Atrium_V1_AuthorizeFetchResponse {
+        let delivery = self.delivery
+        let metadata = self.metadata
+        @Sendable func authorize(_ ids: [String]) async throws -> Atrium_V1_AuthorizeFetchResponse {
             var window = request
             window.imageIds = ids
             window.resumeOffsets = [:]
-            let response = try await delivery.authorizeFetch(request: ClientRequest(message: window, metadata: metadata))
-            for refusal in response.refused { try session.handle(.with { $0.refused = refusal }) }
-            return response
+            return try await delivery.authorizeFetch(request: ClientRequest(message: window, metadata: metadata))
         }
-        var first = try await authorize(windows.removeFirst())
-        let (host, port) = try first.dataPlane(defaultHost: access.host)
+        var grant = try await authorize(windows[0])
+        let (host, port) = try grant.dataPlane(defaultHost: access.host)
         try await DataPlaneConnection.with(host: host, port: port, caPath: access.caPath) { connection in
-            while true {
-                for capability in first.capabilities {
-                    try await download(capability, session: session, connection: &connection) { ids in try await authorize(ids) }
-                }
-                guard !windows.isEmpty else { return }
-                first = try await authorize(windows.removeFirst())
+            for index in windows.indices {
+                let upcoming = index + 1 < windows.count ? Task { try await authorize(windows[index + 1]) } : nil
+                defer { upcoming?.cancel() }
+                for refusal in grant.refused { try session.handle(.with { $0.refused = refusal }) }
+                try await download(grant.capabilities, session: session, connection: &connection, renew: authorize)
+                if let upcoming { grant = try await upcoming.value }
             }
         }
     }
 
-    /// One object over `connection`, from the offset its destination holds.
+    /// The objects of `capabilities` over `connection`, each from the offset its destination holds, up to
+    /// ``bytePathDepth`` requests ahead of the answers.
     private func download(
-        _ capability: Atrium_V1_FetchCapability,
+        _ capabilities: [Atrium_V1_FetchCapability],
         session: FetchSession,
         connection: inout DataPlaneConnection,
         renew: ([String]) async throws -> Atrium_V1_AuthorizeFetchResponse
     ) async throws {
-        let imageID = capability.object.imageID
-        guard let state = session.states[imageID], !state.done else { return }
-        var capability = capability
-        for attempt in 0..<2 {
+        var queue = capabilities.filter { session.states[$0.object.imageID].map { !$0.done } ?? false }.map { (capability: $0, renewed: false) }
+        var sent: [(capability: Atrium_V1_FetchCapability, renewed: Bool, offset: UInt64)] = []
+        var next = 0
+        while next < queue.count || !sent.isEmpty {
+            while sent.count < Self.bytePathDepth, next < queue.count {
+                let (capability, renewed) = queue[next]
+                next += 1
+                let offset = session.states[capability.object.imageID]!.received
+                try await connection.send(capability.path, from: offset)
+                sent.append((capability, renewed, offset))
+            }
+            let (capability, renewed, offset) = sent.removeFirst()
+            let imageID = capability.object.imageID
+            let state = session.states[imageID]!
             var begin = capability.object
-            begin.startOffset = state.received
+            begin.startOffset = offset
             try session.handle(.with { $0.begin = begin })
             do {
-                try await connection.get(capability.path, from: state.received) { buffer in
-                    try session.handle(.with { $0.chunk = .with { $0.imageID = imageID; $0.offset = state.received; $0.data = Data(buffer.readableBytesView) } })
+                try await connection.receive(from: offset) { buffer in
+                    try session.handle(.with { $0.chunk = .with { $0.imageID = imageID; $0.offset = state.received; $0.data = buffer.getData(at: buffer.readerIndex, length: buffer.readableBytes, byteTransferStrategy: .noCopy) ?? Data() } })
                 }
                 try session.handle(.with { $0.end = .with { $0.imageID = imageID; $0.digest = .with { $0.sha256 = begin.sha256; $0.sizeBytes = begin.sizeBytes } } })
-                return
             } catch let refusal as DataPlaneConnection.Refusal {
                 switch refusal.status {
-                case .forbidden where attempt == 0:
-                    // Expired (or issued before the server restarted): a fresh capability for this image.
-                    guard let renewed = try await renew([imageID]).capabilities.first else { return }
-                    capability = renewed
+                case .forbidden where !renewed:
+                    // Expired (or issued before the server restarted): a fresh capability for this image, queued last.
+                    let fresh = try await renew([imageID])
+                    for refusal in fresh.refused { try session.handle(.with { $0.refused = refusal }) }
+                    if let capability = fresh.capabilities.first { queue.append((capability, true)) }
                 case .rangeNotSatisfiable:
                     try state.restart()
                     throw RPCError(code: .dataLoss, message: "image '\(imageID)': the held part is longer than the object; fetching it again")

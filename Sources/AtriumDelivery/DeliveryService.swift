@@ -207,6 +207,8 @@ public struct DeliveryService: Sendable {
                 refusals[id] = "image '\(id)' is not part of print job '\(request.printJobID)'"
             }
             let records = try await resolve(window.filter { refusals[$0] == nil }, for: visibility, refusals: &refusals)
+            // The window's usage is written in one transaction before any of its capabilities is handed out.
+            var events: [Atrium_V1_UsageEvent] = []
             for imageID in window {
                 guard let record = records[imageID] else {
                     account(imageID, record: nil, caller: caller, outcome: RPCError.Code.notFound.statusName, method: method)
@@ -229,7 +231,7 @@ public struct DeliveryService: Sendable {
                     imageID: imageID
                 )
                 // Counted when granted, once per (subscriber, fetch ID, image, encoding) however often it is read.
-                try meter(imageID, delivered: delivered, caller: caller, fetchID: fetchID)
+                events.append(usageEvent(imageID, delivered: delivered, caller: caller, fetchID: fetchID))
                 account(imageID, record: record, caller: caller, outcome: "ok", method: method)
                 response.capabilities.append(.with {
                     $0.object = .with {
@@ -244,6 +246,7 @@ public struct DeliveryService: Sendable {
                     $0.expires = .init(date: expires)
                 })
             }
+            try meter(events, requestID: caller.requestID)
         }
         return response
     }
@@ -364,7 +367,22 @@ public struct DeliveryService: Sendable {
     /// Writes one delivery (the image, its delivered bytes) to the usage outbox. The event's ID is derived from
     /// (subscriber, fetch ID, image, encoding): a resumed image counts once.
     private func meter(_ imageID: String, delivered: Deliverable, caller: VerifiedCaller, fetchID: String) throws {
-        let event = Atrium_V1_UsageEvent.with {
+        try meter([usageEvent(imageID, delivered: delivered, caller: caller, fetchID: fetchID)], requestID: caller.requestID)
+    }
+
+    /// Writes deliveries to the usage outbox in one transaction.
+    private func meter(_ events: [Atrium_V1_UsageEvent], requestID: String) throws {
+        do {
+            try usage.add(events)
+            usagePump.wake()
+        } catch {
+            logger.error("cannot write the usage outbox", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
+            throw DeliveryError.storageUnavailable
+        }
+    }
+
+    private func usageEvent(_ imageID: String, delivered: Deliverable, caller: VerifiedCaller, fetchID: String) -> Atrium_V1_UsageEvent {
+        Atrium_V1_UsageEvent.with {
             $0.eventID = "delivery:\(caller.subscriberID):\(fetchID):\(imageID):\(delivered.encoding.rawValue)"
             $0.subscriberID = caller.subscriberID
             $0.time = .init(date: Date())
@@ -372,13 +390,6 @@ public struct DeliveryService: Sendable {
                 $0.imageID = imageID
                 $0.bytes = delivered.size
             }
-        }
-        do {
-            try usage.add(event)
-            usagePump.wake()
-        } catch {
-            logger.error("cannot write the usage outbox", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
-            throw DeliveryError.storageUnavailable
         }
     }
 }

@@ -50,7 +50,7 @@ struct CapabilitySealer: Sendable {
             payload += utf8
         }
         let mac = HMAC<SHA256>.authenticationCode(for: payload, using: key)
-        return Self.base64URL(Data(payload)) + "." + Self.base64URL(Data(mac))
+        return Self.base64URL(payload) + "." + Self.base64URL(Array(mac))
     }
 
     enum Refusal: Error, Equatable {
@@ -140,9 +140,27 @@ struct CapabilitySealer: Sendable {
         }
     }
 
-    static func base64URL(_ data: Data) -> String {
-        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    /// Base64url without padding (RFC 4648 §5).
+    static func base64URL<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> String {
+        let input = Array(bytes)
+        var out: [UInt8] = []
+        out.reserveCapacity((input.count * 4 + 2) / 3)
+        var index = 0
+        while index + 3 <= input.count {
+            let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
+            for shift in [18, 12, 6, 0] { out.append(alphabet[Int(value >> UInt32(shift) & 63)]) }
+            index += 3
+        }
+        let rest = input.count - index
+        if rest > 0 {
+            let value = UInt32(input[index]) << 16 | (rest == 2 ? UInt32(input[index + 1]) << 8 : 0)
+            out.append(alphabet[Int(value >> 18 & 63)])
+            out.append(alphabet[Int(value >> 12 & 63)])
+            if rest == 2 { out.append(alphabet[Int(value >> 6 & 63)]) }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func data(base64URL text: Substring) -> Data? {

@@ -26,14 +26,22 @@ extension RegistryService {
     /// For delivery and processing (internal): the records of several images, each visible to `caller` or NOT_FOUND.
     func resolveImages(_ ids: [String], caller: VerifiedCaller) throws -> Atrium_V1_ResolveImagesResponse {
         guard (1...1000).contains(ids.count) else { throw RegistryError.invalidArgument("image_ids must hold 1 to 1000 IDs") }
+        // One read for the whole batch. An ID that cannot name an image is one that is not found.
+        let named = ids.filter { !$0.isEmpty && $0.utf8.count <= 64 }
+        let audience = Audience(caller: caller, hasGrants: false)
+        let visible = try readIndex(caller.requestID) {
+            try store.visibleImages(ids: named, receiverID: caller.subscriberID, at: Date()) { audience.seesDirectly($0) }
+        }
         var response = Atrium_V1_ResolveImagesResponse()
         for id in ids {
-            do {
-                response.records.append(try visibleImage(id: id, caller: caller).message)
-            } catch let error as RegistryError where error.rpcErrorCode == .notFound || error.rpcErrorCode == .invalidArgument {
-                // An ID that cannot name an image is one that is not found.
-                let message = error.rpcErrorCode == .notFound ? error.rpcErrorMessage : RegistryError.imageNotFound(id).rpcErrorMessage
-                response.missing.append(.with { $0.id = id; $0.code = Int32(Status.Code.notFound.rawValue); $0.message = message })
+            if let row = visible[id] {
+                response.records.append(row.message)
+            } else {
+                response.missing.append(.with {
+                    $0.id = id
+                    $0.code = Int32(Status.Code.notFound.rawValue)
+                    $0.message = RegistryError.imageNotFound(id).rpcErrorMessage
+                })
             }
         }
         return response

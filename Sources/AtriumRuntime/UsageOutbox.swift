@@ -40,6 +40,17 @@ public struct UsageOutbox: Sendable {
         }
     }
 
+    /// Appends several events in one transaction (a repeated event ID is ignored); returns once they are written.
+    public func add(_ events: [Atrium_V1_UsageEvent]) throws {
+        guard !events.isEmpty else { return }
+        let rows: [(String, Data)] = try events.map { ($0.eventID, try $0.serializedBytes()) }
+        try database.write { db in
+            for (id, bytes) in rows {
+                try db.execute(sql: "INSERT INTO usage_outbox (event_id, event) VALUES (?, ?)", arguments: [id, bytes])
+            }
+        }
+    }
+
     /// The oldest events, up to `limit`, with their sequence numbers.
     public func pending(limit: Int) async throws -> [(sequence: Int64, event: Atrium_V1_UsageEvent)] {
         try await database.read { db in

@@ -30,6 +30,7 @@ struct ImagesBench: AsyncParsableCommand {
             measured warm. With --mesh-data (the data directory of a local mesh) the fetches are measured again
             straight to delivery, presenting the gateway's certificate, to show the gateway's cost. Prints one JSON
             object per phase: images, bytes, seconds, images/s, MB/s, and p50/p99 latency per call in milliseconds.
+            Route "bytes" is the byte path: AuthorizeFetch for --batch images, then one HTTPS GET per image.
             """
     )
 
@@ -50,6 +51,12 @@ struct ImagesBench: AsyncParsableCommand {
     @Option(help: "The data directory of a local mesh (`atrium up --data-dir`): also measure fetches straight to delivery.")
     var meshData: String?
 
+    @Flag(help: "Do not measure the byte path (AuthorizeFetch, then HTTPS from the data plane).")
+    var noBytePath = false
+
+    @Flag(help: "Measure only the byte path, over the images already registered (for profiling it).")
+    var onlyBytePath = false
+
     func validate() throws {
         guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
         guard (1...1000).contains(batch) else { throw ValidationError("--batch must be 1 to 1000") }
@@ -64,9 +71,11 @@ struct ImagesBench: AsyncParsableCommand {
         let configuration = try client.configuration()
         let gateway: Connect = { body in try await AtriumClient.with(configuration, body) }
 
-        _ = try await Self.measure(phase: "register", route: "gateway", units: Self.shard(files.map { [$0] }, clients), connect: gateway) { atrium, unit in
-            let receipt = try await atrium.registerImage(file: unit[0])
-            return receipt.digest.sizeBytes
+        if !onlyBytePath {
+            _ = try await Self.measure(phase: "register", route: "gateway", units: Self.shard(files.map { [$0] }, clients), connect: gateway) { atrium, unit in
+                let receipt = try await atrium.registerImage(file: unit[0])
+                return receipt.digest.sizeBytes
+            }
         }
         let ids = try await AtriumClient.with(configuration) { atrium in try await atrium.images().map(\.imageID) }
         var routes: [(String, Connect)] = [("gateway", gateway)]
@@ -76,14 +85,19 @@ struct ImagesBench: AsyncParsableCommand {
         }
         for name in encodings.split(separator: ",") {
             let encoding = Atrium_V1_Encoding(argument: String(name))!
-            if encoding != .original {
+            if encoding != .original && !onlyBytePath {
                 // Cold: every image transcoded once and cached by delivery.
                 _ = try await Self.fetch(ids, encoding: encoding, batch: batch, clients: clients, phase: "transcode", route: "gateway", connect: gateway)
             }
-            for (route, connect) in routes {
+            for (route, connect) in routes where !onlyBytePath {
                 for size in Set([1, batch]).sorted() {
                     _ = try await Self.fetch(ids, encoding: encoding, batch: size, clients: clients, phase: "fetch", route: route, connect: connect)
                 }
+            }
+            if !noBytePath {
+                // The byte path: capabilities through the gateway for --batch images at a time, then one HTTPS GET per
+                // image over one keep-alive connection per call.
+                _ = try await Self.fetch(ids, encoding: encoding, batch: batch, clients: clients, phase: "fetch", route: "bytes", transport: .bytes, connect: gateway)
             }
         }
     }
@@ -111,13 +125,22 @@ struct ImagesBench: AsyncParsableCommand {
     }
 
     /// Fetches every image in `encoding`, `batch` per call, into memory (hash checked); prints the figures.
-    static func fetch(_ ids: [String], encoding: Atrium_V1_Encoding, batch: Int, clients: Int, phase: String, route: String, connect: @escaping Connect) async throws -> UInt64 {
+    static func fetch(
+        _ ids: [String],
+        encoding: Atrium_V1_Encoding,
+        batch: Int,
+        clients: Int,
+        phase: String,
+        route: String,
+        transport: FetchTransport = .grpc,
+        connect: @escaping Connect
+    ) async throws -> UInt64 {
         let units = stride(from: 0, to: ids.count, by: batch).map { Array(ids[$0..<min($0 + batch, ids.count)]) }
         return try await measure(
             phase: phase, route: route, units: shard(units, clients), connect: connect,
             extra: ["encoding": encoding.argumentName, "batch": batch]
         ) { atrium, unit in
-            let outcomes = try await atrium.fetchImages(unit, options: .init(encoding: encoding), destination: { _ in DiscardDestination() })
+            let outcomes = try await atrium.fetchImages(unit, options: .init(encoding: encoding, transport: transport), destination: { _ in DiscardDestination() })
             return try outcomes.reduce(0) { $0 + (try $1.image().digest.sizeBytes) }
         }
     }

@@ -106,6 +106,20 @@ struct RegistryStore: Sendable {
         try database.read { db in try ImageRow.fetchOne(db, key: id) }
     }
 
+    /// The images of `ids` that exist and that a caller may see, in one read: those `seesDirectly` accepts, and
+    /// the others that a grant to `receiverID` covers at `now`.
+    func visibleImages(ids: [String], receiverID: String, at now: Date, seesDirectly: (ImageRow) -> Bool) throws -> [String: ImageRow] {
+        try database.read { db in
+            var visible: [String: ImageRow] = [:]
+            for row in try ImageRow.fetchAll(db, keys: ids) {
+                let covered = try seesDirectly(row)
+                    || Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM image WHERE id = ? AND \(Audience.grantClause))", arguments: [row.id, receiverID, now]) ?? false
+                if covered { visible[row.id] = row }
+            }
+            return visible
+        }
+    }
+
     /// Every conditions version of an image, oldest first.
     func conditionsHistory(imageID: String) throws -> [ConditionsRow] {
         try database.read { db in
