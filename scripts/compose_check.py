@@ -13,7 +13,7 @@ Two passes:
      keys (`<<:`) have been resolved, which yaml.safe_load does.
   2. Atrium rules the schema cannot express: depends_on targets exist, named
      volumes are declared, long-running services have health checks,
-     processing runs at least two replicas, only the gateway publishes ports,
+     processing runs at least two replicas, only the gateway publishes ports (and delivery its data plane),
      `atrium serve X` names a known service, and each health check probes the
      service's own ATRIUM_PORT.
 
@@ -41,6 +41,8 @@ ATRIUM_SERVICES = {"gateway", "security", "registry", "delivery", "processing", 
 # Services that are not long-running Atrium processes: no health check required.
 NO_HEALTHCHECK_REQUIRED = {"pki", "postgres"}
 PUBLISHING_SERVICES = {"gateway"}
+# Delivery publishes its data plane (HTTPS for AuthorizeFetch's capabilities), never its gRPC port.
+DATA_PLANE_SERVICE, DATA_PLANE_PORT_KEY = "delivery", "ATRIUM_DELIVERY_BYTES_PORT"
 MIN_PROCESSING_REPLICAS = 2
 
 
@@ -131,8 +133,14 @@ def atrium_rules(document) -> list[str]:
             if not healthcheck or healthcheck.get("disable") or not healthcheck.get("test"):
                 problems.append(f"{where}.healthcheck: long-running service has no health check")
 
-        if service.get("ports") and name not in PUBLISHING_SERVICES:
-            problems.append(f"{where}.ports: only {sorted(PUBLISHING_SERVICES)} may publish ports")
+        if service.get("ports") and name == DATA_PLANE_SERVICE:
+            data_port = str((service.get("environment") or {}).get(DATA_PLANE_PORT_KEY, ""))
+            for index, port in enumerate(service["ports"]):
+                target = str(port.get("target") if isinstance(port, dict) else str(port).split(":")[-1].split("/")[0])
+                if not data_port or target != data_port:
+                    problems.append(f"{where}.ports[{index}]: delivery may publish only its data plane ({DATA_PLANE_PORT_KEY})")
+        elif service.get("ports") and name not in PUBLISHING_SERVICES:
+            problems.append(f"{where}.ports: only {sorted(PUBLISHING_SERVICES)} (and delivery's data plane) may publish ports")
 
         argv = command_argv(service.get("command"))
         for index, arg in enumerate(argv):

@@ -57,6 +57,9 @@ struct ImagesBench: AsyncParsableCommand {
     @Flag(help: "Measure only the byte path, over the images already registered (for profiling it).")
     var onlyBytePath = false
 
+    @Flag(help: "Measure only registration (for profiling it).")
+    var onlyRegister = false
+
     func validate() throws {
         guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
         guard (1...1000).contains(batch) else { throw ValidationError("--batch must be 1 to 1000") }
@@ -77,6 +80,7 @@ struct ImagesBench: AsyncParsableCommand {
                 return receipt.digest.sizeBytes
             }
         }
+        if onlyRegister { return }
         let ids = try await AtriumClient.with(configuration) { atrium in try await atrium.images().map(\.imageID) }
         var routes: [(String, Connect)] = [("gateway", gateway)]
         if let meshData {
