@@ -128,6 +128,12 @@ public final class LocalMesh: @unchecked Sendable {
         HostAndPort(host: "127.0.0.1", port: lock.withLock { mutualTLSPort } ?? ServiceName.gatewayMutualTLSPort)
     }
 
+    /// Delivery's data plane (HTTPS for the byte path), once it has reported its port; `nil` before that or
+    /// when it is off.
+    public var dataPlaneAddress: HostAndPort? {
+        PortFile.read(portFile(of: plan.split ? Instance(.delivery) : .whole) + ".bytes").map { HostAndPort(host: "127.0.0.1", port: $0) }
+    }
+
     /// Every instance with its address.
     public var endpoints: [(instance: Instance, address: HostAndPort)] {
         plan.instances.map { ($0, address(of: $0)) }
@@ -223,6 +229,7 @@ public final class LocalMesh: @unchecked Sendable {
         let portFile = portFile(of: instance)
         try? FileManager.default.removeItem(atPath: portFile)
         try? FileManager.default.removeItem(atPath: portFile + ".mtls")
+        try? FileManager.default.removeItem(atPath: portFile + ".bytes")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: plan.binary)
         process.arguments = ["serve", instance == .whole ? "all" : instance.service.rawValue]

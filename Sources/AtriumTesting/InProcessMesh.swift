@@ -32,7 +32,9 @@ public final class InProcessMesh: Sendable {
     /// Builds and starts every service; `environment` adds `ATRIUM_*` settings. Call ``stop()`` when done.
     public static func start(environment: [String: String] = [:]) async throws -> InProcessMesh {
         let directory = try TemporaryDirectory(prefix: "atrium-inprocess")
-        var settings = ["ATRIUM_DATA_DIR": directory.path, "ATRIUM_GATEWAY_MTLS_PORT": "off", "ATRIUM_INSTANCE_ID": "processing-1"]
+        var settings = [
+            "ATRIUM_DATA_DIR": directory.path, "ATRIUM_GATEWAY_MTLS_PORT": "off", "ATRIUM_DELIVERY_BYTES_PORT": "off", "ATRIUM_INSTANCE_ID": "processing-1",
+        ]
         settings.merge(environment) { _, new in new }
         let values = ConfigValues(settings)
         let runtime = try RuntimeConfiguration(service: .gateway, values: values)

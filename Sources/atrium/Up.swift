@@ -74,6 +74,9 @@ struct Up: AsyncParsableCommand {
             if status != "SERVING" { silent.append(listener.name) }
             say("  \(listener.name.padding(toLength: 13, withPad: " ", startingAt: 0)) \(listener.address.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(listener.role)")
         }
+        if let dataPlane = mesh.dataPlaneAddress {
+            say("  \("data-plane".padding(toLength: 13, withPad: " ", startingAt: 0)) \(dataPlane.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \("HTTPS".padding(toLength: 10, withPad: " ", startingAt: 0)) public, image bytes for AuthorizeFetch")
+        }
         guard silent.isEmpty else {
             say("not serving: \(silent.joined(separator: ", ")); see \(dataDirectory)/log/. Stopping.")
             mesh.stop()
