@@ -64,6 +64,7 @@ def start_orthanc(tag):
     cfg = write_config(dbdir)
     logf = open(os.path.join(BASE, f"orthanc-{tag}.log"), "w")
     p = subprocess.Popen(["/usr/sbin/Orthanc", cfg], stdout=logf, stderr=subprocess.STDOUT)
+    last = None
     for _ in range(200):
         try:
             c = http.client.HTTPConnection(HOST, PORT, timeout=2)
@@ -73,10 +74,10 @@ def start_orthanc(tag):
                 if tag.startswith("c1r0"):
                     print(subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout, flush=True)
                 return p, dbdir
-        except OSError:
-            pass
+        except OSError as error:
+            last = error
         time.sleep(0.05)
-    raise RuntimeError("Orthanc did not start")
+    raise RuntimeError(f"Orthanc did not start: {last!r}")
 
 
 def stop_orthanc(p, dbdir):
