@@ -7,11 +7,17 @@ enum Rendering {
     /// The first frame of `file`, decoded, as one number per sample (interleaved when RGB). Colour other than
     /// RGB is refused, naming `purpose` ("thumbnails", "film").
     static func firstFrame(of file: DICOMFile, for purpose: String) throws(PixelError) -> (layout: PixelLayout, values: [Double]) {
+        let (layout, bytes) = try firstFrameBytes(of: file, for: purpose)
+        return (layout, samples(bytes, layout: layout))
+    }
+
+    /// The first frame's stored samples as little-endian bytes, for grey or RGB images only.
+    static func firstFrameBytes(of file: DICOMFile, for purpose: String) throws(PixelError) -> (layout: PixelLayout, bytes: [UInt8]) {
         let (layout, bytes) = try PixelDecoder.decode(file)
         guard layout.samplesPerPixel == 1 || layout.photometricInterpretation == "RGB" else {
             throw .unsupported("\(purpose) of \(layout.photometricInterpretation) colour images")
         }
-        return (layout, samples(bytes, layout: layout))
+        return (layout, bytes)
     }
 
     /// Grey samples (stored values) to 8-bit levels: Rescale Slope/Intercept, then `window` if given, else the

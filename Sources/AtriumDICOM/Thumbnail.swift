@@ -4,32 +4,21 @@
 public enum Thumbnail {
     /// A PNG of `file`'s first frame.
     public static func png(of file: DICOMFile, maximumEdge: Int = 128) throws(PixelError) -> [UInt8] {
-        let (layout, values) = try Rendering.firstFrame(of: file, for: "thumbnails")
+        let (layout, bytes) = try Rendering.firstFrameBytes(of: file, for: "thumbnails")
         let scale = min(1.0, Double(maximumEdge) / Double(max(layout.rows, layout.columns)))
         let width = max(1, Int((Double(layout.columns) * scale).rounded()))
         let height = max(1, Int((Double(layout.rows) * scale).rounded()))
         let channels = layout.samplesPerPixel
-        var small = [Double](repeating: 0, count: width * height * channels)
-        // Every index below is within the frame by construction (y1 <= rows, x1 <= columns): no bounds checks.
-        values.withUnsafeBufferPointer { source in
-            small.withUnsafeMutableBufferPointer { target in
-                for y in 0..<height {
-                    let y0 = y * layout.rows / height, y1 = max(y0 + 1, (y + 1) * layout.rows / height)
-                    for x in 0..<width {
-                        let x0 = x * layout.columns / width, x1 = max(x0 + 1, (x + 1) * layout.columns / width)
-                        for channel in 0..<channels {
-                            var sum = 0.0
-                            for sy in y0..<y1 {
-                                var index = (sy * layout.columns + x0) * channels + channel
-                                for _ in x0..<x1 {
-                                    sum += source[index]
-                                    index += channels
-                                }
-                            }
-                            target[(y * width + x) * channels + channel] = sum / Double((y1 - y0) * (x1 - x0))
-                        }
-                    }
-                }
+        // Averaged straight from the stored samples, without a Double copy of the whole frame; the same sums, in
+        // the same order, as averaging `Rendering.samples`.
+        let small = bytes.withUnsafeBytes { raw -> [Double] in
+            switch (layout.bytesPerSample, layout.signed) {
+            case (1, false): boxAverage(raw, UInt8.self, layout: layout, width: width, height: height)
+            case (1, true): boxAverage(raw, Int8.self, layout: layout, width: width, height: height)
+            case (2, false): boxAverage(raw, UInt16.self, layout: layout, width: width, height: height)
+            case (2, true): boxAverage(raw, Int16.self, layout: layout, width: width, height: height)
+            case (_, false): boxAverage(raw, UInt32.self, layout: layout, width: width, height: height)
+            case (_, true): boxAverage(raw, Int32.self, layout: layout, width: width, height: height)
             }
         }
         let pixels =
@@ -37,5 +26,38 @@ public enum Thumbnail {
             ? Rendering.rgbLevels(small, bitsStored: layout.bitsStored)
             : Rendering.greyLevels(small, dataset: file.dataset, photometric: layout.photometricInterpretation)
         return Rendering.encodePNG(pixels, width: width, height: height, channels: channels)
+    }
+
+    /// The frame's samples of type `Sample` (little endian) averaged over `width`×`height` boxes, per channel.
+    private static func boxAverage<Sample: FixedWidthInteger>(
+        _ raw: UnsafeRawBufferPointer,
+        _: Sample.Type,
+        layout: PixelLayout,
+        width: Int,
+        height: Int
+    ) -> [Double] {
+        let channels = layout.samplesPerPixel
+        let stride = MemoryLayout<Sample>.size
+        return [Double](unsafeUninitializedCapacity: width * height * channels) { target, initialized in
+            // Every index below is within the frame by construction (y1 <= rows, x1 <= columns).
+            for y in 0..<height {
+                let y0 = y * layout.rows / height, y1 = max(y0 + 1, (y + 1) * layout.rows / height)
+                for x in 0..<width {
+                    let x0 = x * layout.columns / width, x1 = max(x0 + 1, (x + 1) * layout.columns / width)
+                    for channel in 0..<channels {
+                        var sum = 0.0
+                        for sy in y0..<y1 {
+                            var index = (sy * layout.columns + x0) * channels + channel
+                            for _ in x0..<x1 {
+                                sum += Double(Sample(littleEndian: raw.loadUnaligned(fromByteOffset: index * stride, as: Sample.self)))
+                                index += channels
+                            }
+                        }
+                        target[(y * width + x) * channels + channel] = sum / Double((y1 - y0) * (x1 - x0))
+                    }
+                }
+            }
+            initialized = width * height * channels
+        }
     }
 }

@@ -213,11 +213,14 @@ public final class BlobWriter {
         // `sha256/ab/cd/`: a directory created here is only durable once its parent is synced too.
         let parent = String(directory[..<directory.lastIndex(of: "/")!])
         let created = (parent: FileSystem.size(ofExisting: parent) == nil, leaf: FileSystem.size(ofExisting: directory) == nil)
-        do {
-            try FileSystem.makeDirectories(directory)
-        } catch {
-            unlink(tempPath)
-            throw error
+        // Plain mkdir(2) for the one or two missing levels (the store's root exists): another upload may create
+        // the same directory at the same moment, which is fine.
+        for (missing, path) in [(created.parent, parent), (created.leaf, directory)] where missing {
+            guard mkdir(path, 0o750) == 0 || errno == EEXIST else {
+                let problem = "mkdir \(path): \(FileSystem.errnoText())"
+                unlink(tempPath)
+                throw .io(problem)
+            }
         }
         guard rename(tempPath, finalPath) == 0 else {
             unlink(tempPath)
