@@ -49,13 +49,14 @@ test: deps pydeps compose-check
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	ATRIUM_BINARY=$(CURDIR)/.build/debug/atrium $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-# What only the benchmarks need: socat and iproute2 (the shaped-link figure), orthanc (the peer, run in the same
+# What only the benchmarks need: socat and iproute2 (the shaped-link figure), orthanc and nginx-light (peers, run in the same
 # invocation on the same slices), imagecodecs (CharLS from Python, the reference for JPEG-LS sizes).
 benchdeps:
-	@missing=""; for p in socat iproute2 orthanc; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in socat iproute2 orthanc nginx-light; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now orthanc nginx >/dev/null 2>&1 || true; fi; \
 	fi
 	@$(PYTHON) -c "import imagecodecs" 2>/dev/null || $(PYTHON) -m pip install -q imagecodecs 2>/dev/null || \
 	  $(PYTHON) -m pip install -q --break-system-packages imagecodecs

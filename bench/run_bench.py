@@ -43,6 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ORTHANC = {}
 ORTHANC_CPU_MS = {}
 ORTHANC_FIND_MS = None
+# nginx over TLS 1.3 (and plain HTTP) to curl clients on the same slices, this run: {(scheme, clients): images/s}.
+TLS_CEILING = {}
 BATCH = 50
 
 # scipy single-threaded on one 512x512 slice, MPix/s, and numpy's MIP over 200x512x512 in ms, measured on a machine
@@ -260,6 +262,7 @@ def main():
         return
     if "orthanc" not in skip:
         orthanc_bench(slices)
+        tls_ceiling_bench(slices)
     rows = []
     for split in (False, True):
         for clients in [int(c) for c in args.clients.split(",")]:
@@ -278,16 +281,19 @@ def main():
     print("(batch: images per process; p50/p99: the whole run). Other routes fetch into memory. batch: images per call;")
     print("p50/p99 per call.")
     header = (f"{'mode':5} {'phase':9} {'route':7} {'encoding':9} {'batch':>5} {'clients':>7} {'images/s':>9} {'MB/s':>7} "
-              f"{'p50 ms':>7} {'p99 ms':>7} {'vs Orthanc':>11}")
+              f"{'p50 ms':>7} {'p99 ms':>7} {'vs Orthanc':>11} {'vs nginx TLS':>13}")
     print(header)
     print("-" * len(header))
     for r in rows:
         ref = ORTHANC.get((r["phase"], r["clients"]))
         ratio = f"{r['images_per_s'] / ref:.2f}x" if ref and r["phase"] in ("register", "fetch") else "-"
+        ceiling = TLS_CEILING.get(("https", r["clients"]))
+        versus_tls = f"{r['images_per_s'] / ceiling:.2f}x" if ceiling and r["phase"] == "fetch" else "-"
         print(f"{r['mode']:5} {r['phase']:9} {r['route']:7} {r.get('encoding', '-'):9} {r.get('batch', 1):>5} {r['clients']:>7} "
-              f"{r['images_per_s']:>9.1f} {r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {ratio:>11}")
+              f"{r['images_per_s']:>9.1f} {r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {ratio:>11} {versus_tls:>13}")
     print("\nvs Orthanc: Atrium's images/s over Orthanc's with the same number of clients, both measured above in this run")
-    print("on the same slices (Orthanc over plain HTTP, one image per request; Atrium over TLS).")
+    print("on the same slices (Orthanc over plain HTTP, one image per request; Atrium over TLS). vs nginx TLS: over nginx")
+    print("serving the same files over TLS 1.3 to as many curl clients, this run: the machine's TLS ceiling, no hashing.")
 
     if "query" not in skip:
         print_query_figures(binary, args.query_records)
@@ -321,6 +327,22 @@ def orthanc_bench(slices):
         print(f"  {phase:8} {clients} client(s): {rate:8.1f} images/s, Orthanc CPU {ORTHANC_CPU_MS[(phase, clients)]:.2f} ms/image")
     if ORTHANC_FIND_MS is not None:
         print(f"  patient query (instance level, IDs only): {ORTHANC_FIND_MS:.2f} ms median")
+    print(flush=True)
+
+
+def tls_ceiling_bench(slices):
+    """nginx serving the same slices over TLS 1.3 and plain HTTP to curl clients (bench/tls_ceiling.py): what TLS on
+    both ends costs on this machine, with no hashing or parsing on either side. Fills TLS_CEILING."""
+    done = subprocess.run([sys.executable, os.path.join(HERE, "tls_ceiling.py"), slices], capture_output=True, text=True,
+                          timeout=600)
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not rows:
+        print(f"nginx did not run (exit {done.returncode}): {done.stderr.strip()[-400:]}")
+        return
+    print("nginx 1.22 (Debian) serving the same slices to curl clients, this run (bench/tls_ceiling.py; no hashing):")
+    for r in rows:
+        TLS_CEILING[(r["scheme"], r["clients"])] = r["images_per_s"]
+        print(f"  {r['scheme']:5} {r['clients']} client(s): {r['images_per_s']:8.1f} images/s, {r['mb_per_s']:7.1f} MB/s")
     print(flush=True)
 
 
