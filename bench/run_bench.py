@@ -609,7 +609,7 @@ def link_bench(binary, series_dir, count=200):
             for encoding in ("original", "jpeg-ls"):
                 target = os.path.join(mesh.data, f"far-{encoding}")
                 started = time.time()
-                subprocess.run(["ip", "netns", "exec", NETNS, binary, "images", "fetch", *ids, "-o", target, "--encoding", encoding]
+                subprocess.run(["ip", "netns", "exec", NETNS, binary, "images", "fetch", "--via", "grpc", *ids, "-o", target, "--encoding", encoding]
                                + args, check=True, capture_output=True)
                 seconds = time.time() - started
                 size = sum(os.path.getsize(os.path.join(target, f)) for f in os.listdir(target))

@@ -1,7 +1,6 @@
 public import AtriumCore
 import Foundation
 import GRPCCore
-import GRPCInProcessTransport
 public import AtriumRuntime
 public import Logging
 public import ServiceLifecycle
@@ -48,7 +47,7 @@ public final class InProcessWiring: ServiceWiring, @unchecked Sendable {
     private struct Link {
         let caller: ServiceName
         let callee: ServiceName
-        let transport: InProcessTransport
+        let transport: LocalLink
     }
 
     private let lock = NSLock()
@@ -57,7 +56,7 @@ public final class InProcessWiring: ServiceWiring, @unchecked Sendable {
     public init() {}
 
     public func connection(from caller: ServiceName, to callee: ServiceName) throws -> Connection {
-        let transport = InProcessTransport()
+        let transport = LocalLink()
         lock.withLock { links.append(Link(caller: caller, callee: callee, transport: transport)) }
         return .inProcess(GRPCClient(transport: transport.client))
     }
@@ -84,7 +83,7 @@ public final class InProcessWiring: ServiceWiring, @unchecked Sendable {
 
 /// Runs one in-process server until graceful shutdown, then lets its calls finish.
 struct InProcessServer: Service {
-    let server: GRPCServer<InProcessTransport.Server>
+    let server: GRPCServer<LocalLink.Server>
 
     func run() async throws {
         try await withGracefulShutdownHandler {

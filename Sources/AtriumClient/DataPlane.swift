@@ -1,5 +1,5 @@
 import AtriumAPI
-import AtriumCore
+public import AtriumCore
 import Foundation
 import GRPCCore
 import NIOCore
@@ -9,7 +9,8 @@ import NIOSSL
 
 /// How an image's bytes travel in ``AtriumClient/fetchImages(_:options:destination:progress:)``.
 public enum FetchTransport: Sendable, Hashable {
-    /// The byte path when this client knows the gateway's host and the server offers it, else `grpc`.
+    /// The byte path when this client knows the gateway's host, the server offers it and its data plane can be
+    /// reached; else `grpc`.
     case automatic
     /// `Delivery.Fetch`: the bytes inside gRPC messages, through the gateway (one protocol end to end; paced
     /// at the contract's byte rate).
@@ -27,6 +28,11 @@ struct DataPlaneAccess: Sendable {
 /// One keep-alive HTTPS connection to delivery's data plane (HTTP/1.1).
 struct DataPlaneConnection {
     typealias Channel = NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+
+    /// The data plane could not be connected to (a firewall that opens only the gateway's port, a wrong base URL).
+    struct Unreachable: Error {
+        var error: RPCError
+    }
 
     /// A response that is not the object: the status and the plane's message.
     struct Refusal: Error {
@@ -68,7 +74,7 @@ struct DataPlaneConnection {
                     }
                 }
         } catch {
-            throw RPCError(code: .unavailable, message: "cannot reach the data plane at \(host):\(port): \(error)")
+            throw Unreachable(error: RPCError(code: .unavailable, message: "cannot reach the data plane at \(host):\(port): \(error)"))
         }
         return try await channel.executeThenClose { inbound, outbound in
             var connection = DataPlaneConnection(responses: inbound.makeAsyncIterator(), requests: outbound, host: host)
@@ -155,5 +161,27 @@ extension Atrium_V1_AuthorizeFetchResponse {
             throw RPCError(code: .internalError, message: "the server's data plane URL '\(baseURL)' is not an https URL")
         }
         return (named, url.port ?? 443)
+    }
+}
+
+/// `atrium up`'s health check of delivery's data plane: `GET /healthz` over HTTPS.
+public enum DataPlaneProbe {
+    /// "SERVING" when the data plane at `address` answers 200, else what went wrong.
+    public static func check(_ address: HostAndPort, caPath: String) async -> String {
+        do {
+            return try await DataPlaneConnection.with(host: address.host, port: address.port, caPath: caPath) { connection in
+                try await connection.send("/healthz", from: 0)
+                var body = ByteBuffer()
+                try await connection.receive(from: 0) { part in
+                    var part = part
+                    body.writeBuffer(&part)
+                }
+                return String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        } catch let refusal as DataPlaneConnection.Refusal {
+            return "HTTP \(refusal.status.code)"
+        } catch {
+            return "NO ANSWER"
+        }
     }
 }

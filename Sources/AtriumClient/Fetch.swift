@@ -143,6 +143,11 @@ extension AtriumClient {
                         // The server has no byte path, or the contract paces bytes: gRPC it is, from now on.
                         useBytePath = false
                         continue
+                    } catch let unreachable as DataPlaneConnection.Unreachable {
+                        // Only the gateway's port is open to this client: gRPC, unless the byte path was asked for.
+                        guard options.transport == .automatic else { throw unreachable.error }
+                        useBytePath = false
+                        continue
                     }
                 } else {
                     try await delivery.fetch(request: ClientRequest(message: request, metadata: metadata)) { response in

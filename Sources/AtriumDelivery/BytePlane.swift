@@ -19,7 +19,7 @@ import Synchronization
 /// service, so a revoked share or suspended subscriber stops new capabilities at once (delivery asks the registry
 /// when issuing them) and outstanding ones when they expire (`ATRIUM_DELIVERY_CAPABILITY_TTL_MS`, 5 s by default).
 ///
-/// Answers: 200 (whole object) or 206 (one `Range`), 416 for a range past the end, 403 for a capability that is
+/// `GET /healthz` answers 200 `SERVING` to anyone. Answers for objects: 200 (whole object) or 206 (one `Range`), 416 for a range past the end, 403 for a capability that is
 /// forged, from before a restart or expired (ask again), 404 for any other path, 405 for methods other than GET
 /// and HEAD, 500 when the stored object is missing or shorter than recorded. Bytes are read with `pread` on NIO's
 /// blocking-I/O thread pool, never on Swift's cooperative pool, and are not hashed here: the client checks the
@@ -109,6 +109,10 @@ public final class BytePlane: Service, Sendable {
             return try await refuse(request, .methodNotAllowed, "only GET and HEAD", outbound, extra: [("Allow", "GET, HEAD")])
         }
         let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        if path == "/healthz" {
+            // For `atrium up`, load balancers and compose: no capability needed, nothing revealed.
+            return try await refuse(request, .ok, "SERVING", outbound)
+        }
         let prefix = "/v1/objects/"
         guard path.hasPrefix(prefix) else { return try await refuse(request, .notFound, "no such path", outbound) }
         let capability: ObjectCapability
@@ -176,6 +180,7 @@ public final class BytePlane: Service, Sendable {
         return buffer
     }
 
+    /// A short text answer (a refusal, or the health answer).
     private func refuse(
         _ request: HTTPRequestHead,
         _ status: HTTPResponseStatus,

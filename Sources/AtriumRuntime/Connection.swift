@@ -1,6 +1,6 @@
 public import AtriumAPI
 public import GRPCCore
-public import GRPCInProcessTransport
+
 public import GRPCNIOTransportHTTP2
 
 
@@ -53,7 +53,7 @@ public enum Connection: Sendable {
     /// Another process, over HTTP/2.
     case http2(GRPCClient<HTTP2ClientTransport.Posix>)
     /// A service in this process: no TLS, no HTTP/2, no socket.
-    case inProcess(GRPCClient<InProcessTransport.Client>)
+    case inProcess(GRPCClient<LocalLink.Client>)
 
     /// The untyped client (the gateway's relay).
     public var rpc: any RPCClient {

@@ -260,6 +260,13 @@ public final class LocalMesh: @unchecked Sendable {
                     }
                     lock.withLock { mutualTLSPort = mutual }
                 }
+                // So does delivery's data plane, unless it is off.
+                if instance.service == .delivery || instance == .whole, plan.environment["ATRIUM_DELIVERY_BYTES_PORT"] != "off",
+                    PortFile.read(portFile + ".bytes") == nil
+                {
+                    try await Task.sleep(for: .milliseconds(25))
+                    continue
+                }
                 lock.withLock { ports[instance] = port }
                 return
             }

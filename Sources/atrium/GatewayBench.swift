@@ -7,7 +7,6 @@ import AtriumRuntime
 import AtriumSecurity
 import Foundation
 import GRPCCore
-import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
@@ -141,7 +140,7 @@ struct GatewayBench: AsyncParsableCommand {
     /// The one-process case (`atrium serve all`): the client reaches the gateway over TLS, and the gateway reaches
     /// the backend over an in-process link; "direct" is the same backend behind a TLS listener of its own.
     private func oneProcess(directory: String, pki: String, keys: [String], security: SecurityService, logger: Logger) async throws {
-        let link = InProcessTransport()
+        let link = LocalLink()
         let backendServer = GRPCServer(
             transport: link.server,
             services: [security.internalService, StandInAccount()],

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AtriumClient
 import AtriumCore
 import AtriumRuntime
 import AtriumSecurity
@@ -75,7 +76,9 @@ struct Up: AsyncParsableCommand {
             say("  \(listener.name.padding(toLength: 13, withPad: " ", startingAt: 0)) \(listener.address.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(listener.role)")
         }
         if let dataPlane = mesh.dataPlaneAddress {
-            say("  \("data-plane".padding(toLength: 13, withPad: " ", startingAt: 0)) \(dataPlane.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \("HTTPS".padding(toLength: 10, withPad: " ", startingAt: 0)) public, image bytes for AuthorizeFetch")
+            let status = await DataPlaneProbe.check(dataPlane, caPath: "\(plan.pkiDirectory)/ca.pem")
+            if status != "SERVING" { silent.append("data-plane") }
+            say("  \("data-plane".padding(toLength: 13, withPad: " ", startingAt: 0)) \(dataPlane.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) public, HTTPS, image bytes for AuthorizeFetch")
         }
         guard silent.isEmpty else {
             say("not serving: \(silent.joined(separator: ", ")); see \(dataDirectory)/log/. Stopping.")

@@ -4,7 +4,7 @@ import AtriumRuntime
 import AtriumTesting
 import Foundation
 import GRPCCore
-import GRPCInProcessTransport
+import AtriumRuntime
 import SwiftProtobuf
 import Testing
 
@@ -14,10 +14,10 @@ import Testing
 struct InProcessServiceTests {
     /// The generated stubs over the mesh's client link.
     struct Stubs {
-        let registry: Atrium_V1_Registry.Client<InProcessTransport.Client>
-        let delivery: Atrium_V1_Delivery.Client<InProcessTransport.Client>
-        let processing: Atrium_V1_Processing.Client<InProcessTransport.Client>
-        let admin: Atrium_V1_SecurityAdmin.Client<InProcessTransport.Client>
+        let registry: Atrium_V1_Registry.Client<LocalLink.Client>
+        let delivery: Atrium_V1_Delivery.Client<LocalLink.Client>
+        let processing: Atrium_V1_Processing.Client<LocalLink.Client>
+        let admin: Atrium_V1_SecurityAdmin.Client<LocalLink.Client>
 
         init(_ connection: Connection) throws {
             guard case .inProcess(let client) = connection else { throw ConfigurationError(key: "link", problem: "not in-process") }

@@ -142,5 +142,25 @@ extension IntegrationTests {
                 #expect(try outcome[0].image().digest.sha256 == Hex.encode(SHA256.hash(data: bytes)))
             }
         }
+
+        @Test("a data plane the client cannot reach: auto falls back to Fetch, an explicit byte path fails UNAVAILABLE")
+        func unreachable() async throws {
+            // The advertised URL names a port nothing listens on, as when a firewall opens only the gateway's port.
+            let mesh = try await TestMesh(split: false, environment: ["ATRIUM_DELIVERY_BYTES_URL": "https://127.0.0.1:9"])
+            defer { mesh.stop() }
+            let hospital = try await mesh.createSubscriber(name: "Hospital", kind: .hospital)
+            let bytes = try OneProcessTests.slice(1, series: "1.2.999.73.1")
+            try await AtriumClient.with(mesh.clientConfiguration(apiKey: hospital.key)) { atrium in
+                let image = try await atrium.registerImage(bytes: bytes).imageID
+                let fetched = try await atrium.fetchImages([image], into: "\(mesh.directory.path)/auto", options: .init(transport: .automatic))
+                #expect(try fetched[0].image().digest.sha256 == Hex.encode(SHA256.hash(data: bytes)))
+                await #expect {
+                    _ = try await atrium.fetchImages(
+                        [image], into: "\(mesh.directory.path)/bytes",
+                        options: .init(transport: .bytes, maxAttempts: 2, initialBackoff: .milliseconds(10))
+                    )
+                } throws: { code(of: $0) == .unavailable }
+            }
+        }
     }
 }

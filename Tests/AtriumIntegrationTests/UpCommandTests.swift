@@ -36,13 +36,15 @@ extension IntegrationTests {
             let directory = try TemporaryDirectory(prefix: "atrium-up")
             let (process, text) = try Self.startUp(in: directory, split: split)
             defer { if process.isRunning { process.interrupt(); process.waitUntilExit() } }
-            let processLines = text.split(separator: "\n").filter { $0.contains("127.0.0.1:") && !$0.contains("export") }
-            // One process, or eight; and the gateway's second (client-certificate) listener.
+            let listed = text.split(separator: "\n").filter { $0.contains("127.0.0.1:") && !$0.contains("export") }
+            // One process, or eight; the gateway's second (client-certificate) listener; delivery's data plane (HTTPS,
+            // its own health answer).
             let processes = split ? 8 : 1
-            #expect(processLines.count == processes + 1, "\(text)")
-            for line in processLines {
+            #expect(listed.count == processes + 2, "\(text)")
+            for line in listed {
                 #expect(line.contains("SERVING"), "\(line)")
             }
+            let processLines = listed.filter { !$0.contains("data-plane") }
             #expect(text.contains("export ATRIUM_API_KEY=atr_"))
 
             // Every listed process really answers `atrium health`.
