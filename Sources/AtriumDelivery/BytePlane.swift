@@ -106,22 +106,22 @@ public final class BytePlane: Service, Sendable {
 
     private func respond(to request: HTTPRequestHead, _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
         guard request.method == .GET || request.method == .HEAD else {
-            return try await refuse(request, .methodNotAllowed, "only GET and HEAD", outbound, extra: [("Allow", "GET, HEAD")])
+            return try await answer(request, .methodNotAllowed, "only GET and HEAD", outbound, extra: [("Allow", "GET, HEAD")])
         }
         let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         if path == "/healthz" {
             // For `atrium up`, load balancers and compose: no capability needed, nothing revealed.
-            return try await refuse(request, .ok, "SERVING", outbound)
+            return try await answer(request, .ok, "SERVING", outbound)
         }
         let prefix = "/v1/objects/"
-        guard path.hasPrefix(prefix) else { return try await refuse(request, .notFound, "no such path", outbound) }
+        guard path.hasPrefix(prefix) else { return try await answer(request, .notFound, "no such path", outbound) }
         let capability: ObjectCapability
         do {
             capability = try sealer.open(path.dropFirst(prefix.count))
         } catch .expired {
-            return try await refuse(request, .forbidden, "the capability has expired: call AuthorizeFetch again", outbound)
+            return try await answer(request, .forbidden, "the capability has expired: call AuthorizeFetch again", outbound)
         } catch {
-            return try await refuse(request, .forbidden, "not a valid capability (forged, damaged, or issued before a restart)", outbound)
+            return try await answer(request, .forbidden, "not a valid capability (forged, damaged, or issued before a restart)", outbound)
         }
         let store = capability.store == .original ? blobs : variants
         let reader: BlobReader
@@ -129,11 +129,11 @@ public final class BytePlane: Service, Sendable {
             reader = try store.openReader(capability.sha256)
         } catch {
             logger.error("data plane cannot open a stored object", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(capability.imageID)"])
-            return try await refuse(request, .internalServerError, "the stored object is unavailable", outbound)
+            return try await answer(request, .internalServerError, "the stored object is unavailable", outbound)
         }
         guard reader.size == capability.size else {
             logger.error("a stored object's size does not match its record", metadata: [LogKey.imageID: "\(capability.imageID)"])
-            return try await refuse(request, .internalServerError, "the stored object is unavailable", outbound)
+            return try await answer(request, .internalServerError, "the stored object is unavailable", outbound)
         }
         let size = capability.size
         var headers = HTTPHeaders()
@@ -153,7 +153,7 @@ public final class BytePlane: Service, Sendable {
                 range = part
                 headers.add(name: "Content-Range", value: "bytes \(part.lowerBound)-\(part.upperBound - 1)/\(size)")
             case .unsatisfiable:
-                return try await refuse(request, .rangeNotSatisfiable, "range past the end", outbound, extra: [("Content-Range", "bytes */\(size)")])
+                return try await answer(request, .rangeNotSatisfiable, "range past the end", outbound, extra: [("Content-Range", "bytes */\(size)")])
             }
         }
         headers.add(name: "Content-Length", value: "\(range.count)")
@@ -181,7 +181,7 @@ public final class BytePlane: Service, Sendable {
     }
 
     /// A short text answer (a refusal, or the health answer).
-    private func refuse(
+    private func answer(
         _ request: HTTPRequestHead,
         _ status: HTTPResponseStatus,
         _ message: String,

@@ -131,27 +131,10 @@ public struct DeliveryService: Sendable {
         let chunkSize = request.chunkSize == 0 ? 1 << 20 : Int(request.chunkSize)
         let encoding: Atrium_V1_Encoding = request.encoding == .unspecified ? .original : request.encoding
         let fetchID = request.fetchID.isEmpty ? caller.requestID : request.fetchID
-        // For a printer: the open job that allows the fetch, and whose submitter's visibility applies.
-        let visibility: VerifiedCaller
-        let allowed: Set<String>?
-        if request.printJobID.isEmpty {
-            (visibility, allowed) = (caller, nil)
-        } else {
-            let job = try await openJob(request.printJobID, printer: caller)
-            visibility = try VerifiedCaller(message: Atrium_V1_CallerIdentity(serializedBytes: job.submitter))
-            allowed = Set(job.images)
-        }
         // Records are resolved a window at a time, one registry call per 64 images, and the next window's call
         // runs while the current window streams.
-        let windows = stride(from: 0, to: request.imageIds.count, by: 64).map { Array(request.imageIds[$0..<min($0 + 64, request.imageIds.count)]) }
-        let lookup: @Sendable ([String]) async throws -> Lookup = { window in
-            var refusals: [String: String] = [:]
-            for id in window where !(allowed?.contains(id) ?? true) {
-                refusals[id] = "image '\(id)' is not part of print job '\(request.printJobID)'"
-            }
-            let records = try await resolve(window.filter { refusals[$0] == nil }, for: visibility, refusals: &refusals)
-            return Lookup(records: records, refusals: refusals)
-        }
+        let windows = Self.windows(of: request.imageIds)
+        let lookup = try await lookup(for: request, caller: caller)
         var current = try await lookup(windows[0])
         for (index, window) in windows.enumerated() {
             async let upcoming = index + 1 < windows.count ? lookup(windows[index + 1]) : Lookup()
@@ -186,27 +169,15 @@ public struct DeliveryService: Sendable {
         }
         let encoding: Atrium_V1_Encoding = request.encoding == .unspecified ? .original : request.encoding
         let fetchID = request.fetchID.isEmpty ? caller.requestID : request.fetchID
-        let visibility: VerifiedCaller
-        let allowed: Set<String>?
-        if request.printJobID.isEmpty {
-            (visibility, allowed) = (caller, nil)
-        } else {
-            let job = try await openJob(request.printJobID, printer: caller)
-            visibility = try VerifiedCaller(message: Atrium_V1_CallerIdentity(serializedBytes: job.submitter))
-            allowed = Set(job.images)
-        }
+        let lookup = try await lookup(for: request, caller: caller)
         let method = Atrium_V1_Delivery.Method.AuthorizeFetch.descriptor
         let expires = Date().addingTimeInterval(Double(configuration.capabilityTTL.components.seconds) + Double(configuration.capabilityTTL.components.attoseconds) * 1e-18)
         var response = Atrium_V1_AuthorizeFetchResponse()
         response.baseURL = configuration.bytesBaseURL
         response.port = UInt32(port)
-        for start in stride(from: 0, to: request.imageIds.count, by: 64) {
-            let window = Array(request.imageIds[start..<min(start + 64, request.imageIds.count)])
-            var refusals: [String: String] = [:]
-            for id in window where !(allowed?.contains(id) ?? true) {
-                refusals[id] = "image '\(id)' is not part of print job '\(request.printJobID)'"
-            }
-            let records = try await resolve(window.filter { refusals[$0] == nil }, for: visibility, refusals: &refusals)
+        for window in Self.windows(of: request.imageIds) {
+            let found = try await lookup(window)
+            let (records, refusals) = (found.records, found.refusals)
             // The window's usage is written in one transaction before any of its capabilities is handed out.
             var events: [Atrium_V1_UsageEvent] = []
             for imageID in window {
@@ -249,6 +220,33 @@ public struct DeliveryService: Sendable {
             try meter(events, requestID: caller.requestID)
         }
         return response
+    }
+
+    /// `ids` in windows of 64, one registry call each.
+    static func windows(of ids: [String]) -> [[String]] {
+        stride(from: 0, to: ids.count, by: 64).map { Array(ids[$0..<min($0 + 64, ids.count)]) }
+    }
+
+    /// How `request`'s images are looked up for `caller`, a window at a time. For a printer: the open job that
+    /// allows the fetch, and whose submitter's visibility applies; images outside the job are refused.
+    func lookup(for request: Atrium_V1_FetchRequest, caller: VerifiedCaller) async throws -> @Sendable ([String]) async throws -> Lookup {
+        let visibility: VerifiedCaller
+        let allowed: Set<String>?
+        if request.printJobID.isEmpty {
+            (visibility, allowed) = (caller, nil)
+        } else {
+            let job = try await openJob(request.printJobID, printer: caller)
+            visibility = try VerifiedCaller(message: Atrium_V1_CallerIdentity(serializedBytes: job.submitter))
+            allowed = Set(job.images)
+        }
+        return { window in
+            var refusals: [String: String] = [:]
+            for id in window where !(allowed?.contains(id) ?? true) {
+                refusals[id] = "image '\(id)' is not part of print job '\(request.printJobID)'"
+            }
+            let records = try await resolve(window.filter { refusals[$0] == nil }, for: visibility, refusals: &refusals)
+            return Lookup(records: records, refusals: refusals)
+        }
     }
 
     /// One window's records, and why the others are refused.

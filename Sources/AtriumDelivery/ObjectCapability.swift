@@ -1,3 +1,4 @@
+import AtriumCore
 import Crypto
 import Foundation
 
@@ -41,7 +42,7 @@ struct CapabilitySealer: Sendable {
         Self.append(capability.expiresUnixMilliseconds, to: &payload)
         payload.append(capability.store.rawValue)
         Self.append(capability.size, to: &payload)
-        payload += Self.bytes(ofHex: capability.sha256) ?? []
+        payload += Hex.decode(capability.sha256) ?? []
         Self.append(UInt64(UInt32(bitPattern: capability.encoding)), to: &payload)
         for text in [capability.subscriberID, capability.fetchID, capability.imageID] {
             let utf8 = Array(text.utf8.prefix(Int(UInt16.max)))
@@ -83,7 +84,7 @@ struct CapabilitySealer: Sendable {
             expiresUnixMilliseconds: expires,
             store: store,
             size: size,
-            sha256: digest.map { String(format: "%02x", $0) }.joined(),
+            sha256: Hex.encode(digest),
             encoding: Int32(bitPattern: UInt32(truncatingIfNeeded: encoding)),
             subscriberID: subscriberID,
             fetchID: fetchID,
@@ -118,26 +119,6 @@ struct CapabilitySealer: Sendable {
 
     private static func append(_ value: UInt64, to bytes: inout [UInt8]) {
         for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
-    }
-
-    private static func bytes(ofHex hex: String) -> [UInt8]? {
-        let utf8 = Array(hex.utf8)
-        guard utf8.count == 64 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        for index in stride(from: 0, to: 64, by: 2) {
-            guard let high = nibble(utf8[index]), let low = nibble(utf8[index + 1]) else { return nil }
-            out.append(high << 4 | low)
-        }
-        return out
-    }
-
-    private static func nibble(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        default: nil
-        }
     }
 
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)

@@ -34,10 +34,7 @@ public struct UsageOutbox: Sendable {
     /// Synchronous on purpose: without an fsync the insert takes tens of microseconds, less than handing it to
     /// another thread and back would (GRDB runs an uncontended write on the calling thread).
     public func add(_ event: Atrium_V1_UsageEvent) throws {
-        let bytes: Data = try event.serializedBytes()
-        try database.write { db in
-            try db.execute(sql: "INSERT INTO usage_outbox (event_id, event) VALUES (?, ?)", arguments: [event.eventID, bytes])
-        }
+        try add([event])
     }
 
     /// Appends several events in one transaction (a repeated event ID is ignored); returns once they are written.

@@ -113,7 +113,7 @@ struct RegistryStore: Sendable {
             var visible: [String: ImageRow] = [:]
             for row in try ImageRow.fetchAll(db, keys: ids) {
                 let covered = try seesDirectly(row)
-                    || Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM image WHERE id = ? AND \(Audience.grantClause))", arguments: [row.id, receiverID, now]) ?? false
+                    || Bool.fetchOne(db, sql: Self.grantCoversSQL, arguments: [row.id, receiverID, now]) ?? false
                 if covered { visible[row.id] = row }
             }
             return visible
@@ -330,9 +330,12 @@ struct RegistryStore: Sendable {
     }
 
     /// Whether an active grant to `receiverID` covers image `imageID` at `now` (the listing's own clause).
+    /// Whether a grant to a receiver covers an image at an instant (arguments: image ID, receiver ID, instant).
+    private static let grantCoversSQL = "SELECT EXISTS (SELECT 1 FROM image WHERE id = ? AND \(Audience.grantClause))"
+
     func grantCovers(imageID: String, receiverID: String, at now: Date) throws -> Bool {
         try database.read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM image WHERE id = ? AND \(Audience.grantClause))", arguments: [imageID, receiverID, now]) ?? false
+            try Bool.fetchOne(db, sql: Self.grantCoversSQL, arguments: [imageID, receiverID, now]) ?? false
         }
     }
 
