@@ -11,6 +11,11 @@ public import AtriumRuntime
 /// - `ATRIUM_UID_ROOT`: the root of the UIDs made for raw-pixel registrations (default `2.25`, which makes
 ///   UUID-derived UIDs; an organisation's own root is at most 24 characters of digits and dots).
 /// - `ATRIUM_THUMBNAIL_EDGE`: the longest edge of thumbnails in pixels (default 128, 16 to 1024).
+/// - `ATRIUM_REGISTRY_STORAGE_LEASE_BYTES`: the storage quota the registry takes from security at once for a
+///   subscriber's uploads (default 64 MiB; 0: one reservation per upload, a call to security each). See
+///   ``StorageLeases``.
+/// - `ATRIUM_REGISTRY_STORAGE_LEASE_MS`: how long one lease is drawn on before the next is taken (default 5000):
+///   the bound on how late a lowered quota or a suspension reaches uploads.
 public struct RegistryConfiguration: Sendable {
     /// The SQLite file of the index.
     public var databasePath: String
@@ -22,6 +27,10 @@ public struct RegistryConfiguration: Sendable {
     public var uidRoot: String
     /// The longest edge of thumbnails.
     public var thumbnailEdge: Int
+    /// The bytes of quota taken from security at once (0: a reservation per upload).
+    public var storageLeaseBytes: UInt64 = 64 << 20
+    /// How long one lease is drawn on.
+    public var storageLeaseWindow: Duration = .seconds(5)
 
     /// Explicit settings.
     public init(databasePath: String, blobDirectory: String, maxImageBytes: UInt64 = 2 << 30, uidRoot: String = "2.25", thumbnailEdge: Int = 128) {
@@ -39,6 +48,8 @@ public struct RegistryConfiguration: Sendable {
         self.maxImageBytes = UInt64(try values.int("ATRIUM_REGISTRY_MAX_IMAGE_BYTES", default: 2 << 30, range: 1...(4 << 30)))
         self.uidRoot = values.string("ATRIUM_UID_ROOT", default: "2.25")
         self.thumbnailEdge = try values.int("ATRIUM_THUMBNAIL_EDGE", default: 128, range: 16...1024)
+        self.storageLeaseBytes = UInt64(try values.int("ATRIUM_REGISTRY_STORAGE_LEASE_BYTES", default: 64 << 20, range: 0...(1 << 40)))
+        self.storageLeaseWindow = .milliseconds(try values.int("ATRIUM_REGISTRY_STORAGE_LEASE_MS", default: 5000, range: 100...600_000))
         guard Self.isUIDRoot(uidRoot) else {
             throw ConfigurationError(key: "ATRIUM_UID_ROOT", problem: "must be 1 to 24 characters of digits and dots, each component without a leading zero")
         }

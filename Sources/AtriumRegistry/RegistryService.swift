@@ -21,6 +21,8 @@ public struct RegistryService: Sendable {
     let configuration: RegistryConfiguration
     let security: any Atrium_V1_SecurityInternal.ClientProtocol
     let audit: AuditTrail
+    /// The storage quota held for uploads, drawn on without a call per upload.
+    let leases: StorageLeases
     /// Drains the settlement outbox to security (``SettlementSender``).
     let settlements: OutboxPump
     /// Drains the notice outbox to receivers' inboxes (``NoticeSender``).
@@ -47,9 +49,17 @@ public struct RegistryService: Sendable {
         self.uids = UIDGenerator(root: configuration.uidRoot)
         self.security = security.securityInternal
         self.audit = AuditTrail(security: self.security, logger: logger)
+        self.leases = StorageLeases(
+            size: configuration.storageLeaseBytes, window: configuration.storageLeaseWindow, store: store, security: self.security, logger: logger
+        )
         let sender = SettlementSender(store: store, security: self.security, logger: logger)
-        // Woken by each upload, batched over 100 ms so that a burst of uploads settles in one call.
-        self.settlements = OutboxPump(interval: .seconds(2), batchDelay: .milliseconds(100)) { await sender.deliver() }
+        // Woken by each upload, batched over 100 ms so that a burst of uploads settles in one call. Leases past their
+        // window are retired on the same beat.
+        let leases = self.leases
+        self.settlements = OutboxPump(interval: .seconds(2), batchDelay: .milliseconds(100)) {
+            await leases.retireExpired()
+            return await sender.deliver()
+        }
         // Share notices: one recipient each.
         let noticeStore = self.store
         let notifier = InboxNoticeSender(delivery: delivery.deliveryInternal, logger: logger) { limit in
@@ -108,13 +118,14 @@ public struct RegistryService: Sendable {
             throw RegistryError.storageUnavailable
         }
         var stages = StageClock()
-        let reservationID = Identifier.make(prefix: "rsv")
-        // When the size is known up front, the quota is reserved while the bytes arrive and are parsed.
+        // When the size is known up front, the quota is drawn before the bytes arrive: an upload over quota is
+        // refused before it is sent. A draw is local while the subscriber's lease lasts (``StorageLeases``).
         let knownSize: UInt64? = wrapper.map { UInt64($0.prefix.count) + $0.pixelBytes + $0.pixelBytes % 2 } ?? (header.sizeBytes > 0 ? header.sizeBytes : nil)
-        let early = knownSize.map { size in Task { try await self.reserve(size, for: registrant, reservationID: reservationID) } }
-        /// Gives back an early reservation when the upload goes no further.
+        var early: StorageLeases.Draw? = nil
+        if let knownSize { early = try await leases.draw(knownSize, for: registrant.subscriberID, requestID: registrant.requestID) }
+        /// Gives back an early draw when the upload goes no further.
         func abandon() async {
-            if let early, (try? await early.value) != nil { await release(reservationID, requestID: registrant.requestID) }
+            if let early { await leases.giveBack(early, subscriberID: registrant.subscriberID, requestID: registrant.requestID) }
         }
         let parsed: ParsedImage
         let conditions: Data
@@ -148,17 +159,20 @@ public struct RegistryService: Sendable {
             await abandon()
             throw error
         }
+        let draw: StorageLeases.Draw
         if let early {
-            try await early.value
+            draw = early
         } else {
-            try await reserve(writer.byteCount, for: registrant, reservationID: reservationID)
+            draw = try await leases.draw(writer.byteCount, for: registrant.subscriberID, requestID: registrant.requestID)
         }
         stages.mark("reserve")
+        /// Gives the draw back when the upload stored nothing.
+        func giveBack() async { await leases.giveBack(draw, subscriberID: registrant.subscriberID, requestID: registrant.requestID) }
         let commit: BlobCommit
         do {
             commit = try await commitOrFail(writer, requestID: registrant.requestID)
         } catch {
-            await release(reservationID, requestID: registrant.requestID)
+            await giveBack()
             throw error
         }
         stages.mark("blob")
@@ -177,10 +191,10 @@ public struct RegistryService: Sendable {
         let first = ConditionsRow(imageID: row.id, version: 1, conditions: row.conditions, recordedBy: registrant.subscriberID, recordedAt: now, reason: "registered")
         let outcome: CommitOutcome
         do {
-            outcome = try await store.commit(row, conditions: first, thumbnail: parsed.thumbnail, reservationID: reservationID, supersede: header.supersede)
+            outcome = try await store.commit(row, conditions: first, thumbnail: parsed.thumbnail, draw: draw, supersede: header.supersede)
         } catch {
             logger.error("cannot commit an image record", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
-            await release(reservationID, requestID: registrant.requestID)
+            await giveBack()
             throw RegistryError.storageUnavailable
         }
         stages.mark("index")
@@ -190,7 +204,7 @@ public struct RegistryService: Sendable {
             alreadyHad = had
         case .duplicate(let current), .conflict(let current):
             // A concurrent registration of the same SOP instance committed first.
-            await release(reservationID, requestID: registrant.requestID)
+            await giveBack()
             if let answer = try idempotent(current, sha256: commit.sha256, supersede: false, registrant: registrant) { return answer }
             throw RegistryError.storageUnavailable
         }
@@ -291,45 +305,7 @@ public struct RegistryService: Sendable {
     }
 
 
-    // MARK: - Quota and audit
-
-    /// Reserves `bytes` of the registrant's quota; RESOURCE_EXHAUSTED (with quota and usage) when it is full.
-    private func reserve(_ bytes: UInt64, for registrant: VerifiedCaller, reservationID: String) async throws {
-        do {
-            _ = try await security.reserveStorage(
-                .with {
-                    $0.subscriberID = registrant.subscriberID
-                    $0.bytes = bytes
-                    $0.reservationID = reservationID
-                },
-                options: .internalCall
-            )
-        } catch let error as RPCError where error.code == .resourceExhausted || error.code == .failedPrecondition {
-            throw RPCError(code: error.code == .resourceExhausted ? .resourceExhausted : .permissionDenied, message: error.message)
-        } catch {
-            logger.error("cannot reserve storage", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
-            throw RegistryError.quotaUnavailable
-        }
-    }
-
-    /// Gives a reservation back after a failed upload. Retried briefly; one that cannot be released stops
-    /// holding its bytes when it expires (an hour), which is harmless.
-    private func release(_ reservationID: String, requestID: String) async {
-        for attempt in 1...3 {
-            do {
-                _ = try await security.settleReservation(.with { $0.reservationID = reservationID; $0.commit = false }, options: .internalCall)
-                return
-            } catch {
-                if attempt == 3 {
-                    logger.warning(
-                        "cannot release a storage reservation; it expires on its own",
-                        metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)", "reservation": "\(reservationID)"]
-                    )
-                }
-                try? await Task.sleep(for: .milliseconds(100 * attempt))
-            }
-        }
-    }
+    // MARK: - Audit
 
     /// Appends an access to patient data to the audit log.
     func record(_ caller: VerifiedCaller, _ method: String, image row: ImageRow, outcome: String = "ok") {

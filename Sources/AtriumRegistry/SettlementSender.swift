@@ -29,16 +29,7 @@ struct SettlementSender: Sendable {
         guard !pending.isEmpty else { return false }
         do {
             _ = try await security.settleReservations(
-                .with {
-                    $0.settlements = pending.map { row in
-                        .with {
-                            $0.reservationID = row.reservationID
-                            $0.subscriberID = row.subscriberID
-                            $0.commit = true
-                            $0.committedBytes = UInt64(row.committedBytes)
-                        }
-                    }
-                },
+                .with { $0.settlements = pending.map(\.request) },
                 options: .internalCall
             )
         } catch {

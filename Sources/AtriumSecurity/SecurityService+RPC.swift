@@ -449,9 +449,10 @@ struct InternalSecurity: Atrium_V1_SecurityInternal.SimpleServiceProtocol {
             throw SecurityError.invalidArgument("reservation_id of 1 to 200 bytes is required")
         }
         guard request.bytes <= UInt64(Int64.max) else { throw SecurityError.invalidArgument("bytes is too large") }
+        let lifetime = request.holdSeconds == 0 ? SecurityStore.reservationLifetime : TimeInterval(min(request.holdSeconds, 86_400))
         let now = service.now()
         let state = try service.guarded(request.reservationID) {
-            try store.reserve(subscriberID: id, bytes: Int64(request.bytes), reservationID: request.reservationID, now: now)
+            try store.reserve(subscriberID: id, bytes: Int64(request.bytes), reservationID: request.reservationID, lifetime: lifetime, now: now)
         }
         return .with {
             $0.reservationID = request.reservationID
@@ -463,13 +464,7 @@ struct InternalSecurity: Atrium_V1_SecurityInternal.SimpleServiceProtocol {
         let settlement = try Self.settlement(request)
         let now = service.now()
         let (subscriberID, state) = try service.guarded(request.reservationID) {
-            try store.settle(
-                reservationID: settlement.reservationID,
-                commit: settlement.commit,
-                committedBytes: settlement.committedBytes,
-                subscriberID: settlement.subscriberID,
-                now: now
-            )
+            try store.settle(settlement, now: now)
         }
         return .with { $0.usage = SecurityService.usageMessage(subscriberID: subscriberID, state: state, period: BillingPeriod(containing: now)) }
     }
@@ -485,12 +480,20 @@ struct InternalSecurity: Atrium_V1_SecurityInternal.SimpleServiceProtocol {
         guard !request.reservationID.isEmpty, request.reservationID.utf8.count <= 200 else {
             throw SecurityError.invalidArgument("reservation_id of 1 to 200 bytes is required")
         }
-        guard request.committedBytes <= UInt64(Int64.max) else { throw SecurityError.invalidArgument("committed_bytes is too large") }
+        guard request.committedBytes <= UInt64(Int64.max), request.drawnBytes <= UInt64(Int64.max) else {
+            throw SecurityError.invalidArgument("committed_bytes or drawn_bytes is too large")
+        }
+        guard request.leaseID.utf8.count <= 200 else { throw SecurityError.invalidArgument("lease_id is longer than 200 bytes") }
+        if !request.leaseID.isEmpty && request.subscriberID.isEmpty {
+            throw SecurityError.invalidArgument("a draw on a lease needs subscriber_id")
+        }
         return SecurityStore.Settlement(
             reservationID: request.reservationID,
             commit: request.commit,
             committedBytes: Int64(request.committedBytes),
-            subscriberID: request.subscriberID.isEmpty ? nil : request.subscriberID
+            subscriberID: request.subscriberID.isEmpty ? nil : request.subscriberID,
+            leaseID: request.leaseID.isEmpty ? nil : request.leaseID,
+            drawnBytes: Int64(request.drawnBytes)
         )
     }
 

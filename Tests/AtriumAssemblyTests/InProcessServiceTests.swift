@@ -18,6 +18,7 @@ struct InProcessServiceTests {
         let delivery: Atrium_V1_Delivery.Client<LocalLink.Client>
         let processing: Atrium_V1_Processing.Client<LocalLink.Client>
         let admin: Atrium_V1_SecurityAdmin.Client<LocalLink.Client>
+        let account: Atrium_V1_Account.Client<LocalLink.Client>
 
         init(_ connection: Connection) throws {
             guard case .inProcess(let client) = connection else { throw ConfigurationError(key: "link", problem: "not in-process") }
@@ -25,6 +26,7 @@ struct InProcessServiceTests {
             delivery = .init(wrapping: client)
             processing = .init(wrapping: client)
             admin = .init(wrapping: client)
+            account = .init(wrapping: client)
         }
     }
 
@@ -48,9 +50,9 @@ struct InProcessServiceTests {
     }
 
     /// A subscriber of `kind` with an API key.
-    func subscriber(_ stubs: Stubs, _ mesh: InProcessMesh, kind: Atrium_V1_SubscriberKind) async throws -> (id: String, key: String) {
+    func subscriber(_ stubs: Stubs, _ mesh: InProcessMesh, kind: Atrium_V1_SubscriberKind, quota: UInt64 = 1 << 40) async throws -> (id: String, key: String) {
         let created = try await stubs.admin.createSubscriber(
-            .with { $0.displayName = "\(kind)"; $0.kind = kind; $0.contract = .with { $0.storageQuotaBytes = 1 << 40 } },
+            .with { $0.displayName = "\(kind)"; $0.kind = kind; $0.contract = .with { $0.storageQuotaBytes = quota } },
             metadata: mesh.metadata()
         )
         let key = try await stubs.admin.createApiKey(.with { $0.subscriberID = created.subscriberID }, metadata: mesh.metadata())
@@ -99,6 +101,58 @@ struct InProcessServiceTests {
         #expect(await code {
             _ = try await stubs.processing.submit(request: StreamingClientRequest(metadata: metadata) { writer in try await writer.write(.init()) })
         } == .invalidArgument)
+        await mesh.stop()
+    }
+
+    /// `count` distinct objects of one size.
+    func objects(_ count: Int, tag: Int) throws -> [Data] {
+        try (0..<count).map { index in
+            var fixture = DICOMFixture(sopInstanceUID: "1.2.999.81.\(tag).\(index)", patientID: "P-LEASE")
+            fixture.size = 64
+            return Data(try Fixtures.dicom(fixture))
+        }
+    }
+
+    @Test("storage quota as a lease: uploads draw on one reservation, the next is taken when it is used up, and an idle lease is given back")
+    func storageLeases() async throws {
+        let size = UInt64(try objects(1, tag: 0)[0].count)
+        // A lease of 8 uploads, drawn on for a minute.
+        var mesh = try await InProcessMesh.start(environment: ["ATRIUM_REGISTRY_STORAGE_LEASE_BYTES": "\(8 * size)", "ATRIUM_REGISTRY_STORAGE_LEASE_MS": "60000"])
+        var stubs = try Stubs(mesh.gateway)
+        var hospital = try await subscriber(stubs, mesh, kind: .hospital)
+        var metadata = mesh.metadata(apiKey: hospital.key)
+        let first = try objects(9, tag: 1)
+        for object in first.prefix(3) { _ = try await register(stubs, object, metadata: metadata) }
+        // Used (settled) plus reserved (the lease's hold, less settled draws) is the whole lease, not three uploads.
+        var usage = try await stubs.account.getUsage(.init(), metadata: metadata)
+        #expect(usage.storageUsedBytes + usage.storageReservedBytes == 8 * size, "\(usage)")
+        // The ninth upload does not fit the first lease: a second one is taken.
+        for object in first.dropFirst(3) { _ = try await register(stubs, object, metadata: metadata) }
+        usage = try await stubs.account.getUsage(.init(), metadata: metadata)
+        #expect(usage.storageUsedBytes + usage.storageReservedBytes == 16 * size, "\(usage)")
+        await mesh.stop()
+
+        // A lease drawn on for 200 ms: once idle, its remainder is given back and usage is what was stored.
+        mesh = try await InProcessMesh.start(environment: ["ATRIUM_REGISTRY_STORAGE_LEASE_BYTES": "\(8 * size)", "ATRIUM_REGISTRY_STORAGE_LEASE_MS": "200"])
+        stubs = try Stubs(mesh.gateway)
+        hospital = try await subscriber(stubs, mesh, kind: .hospital)
+        metadata = mesh.metadata(apiKey: hospital.key)
+        _ = try await register(stubs, try objects(1, tag: 2)[0], metadata: metadata)
+        usage = try await stubs.account.getUsage(.init(), metadata: metadata)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while usage.storageReservedBytes > 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            usage = try await stubs.account.getUsage(.init(), metadata: metadata)
+        }
+        #expect(usage.storageUsedBytes == size && usage.storageReservedBytes == 0, "\(usage)")
+
+        // A quota smaller than a lease: uploads are admitted one by one, and the one that does not fit is refused
+        // before anything is stored.
+        let small = try await subscriber(stubs, mesh, kind: .hospital, quota: size * 5 / 2)
+        let objects = try objects(3, tag: 3)
+        metadata = mesh.metadata(apiKey: small.key)
+        for object in objects.prefix(2) { _ = try await register(stubs, object, metadata: metadata) }
+        #expect(await code { _ = try await register(stubs, objects[2], metadata: metadata) } == .resourceExhausted)
         await mesh.stop()
     }
 }

@@ -74,4 +74,46 @@ struct ExtremeInputTests {
         #expect(throws: SecurityError.self) { try Validate.time(.with { $0.seconds = seconds }, field: "t") }
         _ = SecurityStore.milliseconds(Date(timeIntervalSince1970: Double(seconds)))
     }
+
+    @Test("a lease holds its bytes until draws settle them: each draw once, committed bytes become used, a release frees the rest")
+    func leaseDraws() throws {
+        let fixture = try SecurityFixture()
+        let id = try fixture.subscriber(contract: .with { $0.storageQuotaBytes = 1000 })
+        let store = fixture.store
+        _ = try store.reserve(subscriberID: id, bytes: 600, reservationID: "lease", lifetime: 600, now: fixture.now)
+        // The lease counts whole against the quota: 500 more do not fit.
+        #expect(throws: SecurityError.self) { try store.reserve(subscriberID: id, bytes: 500, reservationID: "other", now: fixture.now) }
+        func draw(_ id: String, drawn: Int64, committed: Int64, commit: Bool = true, subscriber: String) -> SecurityStore.Settlement {
+            SecurityStore.Settlement(reservationID: id, commit: commit, committedBytes: committed, subscriberID: subscriber, leaseID: "lease", drawnBytes: drawn)
+        }
+        // Two uploads of 200 (the second deduplicated: it drew 200 and stored nothing new), in one batch.
+        let batch = [draw("d1", drawn: 200, committed: 200, subscriber: id), draw("d2", drawn: 200, committed: 0, subscriber: id)]
+        #expect(try store.settle(batch, now: fixture.now).applied == 2)
+        var state = try store.storageState(of: id, now: fixture.now)
+        #expect(state.usedBytes == 200 && state.reservedBytes == 200)
+        // Replayed (a lost response): nothing changes.
+        #expect(try store.settle(batch, now: fixture.now).applied == 0)
+        state = try store.storageState(of: id, now: fixture.now)
+        #expect(state.usedBytes == 200 && state.reservedBytes == 200)
+        // What the lease will not use is released; then the quota holds 800 more.
+        _ = try store.settle(draw("release", drawn: 200, committed: 0, commit: false, subscriber: id), now: fixture.now)
+        state = try store.storageState(of: id, now: fixture.now)
+        #expect(state.usedBytes == 200 && state.reservedBytes == 0)
+        _ = try store.reserve(subscriberID: id, bytes: 800, reservationID: "next", now: fixture.now)
+        // A draw cannot commit more than it drew, nor be settled for another subscriber's lease.
+        #expect(throws: SecurityError.self) { try store.settle([draw("d3", drawn: 10, committed: 20, subscriber: id)], now: fixture.now) }
+        let stranger = try fixture.subscriber(contract: .with { $0.storageQuotaBytes = 1000 })
+        _ = try store.reserve(subscriberID: stranger, bytes: 100, reservationID: "lease2", now: fixture.now)
+        let foreign = SecurityStore.Settlement(reservationID: "d4", commit: true, committedBytes: 10, subscriberID: id, leaseID: "lease2", drawnBytes: 10)
+        #expect(throws: SecurityError.self) { try store.settle([foreign], now: fixture.now) }
+    }
+
+    @Test("a lease's hold ends after the seconds it was asked for")
+    func leaseHoldSeconds() throws {
+        let fixture = try SecurityFixture()
+        let id = try fixture.subscriber(contract: .with { $0.storageQuotaBytes = 1000 })
+        _ = try fixture.store.reserve(subscriberID: id, bytes: 900, reservationID: "lease", lifetime: 600, now: fixture.now)
+        fixture.now = fixture.now.addingTimeInterval(601)
+        #expect(try fixture.store.storageState(of: id, now: fixture.now).reservedBytes == 0)
+    }
 }

@@ -1385,6 +1385,11 @@ public nonisolated struct Atrium_V1_ReserveStorageRequest: Sendable {
   /// Idempotency key, e.g. the upload's request ID.
   public var reservationID: String = String()
 
+  /// How long the hold lasts unless settled, in seconds; 0: an hour. The registry holds a lease (one reservation
+  /// drawn on by many uploads, see SettleReservationRequest.lease_id) for minutes, not an hour, so that a lease it
+  /// lost in a restart stops counting soon.
+  public var holdSeconds: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1428,6 +1433,14 @@ public nonisolated struct Atrium_V1_SettleReservationRequest: Sendable {
   /// The subscriber the reservation was made for. Reservations live in the security process's memory; with
   /// this, a committed settlement still counts when its reservation expired or was lost in a restart.
   public var subscriberID: String = String()
+
+  /// A draw on a lease: a reservation made once (ReserveStorage) and drawn on by many uploads, so that an upload
+  /// asks security nothing. reservation_id then names this draw (settling stays idempotent by it); the draw takes
+  /// drawn_bytes off the lease's hold and, when committing, adds committed_bytes (at most drawn_bytes) to used
+  /// storage. A release of what a lease will not use is a draw that does not commit. subscriber_id is required.
+  public var leaseID: String = String()
+
+  public var drawnBytes: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3996,7 +4009,7 @@ nonisolated extension Atrium_V1_RecordUsageResponse: SwiftProtobuf.Message, Swif
 
 nonisolated extension Atrium_V1_ReserveStorageRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReserveStorageRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{1}bytes\0\u{3}reservation_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{1}bytes\0\u{3}reservation_id\0\u{3}hold_seconds\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4007,6 +4020,7 @@ nonisolated extension Atrium_V1_ReserveStorageRequest: SwiftProtobuf.Message, Sw
       case 1: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.reservationID) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.holdSeconds) }()
       default: break
       }
     }
@@ -4022,6 +4036,9 @@ nonisolated extension Atrium_V1_ReserveStorageRequest: SwiftProtobuf.Message, Sw
     if !self.reservationID.isEmpty {
       try visitor.visitSingularStringField(value: self.reservationID, fieldNumber: 3)
     }
+    if self.holdSeconds != 0 {
+      try visitor.visitSingularUInt32Field(value: self.holdSeconds, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4029,6 +4046,7 @@ nonisolated extension Atrium_V1_ReserveStorageRequest: SwiftProtobuf.Message, Sw
     if lhs.subscriberID != rhs.subscriberID {return false}
     if lhs.bytes != rhs.bytes {return false}
     if lhs.reservationID != rhs.reservationID {return false}
+    if lhs.holdSeconds != rhs.holdSeconds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4075,7 +4093,7 @@ nonisolated extension Atrium_V1_ReserveStorageResponse: SwiftProtobuf.Message, S
 
 nonisolated extension Atrium_V1_SettleReservationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SettleReservationRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}reservation_id\0\u{1}commit\0\u{3}committed_bytes\0\u{3}subscriber_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}reservation_id\0\u{1}commit\0\u{3}committed_bytes\0\u{3}subscriber_id\0\u{3}lease_id\0\u{3}drawn_bytes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4087,6 +4105,8 @@ nonisolated extension Atrium_V1_SettleReservationRequest: SwiftProtobuf.Message,
       case 2: try { try decoder.decodeSingularBoolField(value: &self.commit) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.committedBytes) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.leaseID) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.drawnBytes) }()
       default: break
       }
     }
@@ -4105,6 +4125,12 @@ nonisolated extension Atrium_V1_SettleReservationRequest: SwiftProtobuf.Message,
     if !self.subscriberID.isEmpty {
       try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 4)
     }
+    if !self.leaseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.leaseID, fieldNumber: 5)
+    }
+    if self.drawnBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.drawnBytes, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4113,6 +4139,8 @@ nonisolated extension Atrium_V1_SettleReservationRequest: SwiftProtobuf.Message,
     if lhs.commit != rhs.commit {return false}
     if lhs.committedBytes != rhs.committedBytes {return false}
     if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.leaseID != rhs.leaseID {return false}
+    if lhs.drawnBytes != rhs.drawnBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,3 +1,5 @@
+import SwiftProtobuf
+import AtriumAPI
 import Foundation
 import GRDB
 
@@ -226,19 +228,47 @@ enum RegistryMigrations {
             }
             try db.create(index: "share_grant_image_by_image", on: "share_grant_image", columns: ["image_id"])
         }
+        // Storage quota held as leases: a settlement is a draw on a lease (what it took off the lease's hold and
+        // what it committed), or a release of what a lease will not use.
+        migrator.registerMigration("v6 storage leases") { db in
+            try db.alter(table: "settlement") { t in
+                t.add(column: "lease_id", .text)
+                t.add(column: "drawn_bytes", .integer).notNull().defaults(to: 0)
+                t.add(column: "commits", .boolean).notNull().defaults(to: true)
+            }
+        }
         return migrator
     }
 }
 
-/// A row of `settlement`: a reservation to commit at security with the bytes the image added.
+/// A row of `settlement`: what security is owed. A committed image's draw on a storage lease (the bytes it took
+/// off the lease and the bytes it added), or a release of lease bytes no upload will use (`commits` false).
+/// Rows from before leases name a reservation of their own and no lease.
 struct SettlementRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "settlement"
+    /// The draw's ID (settling is idempotent by it).
     var reservationID: String
     var subscriberID: String
     var committedBytes: Int64
     var createdAt: Date
+    var leaseID: String?
+    var drawnBytes: Int64
+    var commits: Bool
 
     enum CodingKeys: String, CodingKey {
         case reservationID = "reservation_id", subscriberID = "subscriber_id", committedBytes = "committed_bytes", createdAt = "created_at"
+        case leaseID = "lease_id", drawnBytes = "drawn_bytes", commits
+    }
+
+    /// What security is sent for this row.
+    var request: Atrium_V1_SettleReservationRequest {
+        .with {
+            $0.reservationID = reservationID
+            $0.subscriberID = subscriberID
+            $0.commit = commits
+            $0.committedBytes = UInt64(committedBytes)
+            $0.leaseID = leaseID ?? ""
+            $0.drawnBytes = UInt64(drawnBytes)
+        }
     }
 }

@@ -52,7 +52,7 @@ struct RegistryStore: Sendable {
         _ row: ImageRow,
         conditions: ConditionsRow,
         thumbnail: ThumbnailRow?,
-        reservationID: String,
+        draw: StorageLeases.Draw,
         supersede: Bool
     ) async throws -> CommitOutcome {
         try await commits.submit { db in
@@ -69,10 +69,13 @@ struct RegistryStore: Sendable {
             try row.insert(db)
             try conditions.insert(db)
             try SettlementRow(
-                reservationID: reservationID,
+                reservationID: draw.id,
                 subscriberID: row.registrantID,
                 committedBytes: alreadyHad ? 0 : row.sizeBytes,
-                createdAt: row.registeredAt
+                createdAt: row.registeredAt,
+                leaseID: draw.leaseID,
+                drawnBytes: Int64(draw.bytes),
+                commits: true
             ).insert(db)
             return .inserted(alreadyHadBytes: alreadyHad)
         }
@@ -92,6 +95,11 @@ struct RegistryStore: Sendable {
     /// Settlements not yet acknowledged by security, oldest first.
     func pendingSettlements(limit: Int) async throws -> [SettlementRow] {
         try await database.read { db in try SettlementRow.order(Column("created_at")).limit(limit).fetchAll(db) }
+    }
+
+    /// Queues a settlement that is not an image's (a lease's release) for the outbox.
+    func enqueue(_ settlement: SettlementRow) async throws {
+        try await database.write { db in try settlement.insert(db) }
     }
 
     /// Forgets settlements security has acknowledged.

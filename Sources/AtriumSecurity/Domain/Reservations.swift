@@ -1,12 +1,23 @@
 import Foundation
 import Synchronization
 
-/// A hold on storage for an upload in progress.
+/// A hold on storage: for one upload in progress, or a lease that many uploads draw on.
 struct Reservation: Sendable, Equatable {
     var id: String
     var subscriberID: String
+    /// The bytes still held: what was granted, less what draws took.
     var bytes: Int64
     var expiresAt: Date
+    /// The bytes granted when the hold was made (what a repeated request must ask for again).
+    var granted: Int64
+
+    init(id: String, subscriberID: String, bytes: Int64, expiresAt: Date) {
+        self.id = id
+        self.subscriberID = subscriberID
+        self.bytes = bytes
+        self.expiresAt = expiresAt
+        self.granted = bytes
+    }
 }
 
 /// The reservations in force, in memory. Each check-and-hold is atomic, so concurrent uploads of one
@@ -19,10 +30,10 @@ final class ReservationBook: Sendable {
         try entries.withLock { entries in
             entries = entries.filter { $0.value.expiresAt > now }
             if let existing = entries[reservation.id] {
-                guard existing.subscriberID == reservation.subscriberID, existing.bytes == reservation.bytes else {
+                guard existing.subscriberID == reservation.subscriberID, existing.granted == reservation.granted else {
                     throw SecurityError.alreadyExists("reservation '\(reservation.id)' exists with other terms")
                 }
-                return try admit(Self.held(by: reservation.subscriberID, in: entries) - reservation.bytes)
+                return try admit(Self.held(by: reservation.subscriberID, in: entries) - existing.bytes)
             }
             let result = try admit(Self.held(by: reservation.subscriberID, in: entries))
             entries[reservation.id] = reservation
@@ -43,6 +54,15 @@ final class ReservationBook: Sendable {
     /// Forgets a reservation.
     func remove(_ id: String) {
         _ = entries.withLock { $0.removeValue(forKey: id) }
+    }
+
+    /// Takes `bytes` off a lease's hold; the lease goes when nothing is left (or when it was gone already).
+    func draw(_ bytes: Int64, from id: String) {
+        entries.withLock { entries in
+            guard var lease = entries[id] else { return }
+            lease.bytes -= bytes
+            entries[id] = lease.bytes > 0 ? lease : nil
+        }
     }
 
     private static func held(by subscriberID: String, in entries: [String: Reservation]) -> Int64 {

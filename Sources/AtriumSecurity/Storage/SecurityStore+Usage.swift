@@ -23,13 +23,13 @@ extension SecurityStore {
     /// Reservations are held in memory, not written: they are short-lived holds, and what counts (the bytes
     /// committed) arrives with the settlement, which names its subscriber. A restart forgets holds in
     /// flight, so for that moment concurrent uploads can pass the quota by what they hold.
-    func reserve(subscriberID: String, bytes: Int64, reservationID: String, now: Date) throws -> StorageState {
+    func reserve(subscriberID: String, bytes: Int64, reservationID: String, lifetime: TimeInterval = reservationLifetime, now: Date) throws -> StorageState {
         let state = try database.read { db in
             try Self.requireLive(subscriberID, db: db)
             return try Self.storageState(of: subscriberID, reserved: 0, db: db)
         }
         return try reservations.reserve(
-            Reservation(id: reservationID, subscriberID: subscriberID, bytes: bytes, expiresAt: now.addingTimeInterval(Self.reservationLifetime)),
+            Reservation(id: reservationID, subscriberID: subscriberID, bytes: bytes, expiresAt: now.addingTimeInterval(lifetime)),
             now: now
         ) { held in
             var current = state
@@ -46,41 +46,59 @@ extension SecurityStore {
         }
     }
 
-    /// One settlement: commit (`committedBytes` become used) or release a reservation.
+    /// One settlement: commit (`committedBytes` become used) or release a reservation, or one draw on a lease.
     struct Settlement: Sendable {
         var reservationID: String
         var commit: Bool
         var committedBytes: Int64
         /// The subscriber, when the caller knows it: a commit then counts even if the reservation is gone.
         var subscriberID: String?
+        /// A draw on this lease: `reservationID` names the draw, which takes `drawnBytes` off the lease's hold.
+        var leaseID: String? = nil
+        var drawnBytes: Int64 = 0
     }
 
-    /// Applies settlements in one transaction, each once: a reservation ID settled before is skipped.
-    /// Returns the subscribers touched and how many settlements were new.
+    /// Applies settlements in one transaction, each once: a reservation (or draw) ID settled before is skipped.
+    /// Returns the subscribers touched and how many settlements were new. The bytes committed are added to each
+    /// subscriber's account once per call, summed: every settlement of one call has the same time.
     func settle(_ settlements: [Settlement], now: Date) throws -> (subscribers: [String], applied: Int) {
         var subscribers: [String] = []
+        var draws: [(lease: String, bytes: Int64)] = []
         var applied = 0
         try database.write { db in
             subscribers = []
+            draws = []
             applied = 0
+            var known: Set<String> = []
+            var deltas: [(subscriberID: String, bytes: Int64)] = []
             for settlement in settlements {
                 // Settled before: answered the same way, whatever this request says.
                 if let done = try StorageReservationRecord.fetchOne(db, key: settlement.reservationID) {
                     subscribers.append(done.subscriberID)
                     continue
                 }
-                let held = reservations.find(settlement.reservationID)
-                guard let subscriberID = held?.subscriberID ?? settlement.subscriberID, !subscriberID.isEmpty else {
-                    throw SecurityError.notFound("no reservation '\(settlement.reservationID)'")
+                let held = reservations.find(settlement.leaseID ?? settlement.reservationID)
+                guard let subscriberID = settlement.leaseID == nil ? held?.subscriberID ?? settlement.subscriberID : settlement.subscriberID,
+                    !subscriberID.isEmpty
+                else {
+                    throw settlement.leaseID == nil
+                        ? SecurityError.notFound("no reservation '\(settlement.reservationID)'")
+                        : SecurityError.invalidArgument("draw '\(settlement.reservationID)' on a lease names no subscriber")
                 }
                 if let held, held.subscriberID != subscriberID {
-                    throw SecurityError.invalidArgument("reservation '\(settlement.reservationID)' belongs to another subscriber")
+                    throw SecurityError.invalidArgument("reservation '\(held.id)' belongs to another subscriber")
                 }
                 subscribers.append(subscriberID)
-                if let held, settlement.commit, settlement.committedBytes > held.bytes {
+                if settlement.leaseID != nil {
+                    if settlement.commit, settlement.committedBytes > settlement.drawnBytes {
+                        throw SecurityError.invalidArgument("committed_bytes \(settlement.committedBytes) exceeds the \(settlement.drawnBytes) bytes drawn")
+                    }
+                } else if let held, settlement.commit, settlement.committedBytes > held.bytes {
                     throw SecurityError.invalidArgument("committed_bytes \(settlement.committedBytes) exceeds the \(held.bytes) bytes reserved")
                 }
-                guard try SubscriberRecord.fetchOne(db, key: subscriberID) != nil else { throw Self.unknownSubscriber(subscriberID) }
+                if known.insert(subscriberID).inserted {
+                    guard try SubscriberRecord.fetchOne(db, key: subscriberID) != nil else { throw Self.unknownSubscriber(subscriberID) }
+                }
                 try StorageReservationRecord(
                     id: settlement.reservationID,
                     subscriberID: subscriberID,
@@ -88,22 +106,36 @@ extension SecurityStore {
                     expiresAt: now,
                     settledAt: now
                 ).insert(db)
-                if settlement.commit {
-                    try Self.applyStorageChange(subscriberID: subscriberID, delta: settlement.committedBytes, at: now, db: db)
+                if settlement.commit && settlement.committedBytes != 0 {
+                    if let index = deltas.firstIndex(where: { $0.subscriberID == subscriberID }) {
+                        deltas[index].bytes += settlement.committedBytes
+                    } else {
+                        deltas.append((subscriberID, settlement.committedBytes))
+                    }
                 }
+                if let lease = settlement.leaseID { draws.append((lease, settlement.drawnBytes)) }
                 applied += 1
+            }
+            for (subscriberID, bytes) in deltas {
+                try Self.applyStorageChange(subscriberID: subscriberID, delta: bytes, at: now, db: db)
             }
         }
         // Only once the transaction is durable do the holds go: until then they still count.
-        for settlement in settlements { reservations.remove(settlement.reservationID) }
+        for settlement in settlements where settlement.leaseID == nil { reservations.remove(settlement.reservationID) }
+        for draw in draws { reservations.draw(draw.bytes, from: draw.lease) }
         return (subscribers, applied)
     }
 
     /// One settlement; answered with the subscriber's storage afterwards.
-    func settle(reservationID: String, commit: Bool, committedBytes: Int64, subscriberID: String? = nil, now: Date) throws -> (subscriberID: String, state: StorageState) {
-        let result = try settle([Settlement(reservationID: reservationID, commit: commit, committedBytes: committedBytes, subscriberID: subscriberID)], now: now)
+    func settle(_ settlement: Settlement, now: Date) throws -> (subscriberID: String, state: StorageState) {
+        let result = try settle([settlement], now: now)
         let id = result.subscribers[0]
         return (id, try storageState(of: id, now: now))
+    }
+
+    /// One settlement of a reservation of its own (not a lease).
+    func settle(reservationID: String, commit: Bool, committedBytes: Int64, subscriberID: String? = nil, now: Date) throws -> (subscriberID: String, state: StorageState) {
+        try settle(Settlement(reservationID: reservationID, commit: commit, committedBytes: committedBytes, subscriberID: subscriberID), now: now)
     }
 
     /// A subscriber's storage now.
