@@ -7,13 +7,22 @@ public enum Identifier {
         "\(prefix)_\(randomBase32(count: 26))"
     }
 
-    /// `count` random lower-case base32 characters (5 bits each) from the system's secure generator.
+    /// `count` random lower-case base32 characters (5 bits each) from the system's secure generator, which is
+    /// asked for 64 bits at a time (one system call each), not once per character.
     public static func randomBase32(count: Int) -> String {
         var generator = SystemRandomNumberGenerator()
         var out: [UInt8] = []
         out.reserveCapacity(count)
+        var bits: UInt64 = 0
+        var left = 0
         for _ in 0..<count {
-            out.append(alphabet[Int(generator.next(upperBound: UInt8(32)))])
+            if left < 5 {
+                bits = generator.next()
+                left = 64
+            }
+            out.append(alphabet[Int(bits & 31)])
+            bits >>= 5
+            left -= 5
         }
         return String(decoding: out, as: UTF8.self)
     }

@@ -24,6 +24,9 @@ public enum ServiceDatabase {
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
             try db.execute(sql: durability == .powerLoss ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+            // Statement journals (a savepoint's undo, which group commits use per write) and sorts stay in memory:
+            // they never need to survive the process, and as temp files they cost a write each page.
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
         }
         let pool = try DatabasePool(path: path, configuration: configuration)
         try migrator.migrate(pool)

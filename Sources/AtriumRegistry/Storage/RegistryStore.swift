@@ -64,7 +64,11 @@ struct RegistryStore: Sendable {
                 try current.update(db)
                 row.supersedesImageID = current.id
             }
-            let alreadyHad = try ImageRow.filter(Column("registrant_id") == row.registrantID && Column("sha256") == row.sha256).fetchCount(db) > 0
+            // Cached statements: these two run for every upload, and compiling SQL each time costs more than running it.
+            let alreadyHad = try Bool.fetchOne(
+                db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM image WHERE sha256 = ? AND registrant_id = ?)"),
+                arguments: [row.sha256, row.registrantID]
+            ) ?? false
             if let thumbnail { try thumbnail.insert(db, onConflict: .ignore) }
             try row.insert(db)
             try conditions.insert(db)
@@ -87,9 +91,10 @@ struct RegistryStore: Sendable {
     }
 
     private func currentImage(_ db: Database, registrantID: String, sopInstanceUID: String) throws -> ImageRow? {
-        try ImageRow.filter(
-            Column("registrant_id") == registrantID && Column("sop_instance_uid") == sopInstanceUID && Column("superseded_by") == nil
-        ).fetchOne(db)
+        try ImageRow.fetchOne(
+            db.cachedStatement(sql: "SELECT * FROM image WHERE registrant_id = ? AND sop_instance_uid = ? AND superseded_by IS NULL"),
+            arguments: [registrantID, sopInstanceUID]
+        )
     }
 
     /// Settlements not yet acknowledged by security, oldest first.
