@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import sqlite3
@@ -42,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # images/s}, its CPU per image, and its patient query. Empty when Orthanc could not run; then no ratio is printed.
 ORTHANC = {}
 ORTHANC_CPU_MS = {}
+RUNS = 3
 ORTHANC_FIND_MS = None
 # nginx over TLS 1.3 (and plain HTTP) to curl clients on the same slices, this run: {(scheme, clients): images/s}.
 TLS_CEILING = {}
@@ -73,23 +75,57 @@ def ensure_slices(directory, count):
                    stdout=subprocess.DEVNULL)
 
 
-def peak_rss_by_process(marker):
-    """Peak RSS (MiB) of every process whose environment names the mesh's data directory."""
+# Directories of finished runs, removed when the whole benchmark ends: ext4 skips inodes freed in the last 60-360 s
+# when it allocates, so deleting a run's 500 blobs made the next run's file creation several times dearer (ext4's
+# recently_deleted was 8% of the registry's CPU). Every peer's and Atrium's runs are treated alike.
+LEFTOVERS = []
+
+
+def discard(path):
+    """Removes `path` when the benchmark ends."""
+    LEFTOVERS.append(path)
+
+
+def mesh_processes(marker):
+    """{name: pid} of every process whose environment names the mesh's data directory: the service it serves
+    (`all` in the one-process mode), `processing-<pid>` for each processing instance, `up` for the launcher."""
     result = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read().decode(errors="replace")
-            if f"ATRIUM_DATA_DIR={marker}" not in environ:
-                continue
+                if f"ATRIUM_DATA_DIR={marker}".encode() not in f.read():
+                    continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmd = f.read().split(b"\0")
-            name = cmd[2].decode() if len(cmd) > 2 else "?"
-            if name == "processing":
-                name = f"processing-{entry}"
-            with open(f"/proc/{entry}/status") as f:
+        except OSError:
+            continue
+        name = cmd[2].decode() if len(cmd) > 2 and cmd[1] == b"serve" else cmd[1].decode() if len(cmd) > 1 else "?"
+        result.setdefault(name, []).append(int(entry))
+    named = {}
+    for name, pids in result.items():
+        for index, pid in enumerate(sorted(pids)):
+            named[f"{name}-{index + 1}" if len(pids) > 1 else name] = pid
+    return named
+
+
+def cpu_seconds(pid):
+    """CPU seconds (user + system) process `pid` has used so far; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def peak_rss_by_process(marker):
+    """Peak RSS (MiB) of every process of the mesh."""
+    result = {}
+    for name, pid in mesh_processes(marker).items():
+        try:
+            with open(f"/proc/{pid}/status") as f:
                 for line in f:
                     if line.startswith("VmHWM:"):
                         result[name] = int(line.split()[1]) / 1024
@@ -143,7 +179,7 @@ class Mesh:
             self.up.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.up.kill()
-        shutil.rmtree(self.data, ignore_errors=True)
+        discard(self.data)
 
     def __enter__(self):
         return self
@@ -156,8 +192,9 @@ def run_once(binary, slices, clients, split=True):
     with Mesh(binary, split=split) as mesh:
         # The direct route (straight to delivery) exists only when delivery is a process of its own.
         direct = ["--mesh-data", mesh.data] if split else []
+        watch = ",".join(f"{name}={pid}" for name, pid in sorted(mesh_processes(mesh.data).items()) if name != "up")
         out = subprocess.run([binary, "bench", "images", "--dir", slices, "--clients", str(clients),
-                              "--encodings", "original,jpeg-ls", "--batch", str(BATCH)] + direct
+                              "--encodings", "original,jpeg-ls", "--batch", str(BATCH), "--watch", watch] + direct
                              + mesh.client_args(), check=True, capture_output=True, text=True).stdout
         phases = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         for via in ("bytes", "grpc"):
@@ -175,6 +212,9 @@ def cli_fetch(binary, mesh, clients, via):
                             capture_output=True, text=True).stdout
     ids = [json.loads(line)["imageId"] for line in listed.splitlines() if line.startswith("{")]
     out = tempfile.mkdtemp(prefix="fetch-", dir=mesh.data)
+    watched = {name: pid for name, pid in mesh_processes(mesh.data).items() if name != "up"}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         started = time.perf_counter()
         processes = [subprocess.Popen([binary, "images", "fetch", "--via", via, "-o", os.path.join(out, str(k))]
@@ -184,12 +224,15 @@ def cli_fetch(binary, mesh, clients, via):
         seconds = time.perf_counter() - started
         if any(codes):
             raise SystemExit(f"atrium images fetch --via {via} failed: exit codes {codes}")
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = {name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / len(ids) for name, pid in watched.items()}
+        cpu["client"] = (children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime) * 1000 / len(ids)
         size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(out) for f in files)
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        discard(out)
     return {"phase": "fetch", "route": f"cli-{via}", "encoding": "original", "batch": len(ids) // clients,
             "clients": clients, "images": len(ids), "images_per_s": len(ids) / seconds, "mb_per_s": size / 1e6 / seconds,
-            "p50_ms": seconds * 1000, "p99_ms": seconds * 1000}
+            "p50_ms": seconds * 1000, "p99_ms": seconds * 1000, "cpu_ms_per_image": cpu}
 
 
 def fill_index(database, registrant, records):
@@ -229,14 +272,16 @@ def main():
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--query-records", default="10000,100000")
     parser.add_argument("--clients", default="1,4")
+    parser.add_argument("--runs", type=int, default=3, help="runs of Orthanc and of each Atrium mode; rows are medians")
     parser.add_argument("--data", default="var/bench")
     parser.add_argument("--gateway-calls", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=50, help="images per fetch call for the series figures")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip")
     parser.add_argument("--imaging-reps", default="15,5", help="timed runs per imaging figure: one slice, the stack")
     args = parser.parse_args()
-    global BATCH
+    global BATCH, RUNS
     BATCH = args.batch
+    RUNS = args.runs
     binary = os.path.abspath(args.binary)
     slices = os.path.abspath(os.path.join(args.data, f"ct{args.images}"))
     ensure_slices(slices, args.images)
@@ -266,11 +311,19 @@ def main():
     rows = []
     for split in (False, True):
         for clients in [int(c) for c in args.clients.split(",")]:
-            phases, rss = run_once(binary, slices, clients, split=split)
-            for p in phases:
-                rows.append(p)
-            print(f"peak RSS with {clients} client(s), {'split' if split else 'one process'}, MiB: "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in sorted(rss.items())), flush=True)
+            # RUNS fresh meshes; each row is the run with the median images/s (throughput swings by a third between
+            # runs on this shared machine, Orthanc's as much as Atrium's).
+            measured = {}
+            for _ in range(RUNS):
+                phases, rss = run_once(binary, slices, clients, split=split)
+                for p in phases:
+                    measured.setdefault((p["phase"], p["route"], p.get("encoding"), p.get("batch", 1)), []).append(p)
+                print(f"peak RSS with {clients} client(s), {'split' if split else 'one process'}, MiB: "
+                      + ", ".join(f"{k} {v:.0f}" for k, v in sorted(rss.items())), flush=True)
+            for runs in measured.values():
+                row = dict(median_run(runs, "images_per_s"))
+                row["runs"] = [r["images_per_s"] for r in runs]
+                rows.append(row)
 
     print()
     print(f"Atrium, {args.images} CT slices of ~525 kB, release build. mode one: every service in one process (atrium serve")
@@ -279,9 +332,9 @@ def main():
     print("path (AuthorizeFetch through the gateway for `batch` images, then one HTTPS GET per image from the data plane);")
     print("cli-bytes / cli-grpc: `atrium images fetch --via bytes|grpc` processes, one per client, writing fsynced files")
     print("(batch: images per process; p50/p99: the whole run). Other routes fetch into memory. batch: images per call;")
-    print("p50/p99 per call.")
+    print(f"p50/p99 per call. Each row is the median of {RUNS} runs, each on a fresh mesh (all runs listed last).")
     header = (f"{'mode':5} {'phase':9} {'route':7} {'encoding':9} {'batch':>5} {'clients':>7} {'images/s':>9} {'MB/s':>7} "
-              f"{'p50 ms':>7} {'p99 ms':>7} {'vs Orthanc':>11} {'vs nginx TLS':>13}")
+              f"{'p50 ms':>7} {'p99 ms':>7} {'vs Orthanc':>11} {'vs nginx TLS':>13}  runs (images/s)")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -290,15 +343,46 @@ def main():
         ceiling = TLS_CEILING.get(("https", r["clients"]))
         versus_tls = f"{r['images_per_s'] / ceiling:.2f}x" if ceiling and r["phase"] == "fetch" else "-"
         print(f"{r['mode']:5} {r['phase']:9} {r['route']:7} {r.get('encoding', '-'):9} {r.get('batch', 1):>5} {r['clients']:>7} "
-              f"{r['images_per_s']:>9.1f} {r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {ratio:>11} {versus_tls:>13}")
+              f"{r['images_per_s']:>9.1f} {r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {ratio:>11} {versus_tls:>13}"
+              f"  {'/'.join(f'{x:.0f}' for x in r.get('runs', []))}")
     print("\nvs Orthanc: Atrium's images/s over Orthanc's with the same number of clients, both measured above in this run")
     print("on the same slices (Orthanc over plain HTTP, one image per request; Atrium over TLS). vs nginx TLS: over nginx")
     print("serving the same files over TLS 1.3 to as many curl clients, this run: the machine's TLS ceiling, no hashing.")
+    print_cpu_table(rows)
 
     if "query" not in skip:
         print_query_figures(binary, args.query_records)
     if "gateway" not in skip:
         gateway_bench(binary, args.gateway_calls)
+
+
+def print_cpu_table(rows):
+    """Where each image's CPU goes: milliseconds per image in each process (the client included), per phase, from the
+    rows' cpu_ms_per_image; Orthanc's own CPU per image for the same phase and client count beside them."""
+    rows = [r for r in rows if r.get("cpu_ms_per_image") and r["phase"] in ("register", "fetch")]
+    if not rows:
+        return
+    # Processes that did nothing measurable in any phase (backup, catalog) are left out; the sum counts them all.
+    names = sorted({name for r in rows for name, ms in r["cpu_ms_per_image"].items() if name != "client" and ms >= 0.05})
+    print("\nCPU per image, ms, by process (user + system, this run; client: the load generator or the CLI processes;")
+    print("Orthanc: its server process only, same phase and clients, one image per request over plain HTTP)")
+    header = (f"{'mode':5} {'phase':9} {'route':9} {'encoding':9} {'batch':>5} {'clients':>7} {'client':>7} "
+              + " ".join(f"{n[:12]:>12}" for n in names) + f" {'server sum':>10} {'Orthanc':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        cpu = r["cpu_ms_per_image"]
+        server = sum(v for k, v in cpu.items() if k != "client")
+        orthanc = ORTHANC_CPU_MS.get((r["phase"], r["clients"]))
+        print(f"{r['mode']:5} {r['phase']:9} {r['route']:9} {r.get('encoding', '-'):9} {r.get('batch', 1):>5} {r['clients']:>7} "
+              f"{cpu.get('client', 0):>7.2f} " + " ".join(f"{cpu[n]:>12.2f}" if n in cpu else f"{'':>12}" for n in names)
+              + f" {server:>10.2f} {orthanc if orthanc is not None else float('nan'):>8.2f}")
+
+
+def median_run(runs, key):
+    """The run whose `key` is the median (the lower middle of an even count), so that one row's figures stay together."""
+    ordered = sorted(runs, key=lambda r: r[key])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def orthanc_bench(slices):
@@ -307,22 +391,28 @@ def orthanc_bench(slices):
     global ORTHANC_FIND_MS
     work = tempfile.mkdtemp(prefix="orthanc-bench-")
     try:
-        done = subprocess.run(["bash", os.path.join(HERE, "orthanc_baseline.sh"), slices, "1", work],
+        done = subprocess.run(["bash", os.path.join(HERE, "orthanc_baseline.sh"), slices, str(RUNS), work],
                               capture_output=True, text=True, timeout=1800)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        discard(work)
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not rows:
         print(f"Orthanc did not run (exit {done.returncode}): {done.stderr.strip()[-400:]}; no ratios against it below.")
         return
+    runs = {}
     for r in rows:
         if r["op"] in ("ingest", "retrieve"):
             phase = "register" if r["op"] == "ingest" else "fetch"
-            ORTHANC[(phase, r["clients"])] = r["img_s"]
-            ORTHANC_CPU_MS[(phase, r["clients"])] = r["orthanc_cpu_ms_per_img"]
+            runs.setdefault((phase, r["clients"]), []).append(r)
         elif r["op"] == "find" and r["what"].startswith("find PatientID (instance level, ids only)"):
             ORTHANC_FIND_MS = r["median_ms"]
-    print(f"Orthanc 1.10.1, plain HTTP REST, {rows[0]['n']} slices, this run (bench/orthanc_baseline.sh):")
+    for key, measured in runs.items():
+        middle = median_run(measured, "img_s")
+        ORTHANC[key] = middle["img_s"]
+        ORTHANC_CPU_MS[key] = middle["orthanc_cpu_ms_per_img"]
+    print(f"Orthanc 1.10.1, plain HTTP REST, {rows[0]['n']} slices, this run (bench/orthanc_baseline.sh; the median of "
+          f"{RUNS} runs: " + "; ".join(f"{phase} {clients}: " + ", ".join(f"{r['img_s']:.0f}" for r in measured)
+                                      for (phase, clients), measured in sorted(runs.items())) + " images/s):")
     for (phase, clients), rate in sorted(ORTHANC.items()):
         print(f"  {phase:8} {clients} client(s): {rate:8.1f} images/s, Orthanc CPU {ORTHANC_CPU_MS[(phase, clients)]:.2f} ms/image")
     if ORTHANC_FIND_MS is not None:
@@ -528,22 +618,8 @@ def imaging_bench(binary, series_dir, reps="15,5", count=200):
 
 
 def cpu_seconds_of_mesh(marker):
-    """CPU seconds (user + system) used so far by every process whose environment names the mesh's data directory."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if f"ATRIUM_DATA_DIR={marker}".encode() not in f.read():
-                    continue
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        except OSError:
-            continue
-    return total
+    """CPU seconds (user + system) used so far by every process of the mesh."""
+    return sum(cpu_seconds(pid) for pid in mesh_processes(marker).values())
 
 
 def processing_bench(binary, series_dir, count=200, runs=3):
@@ -628,4 +704,8 @@ def link_bench(binary, series_dir, count=200):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for path in LEFTOVERS:
+            shutil.rmtree(path, ignore_errors=True)

@@ -60,6 +60,9 @@ struct ImagesBench: AsyncParsableCommand {
     @Flag(help: "Measure only registration (for profiling it).")
     var onlyRegister = false
 
+    @Option(help: "Processes whose CPU each phase reports per image, as name=pid, comma-separated (this process is 'client').")
+    var watch = ""
+
     func validate() throws {
         guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
         guard (1...1000).contains(batch) else { throw ValidationError("--batch must be 1 to 1000") }
@@ -69,6 +72,19 @@ struct ImagesBench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        var processes: [(String, Int32)] = []
+        for item in watch.split(separator: ",") {
+            let parts = item.split(separator: "=")
+            guard parts.count == 2, let pid = Int32(parts[1]) else { throw ValidationError("--watch: '\(item)' is not name=pid") }
+            processes.append((String(parts[0]), pid))
+        }
+        try await Self.$watched.withValue(CPUWatch(processes: processes)) { try await measureAll() }
+    }
+
+    /// The processes whose CPU each phase reports.
+    @TaskLocal static var watched = CPUWatch(processes: [])
+
+    private func measureAll() async throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".dcm") }.sorted().map { "\(dir)/\($0)" }
         guard !files.isEmpty else { throw ValidationError("no .dcm files in \(dir)") }
         let configuration = try client.configuration()
@@ -159,6 +175,7 @@ struct ImagesBench: AsyncParsableCommand {
         extra: [String: Any] = [:],
         work: @escaping @Sendable (AtriumClient, [String]) async throws -> UInt64
     ) async throws -> UInt64 {
+        let cpuBefore = watched.snapshot()
         let started = ContinuousClock.now
         let results = try await withThrowingTaskGroup(of: [(UInt64, Int, Duration)].self) { group in
             for shard in shards {
@@ -188,6 +205,12 @@ struct ImagesBench: AsyncParsableCommand {
             "p50_ms": Self.percentile(latencies, 0.50), "p99_ms": Self.percentile(latencies, 0.99),
         ]
         figures.merge(extra) { _, new in new }
+        let cpuAfter = watched.snapshot()
+        if !cpuAfter.isEmpty {
+            var perImage: [String: Double] = [:]
+            for (name, seconds) in cpuAfter { perImage[name] = (seconds - (cpuBefore[name] ?? 0)) * 1000 / Double(max(images, 1)) }
+            figures["cpu_ms_per_image"] = perImage
+        }
         let json = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
         print(String(decoding: json, as: UTF8.self))
         return bytes
@@ -200,6 +223,31 @@ struct ImagesBench: AsyncParsableCommand {
     static func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return 0 }
         return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+    }
+}
+
+/// CPU seconds (user and system) of this process ("client") and of named others, from `/proc/<pid>/stat`.
+struct CPUWatch: Sendable {
+    let processes: [(String, Int32)]
+
+    /// Each process's CPU seconds so far; empty when nothing is watched.
+    func snapshot() -> [String: Double] {
+        guard !processes.isEmpty else { return [:] }
+        var result: [String: Double] = [:]
+        for (name, pid) in [("client", getpid())] + processes {
+            if let seconds = Self.cpuSeconds(pid) { result[name] = seconds }
+        }
+        return result
+    }
+
+    static func cpuSeconds(_ pid: Int32) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return nil }
+        // After the command's closing parenthesis: state is field 3; utime and stime are fields 14 and 15.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
 
