@@ -19,6 +19,9 @@ import Foundation
 ///   `https://images.example.org:7445`, when that is not the gateway's host with the port above.
 /// - `ATRIUM_DELIVERY_CAPABILITY_TTL_MS`: how long a byte-path capability stays valid (default 5000, 100 to
 ///   60000): the bound on how long a revoked share or a suspended subscriber can still read what it was granted.
+/// - `ATRIUM_DELIVERY_VISIBILITY_MS`: how long delivery keeps an image record the registry allowed a caller to
+///   fetch, so that fetching it again asks the registry nothing (default 5000, the gateway's authorisation window;
+///   0 asks every time, at most 60000): the bound on how long a revoked share still lets a fetch through.
 public struct DeliveryConfiguration: Sendable {
     /// Delivery's SQLite file: print jobs, inboxes, the variant index.
     public var databasePath: String
@@ -40,6 +43,8 @@ public struct DeliveryConfiguration: Sendable {
     public var bytesBaseURL: String
     /// How long a capability stays valid.
     public var capabilityTTL: Duration
+    /// How long an allowed image record is kept (zero: not kept).
+    public var visibilityLifetime: Duration = .seconds(5)
 
     /// Explicit settings.
     public init(databasePath: String, blobDirectory: String, variantDirectory: String, maxTranscodeBytes: UInt64 = 512 << 20) {
@@ -76,5 +81,6 @@ public struct DeliveryConfiguration: Sendable {
         )
         self.bytesBaseURL = values.string("ATRIUM_DELIVERY_BYTES_URL", default: "")
         self.capabilityTTL = .milliseconds(try values.int("ATRIUM_DELIVERY_CAPABILITY_TTL_MS", default: 5000, range: 100...60_000))
+        self.visibilityLifetime = .milliseconds(try values.int("ATRIUM_DELIVERY_VISIBILITY_MS", default: 5000, range: 0...60_000))
     }
 }

@@ -42,6 +42,8 @@ public struct DeliveryService: Sendable {
     let verifiedBlobs = VerifiedBlobs()
     /// Seals the byte path's capabilities; its key lives only in this process.
     let sealer = CapabilitySealer()
+    /// Image records the registry allowed callers to fetch, for a few seconds (``VisibilityCache``).
+    let visibility: VisibilityCache
     /// The byte path's HTTPS listener, unless it is off.
     let bytePlane: BytePlane?
     let logger: Logger
@@ -68,6 +70,7 @@ public struct DeliveryService: Sendable {
         // Woken by each event, batched over a quarter second; the interval only retries what a failure left.
         self.usagePump = OutboxPump(interval: .seconds(5), batchDelay: .milliseconds(250)) { await sender.deliver() }
         self.audit = AuditTrail(security: self.security, logger: logger)
+        self.visibility = VisibilityCache(lifetime: configuration.visibilityLifetime)
         self.budget = BudgetGate(security: self.security, logger: logger)
         self.bytePlane = configuration.bytesListen.map { [blobs, variants, sealer] listen in
             BytePlane(
@@ -255,18 +258,24 @@ public struct DeliveryService: Sendable {
         var refusals: [String: String] = [:]
     }
 
-    /// The records of `ids` that `caller` may see, from one registry call; the others get a refusal message.
+    /// The records of `ids` that `caller` may see: those allowed in the last few seconds from ``visibility``, the
+    /// rest from one registry call; the others get a refusal message.
     func resolve(_ ids: [String], for caller: VerifiedCaller, refusals: inout [String: String]) async throws -> [String: Atrium_V1_ImageRecord] {
         guard !ids.isEmpty else { return [:] }
+        var records = visibility.records(ids, for: caller)
+        let missing = ids.filter { records[$0] == nil }
+        guard !missing.isEmpty else { return records }
         let response: Atrium_V1_ResolveImagesResponse
         do {
-            response = try await registry.resolveImages(.with { $0.caller = caller.message; $0.imageIds = ids }, options: .internalCall)
+            response = try await registry.resolveImages(.with { $0.caller = caller.message; $0.imageIds = missing }, options: .internalCall)
         } catch let error as RPCError {
             // The registry's status passes on, without the registry's response headers.
             throw error.withoutTransportHeaders
         }
+        visibility.keep(response.records, for: caller)
         for item in response.missing { refusals[item.id] = item.message }
-        return Dictionary(response.records.map { ($0.imageID, $0) }, uniquingKeysWith: { first, _ in first })
+        for record in response.records where records[record.imageID] == nil { records[record.imageID] = record }
+        return records
     }
 
     /// Streams one image's delivered bytes from `offset`: begin, chunks, end. From offset 0 the bytes are

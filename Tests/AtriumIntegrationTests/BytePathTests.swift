@@ -93,9 +93,11 @@ extension IntegrationTests {
             }
         }
 
-        @Test("a revoked share stops new capabilities at once and outstanding ones at their expiry; a paced contract is sent to Fetch")
+        @Test("a revoked share stops new capabilities within delivery's visibility window and outstanding ones at their expiry; a paced contract is sent to Fetch")
         func revocation() async throws {
-            let mesh = try await TestMesh(split: false, environment: ["ATRIUM_DELIVERY_CAPABILITY_TTL_MS": "1500"])
+            let mesh = try await TestMesh(
+                split: false, environment: ["ATRIUM_DELIVERY_CAPABILITY_TTL_MS": "1500", "ATRIUM_DELIVERY_VISIBILITY_MS": "1000"]
+            )
             defer { mesh.stop() }
             let owner = try await mesh.createSubscriber(name: "Owner", kind: .hospital)
             let receiver = try await mesh.createSubscriber(name: "Receiver", kind: .hospital)
@@ -119,7 +121,9 @@ extension IntegrationTests {
                 try await AtriumClient.with(mesh.clientConfiguration(apiKey: owner.key)) { owner in
                     _ = try await owner.registry.revokeShare(.with { $0.grantID = grantID }, metadata: owner.metadata)
                 }
-                // A new capability is refused at once: the image is no longer visible.
+                // A new capability is refused once delivery's visibility window (1 s here) has passed since the
+                // revocation returned: the image is no longer visible.
+                try await Task.sleep(for: .milliseconds(1050))
                 let after = try await atrium.delivery.authorizeFetch(.with { $0.imageIds = [image] }, metadata: atrium.metadata)
                 #expect(after.capabilities.isEmpty && after.refused.first?.code == Int32(Status.Code.notFound.rawValue))
                 // The outstanding one is refused once its lifetime (1.5 s here) is over: a read begun 1.5 s after

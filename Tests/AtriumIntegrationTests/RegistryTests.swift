@@ -276,7 +276,9 @@ extension IntegrationTests {
 
         @Test("visibility matrix: registrant, grantee before and after expiry or revocation, linked individual, stranger, operator")
         func visibilityMatrix() async throws {
-            let mesh = try await TestMesh(processingInstances: 1)
+            // Delivery keeps what the registry allowed for 1 s here (5 s by default): fetches agree with the registry
+            // once that window has passed.
+            let mesh = try await TestMesh(processingInstances: 1, environment: ["ATRIUM_DELIVERY_VISIBILITY_MS": "1000"])
             defer { mesh.stop() }
             let registrant = try await mesh.createSubscriber(name: "Registrant", kind: .hospital)
             let grantee = try await mesh.createSubscriber(name: "Grantee", kind: .hospital)
@@ -358,11 +360,14 @@ extension IntegrationTests {
                     try await atrium.registry.revokeShare(.with { $0.grantID = patientGrant.grantID }, metadata: atrium.metadata)
                 }
             } throws: { code(of: $0) == .notFound }
-            // Revocation applies at once; expiry when it comes.
+            // Revocation applies at once in the registry, and to fetches once delivery's window (1 s here) has passed:
+            // a fetch begun that long after the revocation returned is refused, however slow the machine. Expiry
+            // applies when it comes.
             let revoked = try await AtriumClient.with(mesh.clientConfiguration(apiKey: registrant.key)) { atrium in
                 try await atrium.registry.revokeShare(.with { $0.grantID = patientGrant.grantID }, metadata: atrium.metadata)
             }
             #expect(revoked.grant.hasRevokedAt)
+            try await Task.sleep(for: .milliseconds(1050))
             #expect(try await !sees(grantee.key, as: grantee.id, .hospital))
             try await Task.sleep(for: .seconds(3.2))
             #expect(try await !sees(studyGrantee.key, as: studyGrantee.id, .hospital))
