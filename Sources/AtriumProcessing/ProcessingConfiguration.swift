@@ -28,8 +28,6 @@ public struct ProcessingConfiguration: Sendable {
     public var usageOutboxPath: String { "\(stateDirectory)/usage-outbox.sqlite" }
     public var inputDirectory: String { "\(stateDirectory)/inputs" }
     public var resultDirectory: String { "\(stateDirectory)/results" }
-    /// Results of split batches on their way to the caller (emptied at start).
-    public var spoolDirectory: String { "\(stateDirectory)/spool" }
 
     /// Explicit settings; `workers` 0 means one per core.
     public init(

@@ -3,7 +3,6 @@ import AtriumAPI
 import AtriumCore
 import AtriumRuntime
 import AtriumStorage
-import Crypto
 import Foundation
 import GRPCCore
 import Logging
@@ -190,19 +189,13 @@ extension ProcessingService {
                     }
                 }
             )
-            var offset: UInt64 = 0
-            var hasher = SHA256()
-            while offset < reader.size {
-                let data = try reader.read(offset: offset, length: chunkSize)
-                hasher.update(data: data)
-                try await writer.write(.with { $0.chunk = .with { $0.offset = offset; $0.data = data } })
-                offset += UInt64(data.count)
+            guard reader.size == UInt64(result.size) else {
+                throw RPCError(code: .dataLoss, message: "result \(result.index) of job '\(job.id)' has \(reader.size) bytes in the store; it was made with \(result.size)")
             }
-            let digest = Hex.encode(hasher.finalize())
-            guard digest == result.sha256 else {
-                throw RPCError(code: .dataLoss, message: "result \(result.index) of job '\(job.id)' is damaged in this instance's result store")
-            }
-            try await writer.write(.with { $0.digest = .with { $0.sha256 = digest; $0.sizeBytes = UInt64(result.size) } })
+            // The digest is the one the bytes were stored under, not computed again: the SDK checks every result
+            // against it, so damage in the store is reported to the client as DATA_LOSS.
+            try await Self.writeChunks(of: reader, chunkSize: chunkSize, to: writer)
+            try await writer.write(.with { $0.digest = .with { $0.sha256 = result.sha256; $0.sizeBytes = UInt64(result.size) } })
         }
         try await writer.write(
             .with {
@@ -334,7 +327,7 @@ extension ProcessingService {
                     jobID: id,
                     index: produced.index,
                     sha256: sha256,
-                    size: Int64(produced.built.bytes.count),
+                    size: Int64(produced.size),
                     imageID: produced.imageID,
                     rows: produced.built.rows,
                     columns: produced.built.columns,

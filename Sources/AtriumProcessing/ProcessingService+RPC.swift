@@ -2,6 +2,7 @@ import SwiftProtobuf
 import AtriumAPI
 import AtriumCore
 import AtriumRuntime
+import AtriumStorage
 import Crypto
 import Foundation
 import GRPCCore
@@ -134,7 +135,7 @@ extension ProcessingService {
                 // The registry's digest of the stored bytes (registered results always carry it).
                 collected.value.withLock { $0.append(.with { $0.imageID = produced.imageID; $0.sha256 = produced.sha256 }) }
             }
-            try await Self.write(result: produced.index, inputs: produced.inputIndices, imageID: produced.imageID, built: produced.built, to: writer)
+            try await self.write(produced, to: writer)
         }
         let totals: RunTotals
         if let shards {
@@ -161,37 +162,57 @@ extension ProcessingService {
         )
     }
 
-    /// One result: its `ResultImage`, its bytes in chunks, and its digest.
-    static func write(
-        result index: Int,
-        inputs: [Int],
-        imageID: String,
-        built: BuiltResult,
-        partial: Bool = false,
-        chunkSize: Int = 1 << 20,
-        to writer: RPCWriter<Atrium_V1_RunResponse>
-    ) async throws {
-        let bytes = built.bytes
+    /// One result: its `ResultImage`, its bytes in chunks, and its digest. A registered result's digest is the one
+    /// the registry stored it under (not computed again); a result carried by reference is read from the blob
+    /// store, unless `bytes` is false (a shard answering a coordinator that reads them there itself).
+    func write(_ produced: Produced, bytes: Bool = true, chunkSize: Int = 1 << 20, to writer: RPCWriter<Atrium_V1_RunResponse>) async throws {
         try await writer.write(
             .with {
                 $0.result = .with {
-                    $0.index = UInt32(index)
-                    $0.inputIndices = inputs.map { UInt32($0) }
-                    $0.sizeBytes = UInt64(bytes.count)
-                    $0.imageID = imageID
-                    $0.rows = UInt32(built.rows)
-                    $0.columns = UInt32(built.columns)
-                    $0.bitsAllocated = UInt32(built.bitsAllocated)
-                    $0.projectionPartial = partial
+                    $0.index = UInt32(produced.index)
+                    $0.inputIndices = produced.inputIndices.map { UInt32($0) }
+                    $0.sizeBytes = UInt64(produced.size)
+                    $0.imageID = produced.imageID
+                    $0.rows = UInt32(produced.built.rows)
+                    $0.columns = UInt32(produced.built.columns)
+                    $0.bitsAllocated = UInt32(produced.built.bitsAllocated)
+                    $0.projectionPartial = produced.partial
                 }
             }
         )
-        var offset = 0
-        while offset < bytes.count {
-            let end = min(offset + chunkSize, bytes.count)
-            try await writer.write(.with { $0.chunk = .with { $0.offset = UInt64(offset); $0.data = Data(bytes[offset..<end]) } })
-            offset = end
+        if bytes {
+            if produced.referencedSize != nil {
+                let reader: BlobReader
+                do {
+                    reader = try blobs.openReader(produced.sha256)
+                } catch {
+                    throw RPCError(code: .dataLoss, message: "result \(produced.index) ('\(produced.imageID)') cannot be read from the blob store (\(error))")
+                }
+                guard reader.size == UInt64(produced.size) else {
+                    throw RPCError(code: .dataLoss, message: "result \(produced.index) ('\(produced.imageID)') has \(reader.size) bytes in the blob store; its shard said \(produced.size)")
+                }
+                try await Self.writeChunks(of: reader, chunkSize: chunkSize, to: writer)
+            } else {
+                let bytes = produced.built.bytes
+                var offset = 0
+                while offset < bytes.count {
+                    let end = min(offset + chunkSize, bytes.count)
+                    try await writer.write(.with { $0.chunk = .with { $0.offset = UInt64(offset); $0.data = Data(bytes[offset..<end]) } })
+                    offset = end
+                }
+            }
         }
-        try await writer.write(.with { $0.digest = .with { $0.sha256 = Hex.encode(SHA256.hash(data: bytes)); $0.sizeBytes = UInt64(bytes.count) } })
+        let sha256 = produced.sha256.isEmpty ? Hex.encode(SHA256.hash(data: produced.built.bytes)) : produced.sha256
+        try await writer.write(.with { $0.digest = .with { $0.sha256 = sha256; $0.sizeBytes = UInt64(produced.size) } })
+    }
+
+    /// A stored object's bytes as chunks, from offset 0.
+    static func writeChunks(of reader: BlobReader, chunkSize: Int, to writer: RPCWriter<Atrium_V1_RunResponse>) async throws {
+        var offset: UInt64 = 0
+        while offset < reader.size {
+            let data = try reader.read(offset: offset, length: chunkSize)
+            try await writer.write(.with { $0.chunk = .with { $0.offset = offset; $0.data = data } })
+            offset += UInt64(data.count)
+        }
     }
 }

@@ -5,7 +5,6 @@ import AtriumDICOM
 import AtriumImaging
 import AtriumRuntime
 import AtriumStorage
-import Crypto
 import Foundation
 import GRPCCore
 import Logging
@@ -73,12 +72,18 @@ struct PreparedRun: Sendable {
 struct Produced: Sendable {
     var index: Int
     var inputIndices: [Int]
+    /// The result; its `bytes` are empty when ``referencedSize`` is set.
     var built: BuiltResult
     var imageID: String
     /// The bytes are a projection's partial state (a shard's), not a DICOM object.
     var partial = false
     /// The SHA-256 of the bytes as the registry stored them; empty when the result was not registered.
     var sha256 = ""
+    /// Set when the bytes are not carried: they are the registered object `sha256` in the registry's blob store,
+    /// of this size (a peer's result in a split batch).
+    var referencedSize: Int? = nil
+
+    var size: Int { referencedSize ?? built.bytes.count }
 }
 
 /// A result as the registry stored it.
@@ -555,16 +560,16 @@ extension ProcessingService {
 
     /// Registers a result for the run's caller, derived from `derivedFrom`, visible to the destinations; returns
     /// its image ID and stored digest. Registering the same result again returns the same ID.
+    /// The bytes are not hashed here: the registry hashes them as it stores them and answers with the digest (the
+    /// link to it is in-process, or mTLS, which protects them on the way).
     func register(_ built: BuiltResult, run: PreparedRun, derivedFrom: [String]) async throws -> Registered {
         let bytes = built.bytes
-        let sha256 = Hex.encode(SHA256.hash(data: bytes))
         let header = Atrium_V1_RegisterForHeader.with {
             $0.registrant = run.caller.message
             $0.shareWith = run.destinations
             $0.header = .with {
                 $0.format = .dicomPart10
                 $0.sizeBytes = UInt64(bytes.count)
-                $0.sha256 = sha256
                 $0.derivedFromImageIds = derivedFrom
                 $0.comment = "Atrium processing: \(run.plan.summary)"
             }

@@ -24,22 +24,40 @@ final class Shared<Value: Sendable>: Sendable {
     init(_ value: Value) { self.value = Mutex(value) }
 }
 
-/// Results of a split batch, kept in spool files as they arrive from every shard, and taken in order.
-final class ResultSpool: Sendable {
+/// Results of a split batch as they arrive from every shard, taken in order. An entry is small: a registered
+/// result is named by its digest in the registry's blob store, and only a projection's partial state (one per
+/// shard) carries its bytes, so nothing is spooled to disk.
+final class ResultQueue: Sendable {
     struct Entry: Sendable {
-        /// The spool file holding the bytes; removed once read.
-        var path: String
         var inputIndices: [Int]
         var imageID: String
         /// The digest the registry stored the result under; empty when it was not registered.
         var registeredSHA256: String
+        var size: Int
         var rows: Int
         var columns: Int
         var bitsAllocated: Int
+        /// The bytes, when they are not in the blob store: a projection's partial state, or a result that was not
+        /// registered.
+        var bytes: [UInt8]?
+
+        /// The result as `emit` takes it.
+        func produced(_ index: Int) -> Produced {
+            Produced(
+                index: index,
+                inputIndices: inputIndices,
+                built: BuiltResult(bytes: bytes ?? [], sopInstanceUID: "", rows: rows, columns: columns, bitsAllocated: bitsAllocated),
+                imageID: imageID,
+                sha256: registeredSHA256,
+                referencedSize: bytes == nil ? size : nil
+            )
+        }
     }
 
     private struct State {
         var entries: [Int: Entry] = [:]
+        /// Every index that has arrived, taken or not: a retried shard resumes after them.
+        var arrived: Set<Int> = []
         var waiting: [Int: CheckedContinuation<Entry, any Error>] = [:]
         var failure: (any Error)?
     }
@@ -47,6 +65,7 @@ final class ResultSpool: Sendable {
 
     func put(_ index: Int, _ entry: Entry) {
         let waiter = state.withLock { state -> CheckedContinuation<Entry, any Error>? in
+            guard state.arrived.insert(index).inserted else { return nil }
             if let waiter = state.waiting.removeValue(forKey: index) { return waiter }
             state.entries[index] = entry
             return nil
@@ -54,7 +73,7 @@ final class ResultSpool: Sendable {
         waiter?.resume(returning: entry)
     }
 
-    func contains(_ index: Int) -> Bool { state.withLock { $0.entries[index] != nil } }
+    func contains(_ index: Int) -> Bool { state.withLock { $0.arrived.contains(index) } }
 
     /// Fails every current and later `take`.
     func fail(_ error: any Error) {
@@ -143,7 +162,8 @@ extension ProcessingService {
     // MARK: - Coordinating
 
     /// Runs a split batch: every shard at once (this instance's on the calling worker, the others through
-    /// RunShard), each result spooled to the result store as it arrives and handed to `emit` in result order.
+    /// RunShard), each result queued as it arrives (its bytes stay in the blob store) and handed to `emit` in
+    /// result order.
     /// A shard whose instance fails is run again, once, on another (this one if no other serves), from its first
     /// missing result. A projection's partial states merge exactly; a sum that could not be added exactly is
     /// computed again here unsplit, so a split run always equals an unsplit one.
@@ -155,7 +175,7 @@ extension ProcessingService {
         progress: @escaping @Sendable (RunTotals) async throws -> Void,
         emit: @escaping @Sendable (Produced) async throws -> Void
     ) async throws -> (totals: RunTotals, instances: [String]) {
-        let spool = ResultSpool()
+        let queue = ResultQueue()
         let totals = Shared(RunTotals())
         let instances = Shared(shards.map { $0.instance?.instanceID ?? instanceID })
         let projection: Bool
@@ -171,10 +191,10 @@ extension ProcessingService {
             for shard in shards {
                 group.addTask {
                     do {
-                        let used = try await self.runShard(shard, of: run, spool: spool, totals: totals, projection: projection, holdsWorker: holdsWorker)
+                        let used = try await self.runShard(shard, of: run, queue: queue, totals: totals, projection: projection, holdsWorker: holdsWorker)
                         instances.value.withLock { $0[shard.index] = used }
                     } catch {
-                        spool.fail(error)
+                        queue.fail(error)
                         throw error
                     }
                 }
@@ -184,8 +204,7 @@ extension ProcessingService {
             if projection {
                 var partials: [ProjectionAccumulator.Partial] = []
                 for shard in shards {
-                    let entry = try await spool.take(shard.index)
-                    partials.append(try await self.readPartial(entry))
+                    partials.append(try Self.partial(try await queue.take(shard.index)))
                 }
                 try await group.waitForAll()
                 var merged = totals.value.withLock { $0 }
@@ -205,10 +224,7 @@ extension ProcessingService {
             }
             for index in run.inputs.indices {
                 if shouldStop() { throw RPCError(code: .cancelled, message: "the job was cancelled") }
-                let entry = try await spool.take(index)
-                let bytes = try await self.readSpooled(entry)
-                let built = BuiltResult(bytes: bytes, sopInstanceUID: "", rows: entry.rows, columns: entry.columns, bitsAllocated: entry.bitsAllocated)
-                try await emit(Produced(index: index, inputIndices: entry.inputIndices, built: built, imageID: entry.imageID, sha256: entry.registeredSHA256))
+                try await emit(try await queue.take(index).produced(index))
                 emitted.inputsDone = index + 1
                 emitted.cpuSeconds = totals.value.withLock { $0.cpuSeconds }
                 try await progress(emitted)
@@ -219,21 +235,21 @@ extension ProcessingService {
     }
 
     /// Runs one shard where it was planned, or again elsewhere after a failure; returns the instance that ran it.
-    private func runShard(_ shard: Shard, of run: PreparedRun, spool: ResultSpool, totals: Shared<RunTotals>, projection: Bool, holdsWorker: Bool) async throws -> String {
+    private func runShard(_ shard: Shard, of run: PreparedRun, queue: ResultQueue, totals: Shared<RunTotals>, projection: Bool, holdsWorker: Bool) async throws -> String {
         var target = shard.instance
         var attempt = 0
         while true {
             attempt += 1
             // What is still missing: a filter shard resumes after the results that already arrived.
-            let start = projection ? shard.range.lowerBound : (shard.range.first { !spool.contains($0) } ?? shard.range.upperBound)
+            let start = projection ? shard.range.lowerBound : (shard.range.first { !queue.contains($0) } ?? shard.range.upperBound)
             let range = start..<shard.range.upperBound
             if range.isEmpty && !projection { return target?.instanceID ?? instanceID }
             do {
                 if let target {
-                    try await runRemote(shard.index, range: range, on: target, of: run, spool: spool, totals: totals, projection: projection)
+                    try await runRemote(shard.index, range: range, on: target, of: run, queue: queue, totals: totals, projection: projection)
                     return target.instanceID
                 }
-                try await runLocal(shard.index, range: range, of: run, spool: spool, totals: totals, projection: projection, holdsWorker: holdsWorker)
+                try await runLocal(shard.index, range: range, of: run, queue: queue, totals: totals, projection: projection, holdsWorker: holdsWorker)
                 return instanceID
             } catch let error as RPCError where Self.retryable(error) && attempt == 1 {
                 if let failed = target { peers?.markFailed(failed) }
@@ -252,20 +268,17 @@ extension ProcessingService {
     }
 
     /// This instance's part of a split batch, on a worker (the job's own when `holdsWorker`).
-    private func runLocal(_ index: Int, range: Range<Int>, of run: PreparedRun, spool: ResultSpool, totals: Shared<RunTotals>, projection: Bool, holdsWorker: Bool) async throws {
-        let directory = configuration.spoolDirectory
+    private func runLocal(_ index: Int, range: Range<Int>, of run: PreparedRun, queue: ResultQueue, totals: Shared<RunTotals>, projection: Bool, holdsWorker: Bool) async throws {
         let shardRun = run.shard(index)
         let work: @Sendable () async throws -> RunTotals = {
             try await self.execute(shardRun, range: range, partial: projection) { produced in
-                let path = Self.spoolPath(in: directory)
-                guard FileManager.default.createFile(atPath: path, contents: Data(produced.built.bytes)) else {
-                    throw RPCError(code: .unavailable, message: "cannot spool a result (is the state directory full?)")
-                }
-                spool.put(
+                let registered = !produced.imageID.isEmpty && !produced.partial
+                queue.put(
                     projection ? index : produced.index,
                     .init(
-                        path: path, inputIndices: produced.inputIndices, imageID: produced.imageID, registeredSHA256: produced.sha256,
-                        rows: produced.built.rows, columns: produced.built.columns, bitsAllocated: produced.built.bitsAllocated
+                        inputIndices: produced.inputIndices, imageID: produced.imageID, registeredSHA256: produced.sha256, size: produced.size,
+                        rows: produced.built.rows, columns: produced.built.columns, bitsAllocated: produced.built.bitsAllocated,
+                        bytes: registered ? nil : produced.built.bytes
                     )
                 )
             }
@@ -279,8 +292,9 @@ extension ProcessingService {
         }
     }
 
-    /// A peer's part of a split batch, read as it streams and spooled here.
-    private func runRemote(_ index: Int, range: Range<Int>, on peer: ProcessingPool.Instance, of run: PreparedRun, spool: ResultSpool, totals: Shared<RunTotals>, projection: Bool) async throws {
+    /// A peer's part of a split batch, read as it streams: a registered result comes as its image ID and digest
+    /// only (``Atrium_V1_ShardRequest/registeredByReference``), a projection's partial state with its bytes.
+    private func runRemote(_ index: Int, range: Range<Int>, on peer: ProcessingPool.Instance, of run: PreparedRun, queue: ResultQueue, totals: Shared<RunTotals>, projection: Bool) async throws {
         var header = run.header
         header.imageIds = .with { $0.imageIds = run.inputImageIDs }
         header.destinationIds = run.destinations
@@ -294,8 +308,8 @@ extension ProcessingService {
             $0.caller = run.caller.message
             $0.header = header
             $0.runKey = run.key
+            $0.registeredByReference = true
         }
-        let directory = configuration.spoolDirectory
         peer.begin()
         defer { peer.end() }
         // A shard takes as long as its inputs do: no deadline of its own (it ends with the run that needs it).
@@ -303,34 +317,44 @@ extension ProcessingService {
         options.timeout = nil
         let summary: Atrium_V1_RunSummary = try await peer.client.processingInternal.runShard(request, options: options) { response in
             var current: Atrium_V1_ResultImage?
-            var buffer = Data()
+            var buffer: [UInt8] = []
             for try await message in response.messages {
                 switch message.part {
                 case .result(let result):
+                    guard result.sizeBytes <= 1 << 30 else {
+                        throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a result of \(result.sizeBytes) bytes")
+                    }
                     current = result
-                    buffer = Data(capacity: Int(min(result.sizeBytes, 1 << 30)))
+                    buffer = []
                 case .chunk(let chunk):
-                    guard current != nil, UInt64(buffer.count) == chunk.offset else {
+                    guard let result = current, UInt64(buffer.count) == chunk.offset, UInt64(buffer.count + chunk.data.count) <= result.sizeBytes else {
                         throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a chunk out of order")
                     }
-                    buffer.append(chunk.data)
+                    if buffer.isEmpty { buffer.reserveCapacity(Int(result.sizeBytes)) }
+                    buffer.append(contentsOf: chunk.data)
                 case .digest(let digest):
-                    guard let result = current, Hex.encode(SHA256.hash(data: buffer)) == digest.sha256 else {
-                        throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a result that does not match its digest")
-                    }
-                    let path = Self.spoolPath(in: directory)
-                    guard FileManager.default.createFile(atPath: path, contents: buffer) else {
-                        throw RPCError(code: .unavailable, message: "cannot spool a result (is the state directory full?)")
+                    guard let result = current, digest.sizeBytes == result.sizeBytes, Hex.isSHA256(digest.sha256) else {
+                        throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a digest that does not match its result")
                     }
                     current = nil
-                    spool.put(
+                    let registered = !result.imageID.isEmpty && !result.projectionPartial
+                    // Bytes that came are checked; a registered result's are then left where the registry stored them
+                    // (a peer of an earlier version sends them anyway).
+                    if !buffer.isEmpty || !registered {
+                        guard UInt64(buffer.count) == result.sizeBytes, Hex.encode(SHA256.hash(data: buffer)) == digest.sha256 else {
+                            throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a result that does not match its digest")
+                        }
+                    }
+                    queue.put(
                         projection ? index : Int(result.index),
                         .init(
-                            path: path, inputIndices: result.inputIndices.map { Int($0) }, imageID: result.imageID,
-                            registeredSHA256: result.imageID.isEmpty ? "" : digest.sha256,
-                            rows: Int(result.rows), columns: Int(result.columns), bitsAllocated: Int(result.bitsAllocated)
+                            inputIndices: result.inputIndices.map { Int($0) }, imageID: result.imageID,
+                            registeredSHA256: result.imageID.isEmpty ? "" : digest.sha256, size: Int(result.sizeBytes),
+                            rows: Int(result.rows), columns: Int(result.columns), bitsAllocated: Int(result.bitsAllocated),
+                            bytes: registered ? nil : buffer
                         )
                     )
+                    buffer = []
                 case .summary(let summary):
                     return summary
                 case .header, nil:
@@ -345,26 +369,10 @@ extension ProcessingService {
         }
     }
 
-    /// A unique file name in the spool directory.
-    static func spoolPath(in directory: String) -> String {
-        "\(directory)/\(Identifier.randomBase32(count: 26))"
-    }
-
-    /// A spooled result's bytes; the spool file is removed.
-    private func readSpooled(_ entry: ResultSpool.Entry) async throws -> [UInt8] {
-        try await offload {
-            defer { try? FileManager.default.removeItem(atPath: entry.path) }
-            guard let data = FileManager.default.contents(atPath: entry.path) else {
-                throw RPCError(code: .unavailable, message: "a spooled result disappeared from the state directory")
-            }
-            return [UInt8](data)
-        }
-    }
-
-    private func readPartial(_ entry: ResultSpool.Entry) async throws -> ProjectionAccumulator.Partial {
-        let bytes = try await readSpooled(entry)
+    /// A shard's projection state.
+    private static func partial(_ entry: ResultQueue.Entry) throws -> ProjectionAccumulator.Partial {
         do {
-            return try ProjectionAccumulator.Partial(bytes: bytes)
+            return try ProjectionAccumulator.Partial(bytes: entry.bytes ?? [])
         } catch {
             throw RPCError(code: .internalError, message: "a shard sent an unreadable projection state: \(error.detail)")
         }
@@ -450,7 +458,7 @@ extension ProcessingService {
         })
         let totals = try await workers.withWorker {
             try await execute(run, range: range, partial: projection) { produced in
-                try await Self.write(result: produced.index, inputs: produced.inputIndices, imageID: produced.imageID, built: produced.built, partial: produced.partial, to: writer)
+                try await self.write(produced, bytes: !(request.registeredByReference && !produced.imageID.isEmpty && !produced.partial), to: writer)
             }
         }
         try meter(run, images: range.count, totals: totals)

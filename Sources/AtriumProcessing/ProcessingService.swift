@@ -71,9 +71,8 @@ public struct ProcessingService: Sendable {
         self.blobs = try BlobStore(root: configuration.blobDirectory, readOnly: true)
         self.inputs = try BlobStore(root: configuration.inputDirectory)
         self.results = try BlobStore(root: configuration.resultDirectory)
-        // Spooled results belong to runs that ended with the previous process.
-        try? FileManager.default.removeItem(atPath: configuration.spoolDirectory)
-        try FileManager.default.createDirectory(atPath: configuration.spoolDirectory, withIntermediateDirectories: true)
+        // Earlier versions spooled split batches' results here; nothing is spooled now.
+        try? FileManager.default.removeItem(atPath: "\(configuration.stateDirectory)/spool")
         _ = try inputs.removeStaleTemporaries()
         _ = try results.removeStaleTemporaries()
         self.store = try JobStore(path: configuration.databasePath)

@@ -72,13 +72,7 @@ struct ImagesBench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var processes: [(String, Int32)] = []
-        for item in watch.split(separator: ",") {
-            let parts = item.split(separator: "=")
-            guard parts.count == 2, let pid = Int32(parts[1]) else { throw ValidationError("--watch: '\(item)' is not name=pid") }
-            processes.append((String(parts[0]), pid))
-        }
-        try await Self.$watched.withValue(CPUWatch(processes: processes)) { try await measureAll() }
+        try await Self.$watched.withValue(try CPUWatch(watch)) { try await measureAll() }
     }
 
     /// The processes whose CPU each phase reports.
@@ -229,6 +223,26 @@ struct ImagesBench: AsyncParsableCommand {
 /// CPU seconds (user and system) of this process ("client") and of named others, from `/proc/<pid>/stat`.
 struct CPUWatch: Sendable {
     let processes: [(String, Int32)]
+
+    init(processes: [(String, Int32)]) { self.processes = processes }
+
+    /// From a `--watch` argument: name=pid, comma-separated.
+    init(_ argument: String) throws {
+        var processes: [(String, Int32)] = []
+        for item in argument.split(separator: ",") {
+            let parts = item.split(separator: "=")
+            guard parts.count == 2, let pid = Int32(parts[1]) else { throw ValidationError("--watch: '\(item)' is not name=pid") }
+            processes.append((String(parts[0]), pid))
+        }
+        self.processes = processes
+    }
+
+    /// CPU seconds each watched process used between two snapshots (the client left out).
+    static func used(from before: [String: Double], to after: [String: Double]) -> [String: Double] {
+        var used: [String: Double] = [:]
+        for (name, seconds) in after where name != "client" { used[name] = ((seconds - (before[name] ?? seconds)) * 1000).rounded() / 1000 }
+        return used
+    }
 
     /// Each process's CPU seconds so far; empty when nothing is watched.
     func snapshot() -> [String: Double] {

@@ -4,6 +4,7 @@ import AtriumCore
 import AtriumDICOM
 import AtriumRuntime
 import AtriumTesting
+import Crypto
 import Foundation
 import GRPCCore
 import SwiftProtobuf
@@ -375,6 +376,50 @@ extension IntegrationTests {
                         }
                     }
                 }
+                // RunShard as a coordinator calls it: a registered result by reference (its digest, no bytes), or with
+                // its bytes for a coordinator that did not ask for references (an earlier version's).
+                let smooth = ProcessingRequest(operation: .with { $0.smooth = .with { $0.sigma = 1.2 } }, inputs: .images(ids))
+                let unsplitSmooth = try await Self.run(atrium, smooth, shards: [.with { $0.start = 0; $0.end = 9 }])
+                let caller = VerifiedCaller(subscriberID: hospital.id, kind: .hospital, roles: [.register, .receive, .process], requestID: "req_shard_probe")
+                try await ClientFactory.withClient(to: mesh.mesh.address(of: .init(.processing, 1)), security: .mutualTLS(.service(.processing, in: mesh.pkiDirectory))) { client in
+                    for byReference in [true, false] {
+                        let request = Atrium_V1_ShardRequest.with {
+                            $0.caller = caller.message
+                            $0.runKey = "run_shard_probe"
+                            $0.registeredByReference = byReference
+                            $0.header = .with {
+                                $0.operation = smooth.operation
+                                $0.imageIds = .with { $0.imageIds = ids }
+                                $0.shard = .with { $0.shardIndex = 1; $0.shardCount = 9; $0.range = .with { $0.start = 2; $0.end = 5 } }
+                            }
+                        }
+                        let (digests, chunkBytes, hashed) = try await Atrium_V1_ProcessingInternal.Client(wrapping: client).runShard(request) { response in
+                            var digests: [String] = []
+                            var chunkBytes = 0
+                            var buffer = Data()
+                            var hashed: [String] = []
+                            for try await message in response.messages {
+                                switch message.part {
+                                case .chunk(let chunk): chunkBytes += chunk.data.count; buffer.append(chunk.data)
+                                case .digest(let digest):
+                                    digests.append(digest.sha256)
+                                    if !buffer.isEmpty { hashed.append(Hex.encode(SHA256.hash(data: buffer))) }
+                                    buffer = Data()
+                                default: continue
+                                }
+                            }
+                            return (digests, chunkBytes, hashed)
+                        }
+                        let expected: [String] = unsplitSmooth.results[2..<5].map { $0.digest.sha256 }
+                        #expect(digests == expected, "by reference: \(byReference)")
+                        if byReference {
+                            #expect(chunkBytes == 0, "a registered result by reference carries no bytes")
+                        } else {
+                            #expect(hashed == digests, "the bytes match their digests")
+                        }
+                    }
+                }
+
                 // Explicit shards that do not cover the batch are refused.
                 await #expect {
                     _ = try await Self.run(atrium, ProcessingRequest(operation: .with { $0.laplacian = .init() }, inputs: .images(ids)), shards: [.with { $0.start = 0; $0.end = 4 }])

@@ -1206,6 +1206,15 @@ public nonisolated struct Atrium_V1_ShardRequest: @unchecked Sendable {
     set {_uniqueStorage()._runKey = newValue}
   }
 
+  /// Set by the coordinator: send each registered result as its ResultImage and Digest only, without chunks.
+  /// Its bytes are in the registry's blob store, which every processing instance reads, so the coordinator
+  /// reads them there if it needs them (a Run streams them; a job needs only the image ID and digest). A
+  /// projection's partial state is always sent.
+  public var registeredByReference: Bool {
+    get {_storage._registeredByReference}
+    set {_uniqueStorage()._registeredByReference = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2743,12 +2752,13 @@ nonisolated extension Atrium_V1_ListJobsResponse: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Atrium_V1_ShardRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ShardRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}caller\0\u{1}header\0\u{3}run_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}caller\0\u{1}header\0\u{3}run_key\0\u{3}registered_by_reference\0")
 
   fileprivate class _StorageClass {
     var _caller: Atrium_V1_CallerIdentity? = nil
     var _header: Atrium_V1_RunHeader? = nil
     var _runKey: String = String()
+    var _registeredByReference: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2762,6 +2772,7 @@ nonisolated extension Atrium_V1_ShardRequest: SwiftProtobuf.Message, SwiftProtob
       _caller = source._caller
       _header = source._header
       _runKey = source._runKey
+      _registeredByReference = source._registeredByReference
     }
   }
 
@@ -2783,6 +2794,7 @@ nonisolated extension Atrium_V1_ShardRequest: SwiftProtobuf.Message, SwiftProtob
         case 1: try { try decoder.decodeSingularMessageField(value: &_storage._caller) }()
         case 2: try { try decoder.decodeSingularMessageField(value: &_storage._header) }()
         case 3: try { try decoder.decodeSingularStringField(value: &_storage._runKey) }()
+        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._registeredByReference) }()
         default: break
         }
       }
@@ -2804,6 +2816,9 @@ nonisolated extension Atrium_V1_ShardRequest: SwiftProtobuf.Message, SwiftProtob
       if !_storage._runKey.isEmpty {
         try visitor.visitSingularStringField(value: _storage._runKey, fieldNumber: 3)
       }
+      if _storage._registeredByReference != false {
+        try visitor.visitSingularBoolField(value: _storage._registeredByReference, fieldNumber: 4)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2816,6 +2831,7 @@ nonisolated extension Atrium_V1_ShardRequest: SwiftProtobuf.Message, SwiftProtob
         if _storage._caller != rhs_storage._caller {return false}
         if _storage._header != rhs_storage._header {return false}
         if _storage._runKey != rhs_storage._runKey {return false}
+        if _storage._registeredByReference != rhs_storage._registeredByReference {return false}
         return true
       }
       if !storagesAreEqual {return false}
