@@ -37,6 +37,29 @@ struct ThumbnailTests {
         return (width, height, pixels)
     }
 
+    @Test("box averages summed as integers equal the samples averaged as Doubles, on a full-size frame with uneven boxes")
+    func boxAverage() throws {
+        var generator = SystemRandomNumberGenerator()
+        let (rows, columns) = (333, 500)
+        let values = (0..<(rows * columns)).map { _ in UInt16.random(in: 0...UInt16.max, using: &generator) }
+        let file = try image(rows: rows, columns: columns, values: values)
+        let layout = try PixelLayout(file.dataset)
+        let (width, height) = (128, 85)
+        let bytes = values.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
+        let averaged = bytes.withUnsafeBytes { Thumbnail.boxAverage($0, UInt16.self, layout: layout, width: width, height: height) }
+        var expected: [Double] = []
+        for y in 0..<height {
+            let y0 = y * rows / height, y1 = max(y0 + 1, (y + 1) * rows / height)
+            for x in 0..<width {
+                let x0 = x * columns / width, x1 = max(x0 + 1, (x + 1) * columns / width)
+                var sum = 0.0
+                for sy in y0..<y1 { for sx in x0..<x1 { sum += Double(values[sy * columns + sx]) } }
+                expected.append(sum / Double((y1 - y0) * (x1 - x0)))
+            }
+        }
+        #expect(averaged == expected)
+    }
+
     @Test("the window maps centre ± width/2 onto 0…255, as PS3.3 C.11.2.1.2.1 defines it")
     func window() {
         #expect(Rendering.windowed(0, center: 150, width: 301) == 0)
