@@ -7,6 +7,7 @@ import AtriumDICOM
 import Crypto
 import Dispatch
 import Foundation
+import Synchronization
 public import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
@@ -109,14 +110,9 @@ public struct RegistryService: Sendable {
             logger.error("cannot start a blob", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
             throw RegistryError.storageUnavailable
         }
-        // Whatever happens below, a writer that was not committed deletes its temp file.
-        defer { writer.abort() }
-        do {
-            if let wrapper { try writer.write(wrapper.prefix) }
-        } catch {
-            logger.error("cannot start a blob", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
-            throw RegistryError.storageUnavailable
-        }
+        let held = HeldUpload(writer: writer)
+        // Whatever happens below, a writer that was not committed deletes its temp file (after the writes queued).
+        defer { held.abandon() }
         var stages = StageClock()
         // When the size is known up front, the quota is drawn before the bytes arrive: an upload over quota is
         // refused before it is sent. A draw is local while the subscriber's lease lasts (``StorageLeases``).
@@ -130,22 +126,20 @@ public struct RegistryService: Sendable {
         let parsed: ParsedImage
         let conditions: Data
         do {
-            try await receive(next, into: writer, wrapper: wrapper, header: header, requestID: registrant.requestID)
-            if let wrapper, wrapper.pixelBytes % 2 == 1 { try writeOrFail(writer, Data([0]), requestID: registrant.requestID) }
+            if let wrapper { try await write(Data(wrapper.prefix), to: held, requestID: registrant.requestID) }
+            let rawDigest = try await receive(next, into: held, wrapper: wrapper, header: header, requestID: registrant.requestID)
+            if let wrapper, wrapper.pixelBytes % 2 == 1 { try await write(Data([0]), to: held, requestID: registrant.requestID) }
             stages.mark("receive")
-            // The blob's fsync runs while the bytes are read back and parsed.
-            nonisolated(unsafe) let syncing = writer
-            async let synced: Void = syncing.syncOffloaded()
-            let result: Result<ParsedImage, any Error>
-            do { result = .success(try await parse(writer, requestID: registrant.requestID)) } catch { result = .failure(error) }
-            do {
-                try await synced
-            } catch {
-                logger.error("blob fsync failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
-                throw RegistryError.storageUnavailable
-            }
-            parsed = try result.get()
+            parsed = try await store(held, requestID: registrant.requestID)
             stages.mark("parse")
+            // The header's digest describes what the caller sent: for raw pixels, the pixels, not the object the
+            // registry wraps them in.
+            if !header.sha256.isEmpty {
+                let digest = rawDigest ?? writer.sha256
+                guard digest == header.sha256 else {
+                    throw RegistryError.invalidArgument("the upload does not match header.sha256: expected \(header.sha256), received \(digest)")
+                }
+            }
             guard let sop = parsed.metadata.sopInstanceUID else { throw RegistryError.invalidArgument("the object has no SOP Instance UID") }
             // The common idempotent case is answered before the record is written; the commit checks again.
             if let current = try readIndex(registrant.requestID, { try store.currentImage(registrantID: registrant.subscriberID, sopInstanceUID: sop) }),
@@ -244,13 +238,16 @@ public struct RegistryService: Sendable {
         return nil
     }
 
+    /// Receives the chunks into `held`, which writes them to the blob as they come; checks the offsets, the size
+    /// limit and `header.size_bytes`. Returns the digest of the raw pixels received, when the upload is raw pixels
+    /// (else `nil`: the blob's digest is the upload's).
     private func receive(
         _ next: () async throws -> UploadPart?,
-        into writer: BlobWriter,
+        into held: HeldUpload,
         wrapper: RawPixelsWrapper?,
         header: Atrium_V1_RegisterHeader,
         requestID: String
-    ) async throws {
+    ) async throws -> String? {
         var received: UInt64 = 0
         var rawHasher = wrapper == nil ? nil : SHA256()
         let limit = wrapper?.pixelBytes ?? configuration.maxImageBytes
@@ -267,41 +264,75 @@ public struct RegistryService: Sendable {
                 )
             }
             rawHasher?.update(data: chunk.data)
-            try writeOrFail(writer, chunk.data, requestID: requestID)
+            try await write(chunk.data, to: held, requestID: requestID)
             received += UInt64(chunk.data.count)
         }
         if let wrapper, received != wrapper.pixelBytes {
             throw RegistryError.invalidArgument("raw announces \(wrapper.pixelBytes) pixel bytes; \(received) arrived")
         }
-        // The header's size and digest describe what the caller sent: for raw pixels, the pixels, not the
-        // object the registry wraps them in.
+        // The header's size describes what the caller sent: for raw pixels, the pixels.
         if header.sizeBytes != 0 && header.sizeBytes != received {
             throw RegistryError.invalidArgument("the upload does not match header.size_bytes: expected \(header.sizeBytes) bytes, received \(received)")
         }
-        if !header.sha256.isEmpty {
-            let digest = rawHasher.map { Hex.encode($0.finalize()) } ?? writer.sha256
-            guard digest == header.sha256 else {
-                throw RegistryError.invalidArgument("the upload does not match header.sha256: expected \(header.sha256), received \(digest)")
-            }
+        return rawHasher.map { Hex.encode($0.finalize()) }
+    }
+
+    /// Queues `data` to be written to the blob.
+    private func write(_ data: Data, to held: HeldUpload, requestID: String) async throws {
+        do {
+            try await held.append(data)
+        } catch {
+            logger.error("blob write failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
+            throw RegistryError.storageUnavailable
         }
     }
 
-    /// Reads back what was written and parses it, on a dispatch queue: parsing and the thumbnail take
-    /// milliseconds of CPU per slice, which must not hold one of the few threads that run Swift tasks.
-    private func parse(_ writer: BlobWriter, requestID: String) async throws -> ParsedImage {
+    /// Makes the upload durable (the last writes, then fsync, on its queue) while it is parsed (with its
+    /// thumbnail) on a dispatch thread: from memory when the whole upload was kept, else read back from the temp
+    /// file once every chunk is written. Nothing here runs on the threads that run Swift tasks.
+    private func store(_ held: HeldUpload, requestID: String) async throws -> ParsedImage {
         let edge = configuration.thumbnailEdge
         let logger = self.logger
-        nonisolated(unsafe) let writer = writer  // only read from here (and fsynced alongside) until it returns
-        return try await offload {
-            try Ingest.parse(size: writer.byteCount, thumbnailEdge: edge) { offset, length in
-                do {
-                    return try writer.contents(offset: offset, length: length)
-                } catch {
-                    logger.error("cannot read back an upload", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-                    throw RegistryError.storageUnavailable
-                }
-            }
+        let whole = held.whole
+        let kept = held.kept
+        func failed(_ error: any Error) -> RegistryError {
+            logger.error("blob write or fsync failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
+            return RegistryError.storageUnavailable
         }
+        if !whole {
+            do { try await held.written() } catch { throw failed(error) }
+        }
+        async let synced: Void = held.finish()
+        nonisolated(unsafe) let writer = held.writer
+        let result: Result<ParsedImage, any Error>
+        do {
+            result = .success(
+                try await offload {
+                    if whole {
+                        var bytes: [UInt8] = []
+                        bytes.reserveCapacity(kept.reduce(0) { $0 + $1.count })
+                        for chunk in kept { bytes.append(contentsOf: chunk) }
+                        return try Ingest.parse(size: UInt64(bytes.count), thumbnailEdge: edge) { offset, length in
+                            let end = Int(offset) + min(length, bytes.count - Int(offset))
+                            return offset == 0 && end == bytes.count ? bytes : Array(bytes[Int(offset)..<end])
+                        }
+                    }
+                    // Every chunk is written: reading the temp file back is safe while the fsync runs.
+                    return try Ingest.parse(size: writer.byteCount, thumbnailEdge: edge) { offset, length in
+                        do {
+                            return try writer.contents(offset: offset, length: length)
+                        } catch {
+                            logger.error("cannot read back an upload", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
+                            throw RegistryError.storageUnavailable
+                        }
+                    }
+                }
+            )
+        } catch {
+            result = .failure(error)
+        }
+        do { try await synced } catch { throw failed(error) }
+        return try result.get()
     }
 
 
@@ -350,15 +381,6 @@ public struct RegistryService: Sendable {
         try Conditions.validate(header.conditions, field: "header.conditions")
         guard header.derivedFromImageIds.count <= 10_000, header.derivedFromImageIds.allSatisfy({ (1...64).contains($0.utf8.count) && !$0.contains(" ") }) else {
             throw RegistryError.invalidArgument("header.derived_from_image_ids must be at most 10000 image IDs")
-        }
-    }
-
-    private func writeOrFail(_ writer: BlobWriter, _ data: Data, requestID: String) throws {
-        do {
-            try writer.write(data)
-        } catch {
-            logger.error("blob write failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            throw RegistryError.storageUnavailable
         }
     }
 
@@ -512,5 +534,86 @@ struct StageClock {
         let elapsed = now - last
         laps.append((stage, Int(elapsed.wholeMilliseconds)))
         last = now
+    }
+}
+
+/// An upload's bytes on their way into a ``BlobWriter``: each chunk is written, in order, on a serial dispatch queue
+/// of its own as soon as it arrives, so the writes (a millisecond or more for each new half-megabyte of page cache on
+/// this machine) overlap the receiving and never block a thread that runs Swift tasks. Up to ``limit`` bytes are
+/// also kept, so that a CT or MR slice (a few hundred kB) is parsed from memory instead of read back. The receiver
+/// waits for the queue only when more than ``limit`` bytes are still unwritten.
+final class HeldUpload: @unchecked Sendable {
+    /// Bytes kept for parsing, and bytes allowed to wait for the queue.
+    static let limit = 4 << 20
+
+    // `writer` is used only on `queue`, and by the owner once ``finish()`` returned.
+    nonisolated(unsafe) let writer: BlobWriter
+    private let queue = DispatchQueue(label: "atrium.registry.upload")
+    private struct State {
+        var unwritten = 0
+        var failure: StorageError?
+    }
+    private let state = Mutex(State())
+    /// The whole upload, while it is at most ``limit`` bytes (owner only).
+    private(set) var kept: [Data] = []
+    private var keptCount = 0
+    /// Whether `kept` is the whole upload (owner only).
+    private(set) var whole = true
+
+    init(writer: BlobWriter) { self.writer = writer }
+
+    /// Queues `data` to be written; waits first if too much is still unwritten. Throws a write that failed.
+    func append(_ data: Data) async throws {
+        if whole {
+            if keptCount + data.count <= Self.limit {
+                kept.append(data)
+                keptCount += data.count
+            } else {
+                whole = false
+                kept = []
+            }
+        }
+        let backlog = state.withLock { state -> Int in
+            state.unwritten += data.count
+            return state.unwritten
+        }
+        queue.async {
+            let writer = self.writer
+            let failed = self.state.withLock { $0.failure != nil }
+            var failure: StorageError?
+            if !failed {
+                do throws(StorageError) { try writer.write(data) } catch { failure = error }
+            }
+            self.state.withLock { state in
+                state.unwritten -= data.count
+                if state.failure == nil { state.failure = failure }
+            }
+        }
+        if backlog > Self.limit { try await drain() }
+        if let failure = state.withLock({ $0.failure }) { throw failure }
+    }
+
+    /// Waits until everything queued is written (and `then` ran after it, on the queue).
+    private func drain(then: @escaping @Sendable () throws(StorageError) -> Void = {}) async throws {
+        let result: Result<Void, StorageError> = await withCheckedContinuation { continuation in
+            queue.async {
+                if let failure = self.state.withLock({ $0.failure }) { return continuation.resume(returning: .failure(failure)) }
+                continuation.resume(returning: Result { () throws(StorageError) in try then() })
+            }
+        }
+        try result.get()
+    }
+
+    /// Waits until every chunk is written.
+    func written() async throws { try await drain() }
+
+    /// Discards the blob unless it was committed, after every write queued before.
+    func abandon() {
+        queue.async { self.writer.abort() }
+    }
+
+    /// Waits until every chunk is written and fsynced.
+    func finish() async throws {
+        try await drain { () throws(StorageError) in try self.writer.sync() }
     }
 }

@@ -110,7 +110,7 @@ public final class BlobWriter {
     /// Bytes written so far.
     public private(set) var byteCount: UInt64 = 0
     private var finished = false
-    /// The byte count at the last ``syncOffloaded()``; commit skips its fsync when nothing was written since.
+    /// The byte count at the last ``sync()``; commit skips its fsync when nothing was written since.
     private var syncedCount: UInt64?
 
     fileprivate init(store: BlobStore) throws(StorageError) {
@@ -232,20 +232,12 @@ public final class BlobWriter {
         return BlobCommit(sha256: digest, size: byteCount, alreadyStored: false)
     }
 
-    /// fsyncs the bytes written so far on a dispatch queue, so that a caller can overlap the fsync with other
-    /// work (reading the bytes back, asking for quota); ``commit(expectingSHA256:size:)`` then skips its own
-    /// fsync unless more was written. Reading with ``contents(offset:length:)`` meanwhile is safe; writing is not.
-    public func syncOffloaded() async throws(StorageError) {
+    /// fsyncs the bytes written so far, on the calling thread; ``commit(expectingSHA256:size:)`` then skips its own
+    /// fsync unless more was written.
+    public func sync() throws(StorageError) {
         precondition(!finished, "sync after commit or abort")
-        nonisolated(unsafe) let writer = self
-        let count = byteCount
-        let result: Result<Void, StorageError> = await withCheckedContinuation { continuation in
-            DispatchQueue.global(qos: .userInitiated).async {
-                continuation.resume(returning: fsync(writer.descriptor) == 0 ? .success(()) : .failure(.io("fsync \(writer.tempPath): \(FileSystem.errnoText())")))
-            }
-        }
-        try result.get()
-        syncedCount = count
+        guard fsync(descriptor) == 0 else { throw .io("fsync \(tempPath): \(FileSystem.errnoText())") }
+        syncedCount = byteCount
     }
 
     /// ``commit(expectingSHA256:size:)`` on a dispatch queue, so that its fsyncs (milliseconds each) never
