@@ -135,7 +135,7 @@ let package = Package(
         // Every service in the test process over in-process links: behaviour and refusals in milliseconds.
         .testTarget(
             name: "AtriumAssemblyTests",
-            dependencies: ["AtriumTesting", "AtriumAssembly", "AtriumDelivery", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, swiftProtobuf],
+            dependencies: ["AtriumTesting", "AtriumAssembly", "AtriumDelivery", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, swiftProtobuf, crypto],
             swiftSettings: settings
         ),
         .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumGateway", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto, x509], swiftSettings: settings),

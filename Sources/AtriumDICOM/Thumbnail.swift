@@ -29,8 +29,9 @@ public enum Thumbnail {
     }
 
     /// The frame's samples of type `Sample` (little endian) averaged over `width`×`height` boxes, per channel.
-    /// Sums are integers: exact, and so equal to summing the samples as Doubles (every partial sum of a box of
-    /// 32-bit samples is far below 2^53), at a fraction of the cost.
+    /// Sums are integers: exact, and so equal to summing the samples as Doubles whenever those sums are exact too
+    /// (below 2^53: every box of 16-bit samples, and of 32-bit ones up to 2^21 samples a box), at a fraction of the
+    /// cost.
     static func boxAverage<Sample: FixedWidthInteger>(
         _ raw: UnsafeRawBufferPointer,
         _: Sample.Type,

@@ -206,11 +206,13 @@ extension ProcessingService {
         try await writer.write(.with { $0.digest = .with { $0.sha256 = sha256; $0.sizeBytes = UInt64(produced.size) } })
     }
 
-    /// A stored object's bytes as chunks, from offset 0.
+    /// A stored object's bytes as chunks, from offset 0, each read on a dispatch thread (never on a thread that
+    /// runs Swift tasks).
     static func writeChunks(of reader: BlobReader, chunkSize: Int, to writer: RPCWriter<Atrium_V1_RunResponse>) async throws {
         var offset: UInt64 = 0
         while offset < reader.size {
-            let data = try reader.read(offset: offset, length: chunkSize)
+            let at = offset
+            let data = try await offload { try reader.read(offset: at, length: chunkSize) }
             try await writer.write(.with { $0.chunk = .with { $0.offset = offset; $0.data = data } })
             offset += UInt64(data.count)
         }

@@ -241,6 +241,8 @@ extension ProcessingService {
         while true {
             attempt += 1
             // What is still missing: a filter shard resumes after the results that already arrived.
+            // A projection's state arrives once, at the end: if it arrived, the shard is done.
+            if projection && queue.contains(shard.index) { return target?.instanceID ?? instanceID }
             let start = projection ? shard.range.lowerBound : (shard.range.first { !queue.contains($0) } ?? shard.range.upperBound)
             let range = start..<shard.range.upperBound
             if range.isEmpty && !projection { return target?.instanceID ?? instanceID }
@@ -321,16 +323,17 @@ extension ProcessingService {
             for try await message in response.messages {
                 switch message.part {
                 case .result(let result):
-                    guard result.sizeBytes <= 1 << 30 else {
-                        throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a result of \(result.sizeBytes) bytes")
-                    }
                     current = result
                     buffer = []
                 case .chunk(let chunk):
                     guard let result = current, UInt64(buffer.count) == chunk.offset, UInt64(buffer.count + chunk.data.count) <= result.sizeBytes else {
                         throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a chunk out of order")
                     }
-                    if buffer.isEmpty { buffer.reserveCapacity(Int(result.sizeBytes)) }
+                    // Only bytes that are kept (a projection's state, or a peer of an earlier version) are held here.
+                    guard buffer.count + chunk.data.count <= 1 << 30 else {
+                        throw RPCError(code: .failedPrecondition, message: "shard \(index) on \(peer.instanceID) sent more than 1 GiB for one result")
+                    }
+                    if buffer.isEmpty { buffer.reserveCapacity(Int(min(result.sizeBytes, 1 << 30))) }
                     buffer.append(contentsOf: chunk.data)
                 case .digest(let digest):
                     guard let result = current, digest.sizeBytes == result.sizeBytes, Hex.isSHA256(digest.sha256) else {

@@ -130,16 +130,15 @@ public struct RegistryService: Sendable {
             let rawDigest = try await receive(next, into: held, wrapper: wrapper, header: header, requestID: registrant.requestID)
             if let wrapper, wrapper.pixelBytes % 2 == 1 { try await write(Data([0]), to: held, requestID: registrant.requestID) }
             stages.mark("receive")
-            parsed = try await store(held, requestID: registrant.requestID)
-            stages.mark("parse")
-            // The header's digest describes what the caller sent: for raw pixels, the pixels, not the object the
-            // registry wraps them in.
-            if !header.sha256.isEmpty {
-                let digest = rawDigest ?? writer.sha256
-                guard digest == header.sha256 else {
-                    throw RegistryError.invalidArgument("the upload does not match header.sha256: expected \(header.sha256), received \(digest)")
-                }
+            // The header's digest describes what the caller sent: for raw pixels, the pixels (checked here), not the
+            // object the registry wraps them in; for an object, the object (checked on its queue once every byte
+            // is written, before the fsync).
+            if let rawDigest, !header.sha256.isEmpty, rawDigest != header.sha256 {
+                throw RegistryError.invalidArgument("the upload does not match header.sha256: expected \(header.sha256), received \(rawDigest)")
             }
+            let expected = wrapper == nil && !header.sha256.isEmpty ? header.sha256 : nil
+            parsed = try await store(held, expectingSHA256: expected, requestID: registrant.requestID)
+            stages.mark("parse")
             guard let sop = parsed.metadata.sopInstanceUID else { throw RegistryError.invalidArgument("the object has no SOP Instance UID") }
             // The common idempotent case is answered before the record is written; the commit checks again.
             if let current = try readIndex(registrant.requestID, { try store.currentImage(registrantID: registrant.subscriberID, sopInstanceUID: sop) }),
@@ -287,22 +286,26 @@ public struct RegistryService: Sendable {
         }
     }
 
-    /// Makes the upload durable (the last writes, then fsync, on its queue) while it is parsed (with its
-    /// thumbnail) on a dispatch thread: from memory when the whole upload was kept, else read back from the temp
-    /// file once every chunk is written. Nothing here runs on the threads that run Swift tasks.
-    private func store(_ held: HeldUpload, requestID: String) async throws -> ParsedImage {
+    /// Makes the upload durable (the last writes, the digest check against `expectedSHA256`, then fsync, on its
+    /// queue) while it is parsed (with its thumbnail) on a dispatch thread: from memory when the whole upload was
+    /// kept, else read back from the temp file once every chunk is written. A digest mismatch is reported before
+    /// whatever the parse found. Nothing here runs on the threads that run Swift tasks.
+    private func store(_ held: HeldUpload, expectingSHA256 expectedSHA256: String?, requestID: String) async throws -> ParsedImage {
         let edge = configuration.thumbnailEdge
         let logger = self.logger
         let whole = held.whole
         let kept = held.kept
         func failed(_ error: any Error) -> RegistryError {
+            if let mismatch = error as? HeldUpload.DigestMismatch {
+                return .invalidArgument("the upload does not match header.sha256: expected \(mismatch.expected), received \(mismatch.received)")
+            }
             logger.error("blob write or fsync failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
             return RegistryError.storageUnavailable
         }
         if !whole {
             do { try await held.written() } catch { throw failed(error) }
         }
-        async let synced: Void = held.finish()
+        async let synced: Void = held.finish(expectingSHA256: expectedSHA256)
         nonisolated(unsafe) let writer = held.writer
         let result: Result<ParsedImage, any Error>
         do {
@@ -548,7 +551,8 @@ final class HeldUpload: @unchecked Sendable {
 
     // `writer` is used only on `queue`, and by the owner once ``finish()`` returned.
     nonisolated(unsafe) let writer: BlobWriter
-    private let queue = DispatchQueue(label: "atrium.registry.upload")
+    /// Serial per upload, on the shared pool (not a thread of its own each).
+    private let queue = DispatchQueue(label: "atrium.registry.upload", target: .global(qos: .userInitiated))
     private struct State {
         var unwritten = 0
         var failure: StorageError?
@@ -612,8 +616,22 @@ final class HeldUpload: @unchecked Sendable {
         queue.async { self.writer.abort() }
     }
 
-    /// Waits until every chunk is written and fsynced.
-    func finish() async throws {
-        try await drain { () throws(StorageError) in try self.writer.sync() }
+    /// The bytes written are not what the header's digest says.
+    struct DigestMismatch: Error {
+        var expected: String
+        var received: String
+    }
+
+    /// Waits until every chunk is written, checked against `expectedSHA256` (``DigestMismatch``) and fsynced.
+    func finish(expectingSHA256 expectedSHA256: String? = nil) async throws {
+        let mismatch = Mutex<DigestMismatch?>(nil)
+        try await drain { () throws(StorageError) in
+            if let expectedSHA256, self.writer.sha256 != expectedSHA256 {
+                mismatch.withLock { $0 = DigestMismatch(expected: expectedSHA256, received: self.writer.sha256) }
+                return
+            }
+            try self.writer.sync()
+        }
+        if let found = mismatch.withLock({ $0 }) { throw found }
     }
 }

@@ -2,6 +2,7 @@ import AtriumAPI
 import AtriumCore
 import AtriumRuntime
 import AtriumTesting
+import Crypto
 import Foundation
 import GRPCCore
 import AtriumRuntime
@@ -40,11 +41,16 @@ struct InProcessServiceTests {
     }
 
     /// Registers `bytes` as one object.
-    func register(_ stubs: Stubs, _ bytes: Data, metadata: Metadata) async throws -> Atrium_V1_RegisterResponse {
+    func register(_ stubs: Stubs, _ bytes: Data, metadata: Metadata, sha256: String = "") async throws -> Atrium_V1_RegisterResponse {
         try await stubs.registry.register(
             request: StreamingClientRequest(metadata: metadata) { writer in
-                try await writer.write(.with { $0.header = .with { $0.format = .dicomPart10; $0.sizeBytes = UInt64(bytes.count) } })
-                try await writer.write(.with { $0.chunk = .with { $0.offset = 0; $0.data = bytes } })
+                try await writer.write(.with { $0.header = .with { $0.format = .dicomPart10; $0.sizeBytes = UInt64(bytes.count); $0.sha256 = sha256 } })
+                var offset = 0
+                while offset < bytes.count {
+                    let end = min(offset + (1 << 20), bytes.count)
+                    try await writer.write(.with { $0.chunk = .with { $0.offset = UInt64(offset); $0.data = bytes[offset..<end] } })
+                    offset = end
+                }
             }
         )
     }
@@ -78,6 +84,34 @@ struct InProcessServiceTests {
         #expect(record.patientID == "P-IN" && record.imageID == receipt.imageID)
         // Someone else's image is not found, not forbidden.
         #expect(await code { _ = try await stubs.registry.getImage(.with { $0.imageID = receipt.imageID }, metadata: mesh.metadata(apiKey: patient.key)) } == .notFound)
+        await mesh.stop()
+    }
+
+    @Test("registry: header.sha256 is checked for a slice held in memory and for an object written as it streams (over 4 MiB)")
+    func uploadDigests() async throws {
+        let mesh = try await InProcessMesh.start()
+        let stubs = try Stubs(mesh.gateway)
+        let hospital = try await subscriber(stubs, mesh, kind: .hospital)
+        let metadata = mesh.metadata(apiKey: hospital.key)
+        for (index, size) in [(1, 256), (2, 1600)] {
+            var fixture = DICOMFixture(sopInstanceUID: "1.2.999.81.\(index)", patientID: "P-DIGEST")
+            fixture.size = size
+            let bytes = Data(try Fixtures.dicom(fixture))
+            let digest = Hex.encode(SHA256.hash(data: bytes))
+            let wrong = String(repeating: "0", count: 64)
+            do {
+                _ = try await register(stubs, bytes, metadata: metadata, sha256: wrong)
+                Issue.record("a wrong digest was accepted (\(bytes.count) bytes)")
+            } catch let error as RPCError {
+                #expect(error.code == .invalidArgument && error.message.contains("header.sha256"), "\(error)")
+            }
+            // A wrong digest on bytes that are not DICOM either is reported as the digest mismatch.
+            await #expect {
+                _ = try await register(stubs, Data(repeating: 7, count: bytes.count), metadata: metadata, sha256: wrong)
+            } throws: { ($0 as? RPCError)?.code == .invalidArgument && "\($0)".contains("header.sha256") }
+            let receipt = try await register(stubs, bytes, metadata: metadata, sha256: digest)
+            #expect(receipt.digest.sha256 == digest && receipt.digest.sizeBytes == UInt64(bytes.count), "\(bytes.count) bytes")
+        }
         await mesh.stop()
     }
 

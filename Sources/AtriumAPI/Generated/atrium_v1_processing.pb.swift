@@ -771,7 +771,8 @@ public nonisolated struct Atrium_V1_RunSummary: Sendable {
   fileprivate var _wallTime: SwiftProtobuf.Google_Protobuf_Duration? = nil
 }
 
-/// One message of a result stream: a header, then per result ResultImage + chunks + digest, then a summary.
+/// One message of a result stream: a header, then per result ResultImage + chunks + digest, then a summary. A
+/// RunShard reply asked for `registered_by_reference` sends a registered result as ResultImage + digest, no chunks.
 public nonisolated struct Atrium_V1_RunResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for

@@ -351,7 +351,8 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Withdraw a grant at once. Errors: NOT_FOUND.
+        /// > Withdraw a grant: listings and reads through the registry stop at once; fetches within delivery's
+        /// > visibility window and capability lifetime (5 s each by default). Errors: NOT_FOUND.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Atrium_V1_RevokeShareRequest` messages.
@@ -552,7 +553,8 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Withdraw a grant at once. Errors: NOT_FOUND.
+        /// > Withdraw a grant: listings and reads through the registry stop at once; fetches within delivery's
+        /// > visibility window and capability lifetime (5 s each by default). Errors: NOT_FOUND.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_RevokeShareRequest` message.
@@ -751,7 +753,8 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Withdraw a grant at once. Errors: NOT_FOUND.
+        /// > Withdraw a grant: listings and reads through the registry stop at once; fetches within delivery's
+        /// > visibility window and capability lifetime (5 s each by default). Errors: NOT_FOUND.
         ///
         /// - Parameters:
         ///   - request: A `Atrium_V1_RevokeShareRequest` message.
@@ -1359,7 +1362,8 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Withdraw a grant at once. Errors: NOT_FOUND.
+        /// > Withdraw a grant: listings and reads through the registry stop at once; fetches within delivery's
+        /// > visibility window and capability lifetime (5 s each by default). Errors: NOT_FOUND.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_RevokeShareRequest` message.
@@ -1706,7 +1710,8 @@ extension Atrium_V1_Registry {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Withdraw a grant at once. Errors: NOT_FOUND.
+        /// > Withdraw a grant: listings and reads through the registry stop at once; fetches within delivery's
+        /// > visibility window and capability lifetime (5 s each by default). Errors: NOT_FOUND.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Atrium_V1_RevokeShareRequest` message.
@@ -2018,7 +2023,8 @@ extension Atrium_V1_Registry.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Withdraw a grant at once. Errors: NOT_FOUND.
+    /// > Withdraw a grant: listings and reads through the registry stop at once; fetches within delivery's
+    /// > visibility window and capability lifetime (5 s each by default). Errors: NOT_FOUND.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Atrium_V1_RevokeShareRequest` message.
@@ -2352,7 +2358,8 @@ extension Atrium_V1_Registry.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Withdraw a grant at once. Errors: NOT_FOUND.
+    /// > Withdraw a grant: listings and reads through the registry stop at once; fetches within delivery's
+    /// > visibility window and capability lifetime (5 s each by default). Errors: NOT_FOUND.
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -6,13 +6,22 @@ import Synchronization
 /// gateway's authorisation window), so that fetching an image again (a viewer scrolling back, a print job, the
 /// JPEG-LS variant, a resumed transfer) does not ask the registry again. Only answers that allow are kept: a new
 /// share is seen at once, and a revoked share or a withdrawn record stops fetches within `lifetime`, as a revoked
-/// credential stops calls at the gateway.
+/// credential stops calls at the gateway. (Strictly: within `lifetime` plus one registry call, since an answer the
+/// registry gave just before a revocation may be kept just after it.)
 ///
 /// An answer is kept for the whole visibility identity (subscriber, kind, roles, patient IDs): a changed contract
 /// is a different key. At most `capacity` answers are held; past that, expired ones go, and if none has, all do.
 final class VisibilityCache: Sendable {
+    /// What decides which images a caller may see (not its request ID): subscriber, kind, roles, patient IDs.
+    struct Identity: Hashable {
+        var subscriberID: String
+        var kind: Int
+        var roles: [Int]
+        var patientIDs: [String]
+    }
+
     private struct Key: Hashable {
-        var caller: String
+        var caller: Identity
         var imageID: String
     }
 
@@ -25,14 +34,14 @@ final class VisibilityCache: Sendable {
     private let capacity: Int
     private let entries = Mutex<[Key: Entry]>([:])
 
-    init(lifetime: Duration = .seconds(5), capacity: Int = 100_000) {
+    init(lifetime: Duration = .seconds(5), capacity: Int = 20_000) {
         self.lifetime = lifetime
         self.capacity = capacity
     }
 
-    /// The visibility identity of `caller`: what decides which images it may see (not its request ID).
-    static func identity(of caller: VerifiedCaller) -> String {
-        "\(caller.subscriberID)\u{1}\(caller.kind.rawValue)\u{1}\(caller.roles.map(\.rawValue).sorted())\u{1}\(caller.patientIDs.sorted().joined(separator: ","))"
+    /// The visibility identity of `caller`.
+    static func identity(of caller: VerifiedCaller) -> Identity {
+        Identity(subscriberID: caller.subscriberID, kind: caller.kind.rawValue, roles: caller.roles.map(\.rawValue).sorted(), patientIDs: caller.patientIDs.sorted())
     }
 
     /// The records of `ids` still fresh for `caller`.
