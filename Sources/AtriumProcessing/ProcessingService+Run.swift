@@ -367,7 +367,7 @@ extension ProcessingService {
             throw RPCError(code: .dataLoss, message: "\(label): the stored object has \(reader.size) bytes; its record says \(input.size)")
         }
         do {
-            return [UInt8](try reader.read(offset: 0, length: Int(reader.size)))
+            return try reader.readAll()
         } catch {
             throw RPCError(code: .dataLoss, message: "\(label): the stored bytes cannot be read (\(error))")
         }

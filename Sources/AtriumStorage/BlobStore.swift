@@ -160,21 +160,26 @@ public final class BlobWriter {
         guard fd >= 0 else { throw .io("open \(tempPath): \(FileSystem.errnoText())") }
         defer { close(fd) }
         let count = Int(min(UInt64(length), byteCount - offset))
-        var bytes = [UInt8](repeating: 0, count: count)
-        let result: Result<Void, StorageError> = bytes.withUnsafeMutableBytes { buffer in
+        var failure: StorageError?
+        // Not zero-filled first: pread overwrites every byte, and on a failure none is handed out.
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             var done = 0
             while done < count {
                 let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
                 if n < 0 {
                     if errno == EINTR { continue }
-                    return .failure(.io("pread \(tempPath): \(FileSystem.errnoText())"))
+                    failure = .io("pread \(tempPath): \(FileSystem.errnoText())")
+                    break
                 }
-                if n == 0 { return .failure(.io("\(tempPath) is shorter than the bytes written")) }
+                if n == 0 {
+                    failure = .io("\(tempPath) is shorter than the bytes written")
+                    break
+                }
                 done += n
             }
-            return .success(())
+            initialized = failure == nil ? count : 0
         }
-        try result.get()
+        if let failure { throw failure }
         return bytes
     }
 
@@ -308,6 +313,22 @@ public final class BlobReader: Sendable {
             done += n
         }
         return count
+    }
+
+    /// The whole blob as bytes, read straight into the array (no zero-fill, no copy through `Data`).
+    public func readAll() throws(StorageError) -> [UInt8] {
+        let count = Int(size)
+        var failure: StorageError?
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            do throws(StorageError) {
+                initialized = try read(offset: 0, into: UnsafeMutableRawBufferPointer(buffer))
+            } catch {
+                failure = error
+                initialized = 0
+            }
+        }
+        if let failure { throw failure }
+        return bytes
     }
 
     /// Reads up to `length` bytes at `offset`; fewer only at the end of the blob, none at the end.

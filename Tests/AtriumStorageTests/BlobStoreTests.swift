@@ -20,6 +20,9 @@ struct BlobStoreTests {
         for start in stride(from: 0, to: data.count, by: 65_536) {
             try writer.write(data[start..<min(start + 65_536, data.count)])
         }
+        // What was written reads back before the commit, whole or in part.
+        #expect(try writer.contents() == Array(data))
+        #expect(try writer.contents(offset: 299_990, length: 100) == Array(data.suffix(10)))
         let commit = try writer.commit()
         #expect(commit == BlobCommit(sha256: digest(data), size: UInt64(data.count), alreadyStored: false))
         #expect(try store.contains(commit.sha256))
@@ -29,6 +32,7 @@ struct BlobStoreTests {
         #expect(try reader.read(offset: 0, length: 10) == data.prefix(10))
         #expect(try reader.read(offset: 299_990, length: 100) == data.suffix(10))
         #expect(try reader.read(offset: 300_000, length: 100).isEmpty)
+        #expect(try reader.readAll() == Array(data))
         #expect(throws: StorageError.rangeOutOfBounds("")) { try reader.read(offset: 300_001, length: 1) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory.path)/tmp").isEmpty)
     }
