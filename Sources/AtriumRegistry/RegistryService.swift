@@ -542,12 +542,15 @@ struct StageClock {
 
 /// An upload's bytes on their way into a ``BlobWriter``: each chunk is written, in order, on a serial dispatch queue
 /// of its own as soon as it arrives, so the writes (a millisecond or more for each new half-megabyte of page cache on
-/// this machine) overlap the receiving and never block a thread that runs Swift tasks. Up to ``limit`` bytes are
-/// also kept, so that a CT or MR slice (a few hundred kB) is parsed from memory instead of read back. The receiver
-/// waits for the queue only when more than ``limit`` bytes are still unwritten.
+/// this machine) overlap the receiving and never block a thread that runs Swift tasks. An upload of up to
+/// ``keepLimit`` bytes is also kept, so that a CT or MR slice (a few hundred kB) is parsed from memory instead of
+/// read back. The receiver waits for the queue when more than ``backlogLimit`` bytes are still unwritten: an upload
+/// holds at most about 6 MiB of memory, whatever its size.
 final class HeldUpload: @unchecked Sendable {
-    /// Bytes kept for parsing, and bytes allowed to wait for the queue.
-    static let limit = 4 << 20
+    /// The largest upload kept whole for parsing.
+    static let keepLimit = 4 << 20
+    /// Bytes allowed to wait for the queue.
+    static let backlogLimit = 2 << 20
 
     // `writer` is used only on `queue`, and by the owner once ``finish()`` returned.
     nonisolated(unsafe) let writer: BlobWriter
@@ -569,7 +572,7 @@ final class HeldUpload: @unchecked Sendable {
     /// Queues `data` to be written; waits first if too much is still unwritten. Throws a write that failed.
     func append(_ data: Data) async throws {
         if whole {
-            if keptCount + data.count <= Self.limit {
+            if keptCount + data.count <= Self.keepLimit {
                 kept.append(data)
                 keptCount += data.count
             } else {
@@ -593,7 +596,7 @@ final class HeldUpload: @unchecked Sendable {
                 if state.failure == nil { state.failure = failure }
             }
         }
-        if backlog > Self.limit { try await drain() }
+        if backlog > Self.backlogLimit { try await drain() }
         if let failure = state.withLock({ $0.failure }) { throw failure }
     }
 
