@@ -19,7 +19,7 @@ axis, single-threaded (`atrium bench imaging`), next to scipy.ndimage / numpy si
 a copy of ../shared/bench/scipy_baseline.py) run in the same invocation on the same 200 slices.
 
 Usage: run_bench.py --binary .build/release/atrium [--images 1000] [--clients 1,4] [--data var/bench]
-                    [--query-records 10000,100000] [--skip idle,register,orthanc,query,gateway,ratio,print,link,imaging,processing]
+                    [--query-records 10000,100000] [--skip idle,register,orthanc,query,gateway,ratio,print,link,imaging,processing,pagecache]
                     [--imaging-reps 15,5]
 
 Idle: each process of a mesh nobody calls, CPU over 30 s (bench/idle_cpu.py).
@@ -303,8 +303,20 @@ def main():
     if "processing" not in skip:
         print()
         processing_bench(binary, os.path.abspath(os.path.join(args.data, "ct200")))
-    if "register" in skip:
-        return
+    if "register" not in skip:
+        register_and_fetch(binary, slices, args, skip)
+    if "query" not in skip:
+        print_query_figures(binary, args.query_records)
+    if "gateway" not in skip:
+        gateway_bench(binary, args.gateway_calls)
+    if "pagecache" not in skip:
+        # Last: it frees pages, which would make whatever ran after it store files more cheaply.
+        print()
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "page_cache.py"),
+                        os.path.abspath(os.path.join(args.data, "pagecache"))], check=True)
+
+
+def register_and_fetch(binary, slices, args, skip):
     if "orthanc" not in skip:
         orthanc_bench(slices)
         tls_ceiling_bench(slices)
@@ -349,11 +361,6 @@ def main():
     print("on the same slices (Orthanc over plain HTTP, one image per request; Atrium over TLS). vs nginx TLS: over nginx")
     print("serving the same files over TLS 1.3 to as many curl clients, this run: the machine's TLS ceiling, no hashing.")
     print_cpu_table(rows)
-
-    if "query" not in skip:
-        print_query_figures(binary, args.query_records)
-    if "gateway" not in skip:
-        gateway_bench(binary, args.gateway_calls)
 
 
 def print_cpu_table(rows):
