@@ -84,6 +84,8 @@ struct Produced: Sendable {
     var referencedSize: Int? = nil
 
     var size: Int { referencedSize ?? built.bytes.count }
+    /// A DICOM result the registry stored (not a projection's partial state): its bytes are in the blob store.
+    var registered: Bool { !imageID.isEmpty && !partial }
 }
 
 /// A result as the registry stored it.

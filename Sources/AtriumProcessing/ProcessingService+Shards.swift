@@ -274,13 +274,12 @@ extension ProcessingService {
         let shardRun = run.shard(index)
         let work: @Sendable () async throws -> RunTotals = {
             try await self.execute(shardRun, range: range, partial: projection) { produced in
-                let registered = !produced.imageID.isEmpty && !produced.partial
                 queue.put(
                     projection ? index : produced.index,
                     .init(
                         inputIndices: produced.inputIndices, imageID: produced.imageID, registeredSHA256: produced.sha256, size: produced.size,
                         rows: produced.built.rows, columns: produced.built.columns, bitsAllocated: produced.built.bitsAllocated,
-                        bytes: registered ? nil : produced.built.bytes
+                        bytes: produced.registered ? nil : produced.built.bytes
                     )
                 )
             }
@@ -461,7 +460,7 @@ extension ProcessingService {
         })
         let totals = try await workers.withWorker {
             try await execute(run, range: range, partial: projection) { produced in
-                try await self.write(produced, bytes: !(request.registeredByReference && !produced.imageID.isEmpty && !produced.partial), to: writer)
+                try await self.write(produced, bytes: !(request.registeredByReference && produced.registered), to: writer)
             }
         }
         try meter(run, images: range.count, totals: totals)

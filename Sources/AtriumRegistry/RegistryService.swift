@@ -296,8 +296,8 @@ public struct RegistryService: Sendable {
         let whole = held.whole
         let kept = held.kept
         func failed(_ error: any Error) -> RegistryError {
-            if let mismatch = error as? HeldUpload.DigestMismatch {
-                return .invalidArgument("the upload does not match header.sha256: expected \(mismatch.expected), received \(mismatch.received)")
+            if let mismatch = error as? StorageError, mismatch.isDigestMismatch {
+                return .invalidArgument("the upload does not match header.sha256: \(mismatch.detail)")
             }
             logger.error("blob write or fsync failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
             return RegistryError.storageUnavailable
@@ -552,7 +552,7 @@ final class HeldUpload: @unchecked Sendable {
     /// Bytes allowed to wait for the queue.
     static let backlogLimit = 2 << 20
 
-    // `writer` is used only on `queue`, and by the owner once ``finish()`` returned.
+    // `writer` is used only on `queue`, and by the owner once ``written()`` or ``finish(expectingSHA256:)`` returned.
     nonisolated(unsafe) let writer: BlobWriter
     /// Serial per upload, on the shared pool (not a thread of its own each).
     private let queue = DispatchQueue(label: "atrium.registry.upload", target: .global(qos: .userInitiated))
@@ -561,7 +561,7 @@ final class HeldUpload: @unchecked Sendable {
         var failure: StorageError?
     }
     private let state = Mutex(State())
-    /// The whole upload, while it is at most ``limit`` bytes (owner only).
+    /// The whole upload, while it is at most ``keepLimit`` bytes (owner only).
     private(set) var kept: [Data] = []
     private var keptCount = 0
     /// Whether `kept` is the whole upload (owner only).
@@ -619,22 +619,15 @@ final class HeldUpload: @unchecked Sendable {
         queue.async { self.writer.abort() }
     }
 
-    /// The bytes written are not what the header's digest says.
-    struct DigestMismatch: Error {
-        var expected: String
-        var received: String
-    }
-
-    /// Waits until every chunk is written, checked against `expectedSHA256` (``DigestMismatch``) and fsynced.
+    /// Waits until every chunk is written, checked against `expectedSHA256` (a `digestMismatch` error, without an
+    /// fsync) and fsynced.
     func finish(expectingSHA256 expectedSHA256: String? = nil) async throws {
-        let mismatch = Mutex<DigestMismatch?>(nil)
         try await drain { () throws(StorageError) in
-            if let expectedSHA256, self.writer.sha256 != expectedSHA256 {
-                mismatch.withLock { $0 = DigestMismatch(expected: expectedSHA256, received: self.writer.sha256) }
-                return
+            if let expectedSHA256 {
+                let received = self.writer.sha256
+                guard received == expectedSHA256 else { throw .digestMismatch("expected \(expectedSHA256), received \(received)") }
             }
             try self.writer.sync()
         }
-        if let found = mismatch.withLock({ $0 }) { throw found }
     }
 }
