@@ -1,5 +1,7 @@
 public import AtriumCore
+import AtriumDelivery
 import AtriumGateway
+import AtriumRegistry
 public import AtriumRuntime
 public import Logging
 public import ServiceLifecycle
@@ -30,8 +32,19 @@ public enum ProcessAssembly {
                 )
             ]
         }
+        // The registry in its own process takes uploads on a data plane of its own (in the one process, delivery's
+        // plane takes them).
+        var planes: [any Service] = []
+        if service == .registry, let configuration = assembly.registryConfiguration, let listen = configuration.uploadListen, let intake = assembly.uploadIntake {
+            planes.append(
+                BytePlane.uploads(
+                    listen: listen, portFile: configuration.uploadPortFile, tls: configuration.uploadTLS, baseURL: configuration.uploadBaseURL,
+                    intake: intake, logger: logger
+                )
+            )
+        }
         // The servers drain first, then the clients they used close.
-        return assembly.background + listeners
+        return assembly.background + planes + listeners
     }
 
     /// The services of `atrium serve all`, in start order.
@@ -108,6 +121,8 @@ public struct InProcessAssembly {
         }
         // A link "from the gateway to itself" is the outside's way in: the gateway checks credentials, not peers.
         let client = clientLink ? try wiring.connection(from: .gateway, to: .gateway) : nil
+        // The one data plane serves delivery's objects and takes the registry's uploads.
+        if let plane = assemblies[.delivery]?.dataPlane, let intake = assemblies[.registry]?.uploadIntake { plane.accept(uploads: intake) }
         self.gateway = assemblies[.gateway]!
         self.health = HealthStatus(services: ProcessAssembly.allServices.flatMap { assemblies[$0]!.healthNames })
         self.client = client

@@ -2,10 +2,10 @@ import AtriumAPI
 import AtriumBackup
 import AtriumCatalog
 public import AtriumCore
-import AtriumDelivery
+public import AtriumDelivery
 import AtriumGateway
 import AtriumProcessing
-import AtriumRegistry
+public import AtriumRegistry
 public import AtriumRuntime
 import AtriumSecurity
 public import GRPCCore
@@ -31,6 +31,12 @@ public struct ServiceAssembly {
     /// The gateway's client-certificate listener and the CA its clients must chain to.
     public var mutualTLSListen: HostAndPort?
     public var clientCAPath = ""
+    /// Delivery's data plane, when it has one.
+    public var dataPlane: BytePlane?
+    /// The registry's uploads, for a data plane to take (``UploadIntake``).
+    public var uploadIntake: (any UploadIntake)?
+    /// The registry's own upload plane's settings, for when it runs as its own process.
+    var registryConfiguration: RegistryConfiguration?
 
     /// Backends accept only Atrium services, and each internal service only the services that use it. The
     /// gateway's public listener has no peer checks: its callers authenticate with credentials.
@@ -72,14 +78,17 @@ public struct ServiceAssembly {
             healthNames = [Atrium_V1_SecurityAdmin.descriptor, Atrium_V1_Account.descriptor, Atrium_V1_SecurityInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_SecurityInternal.descriptor, Set(ServiceName.allCases).subtracting([.security]))]
         case .registry:
+            let configuration = try RegistryConfiguration(runtime: runtime, values: values)
             let registry = try RegistryService(
-                configuration: RegistryConfiguration(runtime: runtime, values: values),
+                configuration: configuration,
                 security: try connect(.security),
                 delivery: try connect(.delivery),
                 logger: logger
             )
             rpcServices = registry.rpcServices
             background = registry.background
+            uploadIntake = registry.uploadIntake
+            registryConfiguration = configuration
             healthNames = [Atrium_V1_Registry.descriptor, Atrium_V1_RegistryInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_RegistryInternal.descriptor, [.delivery, .processing, .backup])]
         case .delivery:
@@ -93,6 +102,7 @@ public struct ServiceAssembly {
             )
             rpcServices = delivery.rpcServices
             background = delivery.background
+            dataPlane = delivery.bytePlane
             healthNames = [Atrium_V1_Delivery.descriptor, Atrium_V1_DeliveryInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_DeliveryInternal.descriptor, [.processing, .registry])]
         case .processing:

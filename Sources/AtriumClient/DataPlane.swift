@@ -3,6 +3,7 @@ public import AtriumCore
 import Foundation
 import GRPCCore
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
@@ -38,6 +39,8 @@ struct DataPlaneConnection {
     struct Refusal: Error {
         var status: HTTPResponseStatus
         var message: String
+        /// The plane closes the connection after this answer (`Connection: close`).
+        var closes = false
     }
 
     private var responses: NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
@@ -102,16 +105,39 @@ struct DataPlaneConnection {
         }
     }
 
+    /// Sends `POST path` with `headers` and the body `chunks` gives until it returns `nil` (its length is in
+    /// `Content-Length`), without waiting for the answer.
+    mutating func post(_ path: String, headers extra: [(String, String)], contentLength: UInt64, chunks: () throws -> Data?) async throws {
+        var headers = HTTPHeaders(extra)
+        headers.add(name: "Host", value: host)
+        headers.add(name: "Content-Length", value: "\(contentLength)")
+        /// Writes one part; a failure is the connection's (UNAVAILABLE), while the body's own errors pass as they are.
+        func write(_ part: HTTPClientRequestPart) async throws {
+            do {
+                try await requests.write(part)
+            } catch {
+                throw RPCError(code: .unavailable, message: "data plane: \(error)")
+            }
+        }
+        try await write(.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers)))
+        while let data = try chunks(), !data.isEmpty {
+            try await write(.body(.byteBuffer(ByteBuffer(data: data))))
+        }
+        try await write(.end(nil))
+    }
+
     /// Receives the answer to the oldest request sent, asked from `offset`, handing each piece of the body to
     /// `body` in order. Throws ``Refusal`` for any status but 200 (206 when resuming), and UNAVAILABLE when the
     /// connection fails.
     mutating func receive(from offset: UInt64, body: (ByteBuffer) throws -> Void) async throws {
         let status: HTTPResponseStatus
+        let closes: Bool
         do {
             guard case .head(let head)? = try await responses.next() else {
                 throw RPCError(code: .unavailable, message: "the data plane closed the connection")
             }
             status = head.status
+            closes = !head.isKeepAlive
         } catch let error as RPCError {
             throw error
         } catch {
@@ -135,7 +161,7 @@ struct DataPlaneConnection {
                 }
             case .end:
                 guard status == expected else {
-                    throw Refusal(status: status, message: String(buffer: message).trimmingCharacters(in: .whitespacesAndNewlines))
+                    throw Refusal(status: status, message: String(buffer: message).trimmingCharacters(in: .whitespacesAndNewlines), closes: closes)
                 }
                 return
             case .head:
@@ -153,14 +179,18 @@ struct DataPlaneConnection {
     }
 }
 
+/// The data plane's host and port: `baseURL`'s when the server names one, else `host` with `port`.
+func dataPlaneEndpoint(baseURL: String, port: UInt32, defaultHost host: String) throws -> (host: String, port: Int) {
+    guard !baseURL.isEmpty else { return (host, Int(port)) }
+    guard let url = URL(string: baseURL), url.scheme == "https", let named = url.host else {
+        throw RPCError(code: .internalError, message: "the server's data plane URL '\(baseURL)' is not an https URL")
+    }
+    return (named, url.port ?? 443)
+}
+
 extension Atrium_V1_AuthorizeFetchResponse {
-    /// The data plane's host and port: the base URL's when the server names one, else `host` with `port`.
     func dataPlane(defaultHost host: String) throws -> (host: String, port: Int) {
-        guard !baseURL.isEmpty else { return (host, Int(port)) }
-        guard let url = URL(string: baseURL), url.scheme == "https", let named = url.host else {
-            throw RPCError(code: .internalError, message: "the server's data plane URL '\(baseURL)' is not an https URL")
-        }
-        return (named, url.port ?? 443)
+        try dataPlaneEndpoint(baseURL: baseURL, port: port, defaultHost: host)
     }
 }
 

@@ -26,6 +26,9 @@ public enum ServiceName: String, CaseIterable, Sendable, Hashable, CustomStringC
 
     /// Delivery's data plane: HTTPS range requests for image bytes, with capabilities from `AuthorizeFetch`.
     public static let deliveryBytesPort = 7445
+    /// The registry's upload data plane when it runs as its own process: HTTPS POSTs with capabilities from
+    /// `AuthorizeUpload` (in the one process, delivery's data plane takes them).
+    public static let registryUploadPort = 7446
 
     /// The URI that identifies this service in the subject alternative name of its certificate.
     public var certificateURI: String { "atrium://service/\(rawValue)" }

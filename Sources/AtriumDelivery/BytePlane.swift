@@ -1,8 +1,8 @@
-import AtriumCore
-import AtriumRuntime
+public import AtriumCore
+public import AtriumRuntime
 import AtriumStorage
 import Foundation
-import Logging
+public import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -25,23 +25,50 @@ import Synchronization
 /// blocking-I/O thread pool, never on Swift's cooperative pool, and are not hashed here: the client checks the
 /// SHA-256 that `AuthorizeFetch` gave it.
 public final class BytePlane: Service, Sendable {
+    /// What the plane serves `GET /v1/objects/…` from: delivery's capabilities over the two blob stores.
+    struct Objects: Sendable {
+        var sealer: CapabilitySealer
+        var blobs: BlobStore
+        var variants: BlobStore
+    }
+
     private let listen: HostAndPort
     private let portFile: String?
     private let tls: TLSFiles
-    private let sealer: CapabilitySealer
-    private let blobs: BlobStore
-    private let variants: BlobStore
+    private let baseURL: String
+    private let objects: Objects?
+    private let uploads = Mutex<(any UploadIntake)?>(nil)
     private let logger: Logger
     private let port = Mutex<Int?>(nil)
 
-    init(listen: HostAndPort, portFile: String?, tls: TLSFiles, sealer: CapabilitySealer, blobs: BlobStore, variants: BlobStore, logger: Logger) {
+    init(listen: HostAndPort, portFile: String?, tls: TLSFiles, baseURL: String, objects: Objects?, logger: Logger) {
         self.listen = listen
         self.portFile = portFile
         self.tls = tls
-        self.sealer = sealer
-        self.blobs = blobs
-        self.variants = variants
+        self.baseURL = baseURL
+        self.objects = objects
         self.logger = logger
+    }
+
+    /// A plane that only takes uploads, for `intake` (the registry in its own process).
+    public static func uploads(
+        listen: HostAndPort,
+        portFile: String?,
+        tls: TLSFiles,
+        baseURL: String,
+        intake: any UploadIntake,
+        logger: Logger
+    ) -> BytePlane {
+        let plane = BytePlane(listen: listen, portFile: portFile, tls: tls, baseURL: baseURL, objects: nil, logger: logger)
+        plane.accept(uploads: intake)
+        return plane
+    }
+
+    /// Takes `POST /v1/uploads/<token>` for `intake` too (in the one process: the registry's uploads). Call it
+    /// before the plane runs, or it tells the intake its port at once.
+    public func accept(uploads intake: any UploadIntake) {
+        uploads.withLock { $0 = intake }
+        if let bound = boundPort { intake.planeListening(port: bound, baseURL: baseURL) }
     }
 
     /// The bound port, once listening.
@@ -49,6 +76,11 @@ public final class BytePlane: Service, Sendable {
 
     /// The largest read handed to the socket at once.
     static let readSize = 1 << 20
+    /// Upload bytes handed to the intake at once, at most (the body arrives in TLS records of 16 KiB).
+    static let uploadChunk = 1 << 20
+    /// A refused upload's body, up to this size, is read and dropped so that the connection stays usable; a
+    /// larger one closes the connection.
+    static let drainLimit: UInt64 = 8 << 20
 
     public func run() async throws {
         let certificates = try NIOSSLCertificate.fromPEMFile(tls.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
@@ -69,8 +101,12 @@ public final class BytePlane: Service, Sendable {
             }
         let bound = server.channel.localAddress?.port ?? listen.port
         port.withLock { $0 = bound }
+        uploads.withLock { $0 }?.planeListening(port: bound, baseURL: baseURL)
         if let portFile { try PortFile.write(port: bound, to: portFile) }
-        logger.info("data plane listening", metadata: ["address": "\(listen.host):\(bound)"])
+        logger.info(
+            "data plane listening",
+            metadata: ["address": "\(listen.host):\(bound)", "serves": "\([objects == nil ? nil : "objects", uploads.withLock { $0 } == nil ? nil : "uploads"].compactMap { $0 })"]
+        )
         // Shutdown cancels the connections too: a read cut off is resumed by the client with a Range request.
         try await cancelWhenGracefulShutdown {
             try await withThrowingDiscardingTaskGroup { group in
@@ -83,20 +119,29 @@ public final class BytePlane: Service, Sendable {
         }
     }
 
+    private typealias Inbound = NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
+    private typealias Outbound = NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
         do {
             try await connection.executeThenClose { inbound, outbound in
-                var head: HTTPRequestHead?
-                for try await part in inbound {
-                    switch part {
-                    case .head(let request): head = request
-                    case .body: continue
-                    case .end:
-                        guard let request = head else { continue }
-                        head = nil
-                        try await respond(to: request, outbound)
-                        if !request.isKeepAlive { return }
+                var parts = inbound.makeAsyncIterator()
+                while let part = try await parts.next() {
+                    // Between requests only heads come (the body of a refused upload was drained, or the connection closed).
+                    guard case .head(let request) = part else { continue }
+                    let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                    let uploadPrefix = "/v1/uploads/"
+                    if request.method == .POST, path.hasPrefix(uploadPrefix), let intake = uploads.withLock({ $0 }) {
+                        let reusable = try await upload(request, token: path.dropFirst(uploadPrefix.count), to: intake, &parts, outbound)
+                        if !reusable || !request.isKeepAlive { return }
+                        continue
                     }
+                    // Anything else carries no body worth reading: read it to its end, then answer.
+                    while let rest = try await parts.next() {
+                        if case .end = rest { break }
+                    }
+                    try await respond(to: request, outbound)
+                    if !request.isKeepAlive { return }
                 }
             }
         } catch {
@@ -104,26 +149,88 @@ public final class BytePlane: Service, Sendable {
         }
     }
 
-    private func respond(to request: HTTPRequestHead, _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
-        guard request.method == .GET || request.method == .HEAD else {
-            return try await answer(request, .methodNotAllowed, "only GET and HEAD", outbound, extra: [("Allow", "GET, HEAD")])
+    /// The body of an upload ended before its end (the client went away, or sent a new request head).
+    struct TruncatedBody: Error {}
+
+    /// Hands one upload to `intake` and answers it. Returns whether the connection can carry another request.
+    private func upload(_ request: HTTPRequestHead, token: Substring, to intake: any UploadIntake, _ parts: inout Inbound, _ outbound: Outbound) async throws -> Bool {
+        var headers: [String: String] = [:]
+        for (name, value) in request.headers where headers[name.lowercased()] == nil { headers[name.lowercased()] = value }
+        let expectsContinue = headers["expect"]?.lowercased() == "100-continue"
+        var proceeded = false
+        var ended = false
+        var pending = ByteBufferAllocator().buffer(capacity: 0)
+        let answer = await intake.upload(token: token, headers: headers) {
+            proceeded = true
+            if expectsContinue { try await outbound.write(.head(HTTPResponseHead(version: request.version, status: .continue))) }
+        } next: {
+            // Whole TLS records are gathered into chunks of up to 1 MiB: one write each on the registry's side.
+            while !ended && pending.readableBytes < Self.uploadChunk {
+                switch try await parts.next() {
+                case .body(var buffer):
+                    if pending.readableBytes == 0 && buffer.readableBytes >= Self.uploadChunk { pending = buffer } else { pending.writeBuffer(&buffer) }
+                case .end: ended = true
+                case .head, nil: throw TruncatedBody()
+                }
+            }
+            guard pending.readableBytes > 0 else { return nil }
+            defer { pending.clear() }
+            return Data(pending.readableBytesView)
         }
+        // A refused upload's body: read and dropped when small (the connection stays usable), else the connection
+        // closes (and a client that asked `Expect: 100-continue` never sends it).
+        var reusable = true
+        if !ended {
+            let length = headers["content-length"].flatMap(UInt64.init)
+            if (expectsContinue && !proceeded) || length.map({ $0 > Self.drainLimit }) ?? true {
+                reusable = false
+            } else {
+                drain: while true {
+                    switch try await parts.next() {
+                    case .body: continue
+                    case .end: break drain
+                    case .head, nil: reusable = false; break drain
+                    }
+                }
+            }
+        }
+        let body = ByteBuffer(string: answer.json + "\n")
+        var responseHeaders = HTTPHeaders()
+        responseHeaders.add(name: "Content-Type", value: "application/json")
+        responseHeaders.add(name: "Content-Length", value: "\(body.readableBytes)")
+        responseHeaders.add(name: "Cache-Control", value: "no-store")
+        if !reusable || !request.isKeepAlive { responseHeaders.add(name: "Connection", value: "close") }
+        let status = HTTPResponseStatus(statusCode: answer.status)
+        try await outbound.write(.head(HTTPResponseHead(version: request.version, status: status, headers: responseHeaders)))
+        try await outbound.write(.body(.byteBuffer(body)))
+        try await outbound.write(.end(nil))
+        return reusable
+    }
+
+    private func respond(to request: HTTPRequestHead, _ outbound: Outbound) async throws {
         let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        if request.method == .POST, path.hasPrefix("/v1/uploads/") {
+            return try await answer(request, .notFound, "this data plane takes no uploads", outbound)
+        }
+        guard request.method == .GET || request.method == .HEAD else {
+            let allow = uploads.withLock { $0 } == nil ? "GET, HEAD" : "GET, HEAD, POST"
+            return try await answer(request, .methodNotAllowed, "only \(allow)", outbound, extra: [("Allow", allow)])
+        }
         if path == "/healthz" {
             // For `atrium up`, load balancers and compose: no capability needed, nothing revealed.
             return try await answer(request, .ok, "SERVING", outbound)
         }
         let prefix = "/v1/objects/"
-        guard path.hasPrefix(prefix) else { return try await answer(request, .notFound, "no such path", outbound) }
+        guard path.hasPrefix(prefix), let objects else { return try await answer(request, .notFound, "no such path", outbound) }
         let capability: ObjectCapability
         do {
-            capability = try sealer.open(path.dropFirst(prefix.count))
+            capability = try objects.sealer.open(path.dropFirst(prefix.count))
         } catch .expired {
             return try await answer(request, .forbidden, "the capability has expired: call AuthorizeFetch again", outbound)
         } catch {
             return try await answer(request, .forbidden, "not a valid capability (forged, damaged, or issued before a restart)", outbound)
         }
-        let store = capability.store == .original ? blobs : variants
+        let store = capability.store == .original ? objects.blobs : objects.variants
         let reader: BlobReader
         do {
             reader = try store.openReader(capability.sha256)
@@ -185,7 +292,7 @@ public final class BytePlane: Service, Sendable {
         _ request: HTTPRequestHead,
         _ status: HTTPResponseStatus,
         _ message: String,
-        _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
+        _ outbound: Outbound,
         extra: [(String, String)] = []
     ) async throws {
         let body = ByteBuffer(string: message + "\n")

@@ -44,8 +44,9 @@ public struct DeliveryService: Sendable {
     let sealer = CapabilitySealer()
     /// Image records the registry allowed callers to fetch, for a few seconds (``VisibilityCache``).
     let visibility: VisibilityCache
-    /// The byte path's HTTPS listener, unless it is off.
-    let bytePlane: BytePlane?
+    /// The byte path's HTTPS listener, unless it is off. In the one process it takes the registry's uploads too
+    /// (``BytePlane/accept(uploads:)``).
+    public let bytePlane: BytePlane?
     let logger: Logger
 
     /// A delivery service that resolves images through `registry`, reads their bytes from the registry's
@@ -74,8 +75,8 @@ public struct DeliveryService: Sendable {
         self.budget = BudgetGate(security: self.security, logger: logger)
         self.bytePlane = configuration.bytesListen.map { [blobs, variants, sealer] listen in
             BytePlane(
-                listen: listen, portFile: configuration.bytesPortFile, tls: configuration.bytesTLS, sealer: sealer, blobs: blobs,
-                variants: variants, logger: logger
+                listen: listen, portFile: configuration.bytesPortFile, tls: configuration.bytesTLS, baseURL: configuration.bytesBaseURL,
+                objects: .init(sealer: sealer, blobs: blobs, variants: variants), logger: logger
             )
         }
         self.logger = logger

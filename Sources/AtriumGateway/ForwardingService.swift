@@ -33,6 +33,11 @@ struct ForwardingService: RegistrableRPCService {
         }
     }
 
+    /// The calls that hand out data-plane capabilities.
+    static let bytePathMethods: Set<MethodDescriptor> = [
+        Atrium_V1_Delivery.Method.AuthorizeFetch.descriptor, Atrium_V1_Registry.Method.AuthorizeUpload.descriptor,
+    ]
+
     private func forward(
         _ request: StreamingServerRequest<GRPCNIOTransportBytes>,
         context: ServerContext,
@@ -54,11 +59,12 @@ struct ForwardingService: RegistrableRPCService {
             )
             try refuse(error, method: method, subscriber: admission.caller?.subscriberID ?? "", requestID: requestID)
         }
-        if method == Atrium_V1_Delivery.Method.AuthorizeFetch.descriptor, admission.limits.bytesPerSecond > 0 {
-            // The data plane does not pace reads, so a contract that paces bytes fetches through the gateway.
+        if Self.bytePathMethods.contains(method), admission.limits.bytesPerSecond > 0 {
+            // The data plane does not pace bytes, so a contract that paces them fetches and uploads through the gateway.
+            let instead = method == Atrium_V1_Delivery.Method.AuthorizeFetch.descriptor ? "Fetch" : "Register"
             let error = RPCError(
                 code: .failedPrecondition,
-                message: "the contract paces transfers at \(Int(admission.limits.bytesPerSecond)) bytes/s, which the byte path cannot: use Fetch"
+                message: "the contract paces transfers at \(Int(admission.limits.bytesPerSecond)) bytes/s, which the byte path cannot: use \(instead)"
             )
             try refuse(error, method: method, subscriber: admission.caller?.subscriberID ?? "", requestID: requestID)
         }

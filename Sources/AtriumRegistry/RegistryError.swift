@@ -7,6 +7,7 @@ public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
         case notFound
         case alreadyExists
         case permissionDenied
+        case failedPrecondition
         case unavailable
         case dataLoss
     }
@@ -27,6 +28,8 @@ public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
     static func alreadyExists(_ message: String) -> Self { Self(.alreadyExists, message) }
     /// The caller may see the resource but not change it.
     static func permissionDenied(_ message: String) -> Self { Self(.permissionDenied, message) }
+    /// The request cannot be served by this deployment as it is configured.
+    static func failedPrecondition(_ message: String) -> Self { Self(.failedPrecondition, message) }
     /// A share grant the caller made does not exist.
     static func grantNotFound(_ id: String) -> Self { Self(.notFound, "share grant '\(id)' not found") }
     /// A subscriber named in a request does not exist.
@@ -44,6 +47,7 @@ public struct RegistryError: Error, Sendable, Equatable, RPCErrorConvertible {
         case .notFound: .notFound
         case .alreadyExists: .alreadyExists
         case .permissionDenied: .permissionDenied
+        case .failedPrecondition: .failedPrecondition
         case .unavailable: .unavailable
         case .dataLoss: .dataLoss
         }

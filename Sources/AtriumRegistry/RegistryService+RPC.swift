@@ -26,6 +26,14 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         return ServerResponse(message: response)
     }
 
+    func authorizeUpload(
+        request: ServerRequest<Atrium_V1_AuthorizeUploadRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Atrium_V1_AuthorizeUploadResponse> {
+        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        return ServerResponse(message: try service.authorizeUpload(request.message, caller: caller))
+    }
+
     func getImage(
         request: ServerRequest<Atrium_V1_GetImageRequest>,
         context: ServerContext

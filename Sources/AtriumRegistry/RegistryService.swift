@@ -1,6 +1,6 @@
 import SwiftProtobuf
 import AtriumAPI
-import AtriumCore
+public import AtriumCore
 public import AtriumRuntime
 import AtriumStorage
 import AtriumDICOM
@@ -28,6 +28,8 @@ public struct RegistryService: Sendable {
     let settlements: OutboxPump
     /// Drains the notice outbox to receivers' inboxes (``NoticeSender``).
     let notices: OutboxPump
+    /// The upload byte path's capabilities (``UploadDoor``).
+    let uploadDoor: UploadDoor
     private let uids: UIDGenerator
     let logger: Logger
 
@@ -69,7 +71,16 @@ public struct RegistryService: Sendable {
             try await noticeStore.removeNotice(sequence)
         }
         self.notices = OutboxPump(interval: .seconds(2)) { await notifier.deliver() }
+        self.uploadDoor = UploadDoor(lifetime: configuration.uploadCapabilityLifetime, maxBytes: configuration.maxImageBytes)
         self.logger = logger
+    }
+
+    /// What a data plane hands `POST /v1/uploads/<token>` to: this registry's ingest.
+    public var uploadIntake: any UploadIntake { RegistryUploads(service: self) }
+
+    /// Single-use capabilities to upload over the data plane (see ``UploadDoor``).
+    func authorizeUpload(_ request: Atrium_V1_AuthorizeUploadRequest, caller: VerifiedCaller) throws -> Atrium_V1_AuthorizeUploadResponse {
+        try uploadDoor.authorize(count: request.count, caller: caller)
     }
 
     /// What the process must run besides the server: the audit trail and the two outboxes.

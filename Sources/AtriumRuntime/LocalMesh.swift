@@ -130,6 +130,12 @@ public final class LocalMesh: @unchecked Sendable {
 
     /// Delivery's data plane (HTTPS for the byte path), once it has reported its port; `nil` before that or
     /// when it is off.
+    /// The registry's upload plane, when it runs as its own process.
+    public var uploadPlaneAddress: HostAndPort? {
+        guard plan.split else { return nil }
+        return PortFile.read(portFile(of: Instance(.registry)) + ".uploads").map { HostAndPort(host: "127.0.0.1", port: $0) }
+    }
+
     public var dataPlaneAddress: HostAndPort? {
         PortFile.read(portFile(of: plan.split ? Instance(.delivery) : .whole) + ".bytes").map { HostAndPort(host: "127.0.0.1", port: $0) }
     }
@@ -200,8 +206,11 @@ public final class LocalMesh: @unchecked Sendable {
             // Each instance keeps its own jobs, under a name that survives restarts.
             environment["ATRIUM_INSTANCE_ID"] = instance == .whole ? "processing-1" : "\(instance)"
         }
-        if instance.service == .delivery || instance == .whole {
+        if instance.service == .delivery || instance == .whole, plan.environment["ATRIUM_DELIVERY_BYTES_PORT"] != "off" {
             environment["ATRIUM_DELIVERY_BYTES_PORT"] = "\(plan.ephemeralPorts ? 0 : ServiceName.deliveryBytesPort)"
+        }
+        if instance.service == .registry, plan.environment["ATRIUM_REGISTRY_UPLOAD_PORT"] != "off" {
+            environment["ATRIUM_REGISTRY_UPLOAD_PORT"] = "\(plan.ephemeralPorts ? 0 : ServiceName.registryUploadPort)"
         }
         if instance.service == .gateway {
             let port = lock.withLock { mutualTLSPort } ?? (plan.ephemeralPorts ? 0 : ServiceName.gatewayMutualTLSPort)
@@ -230,6 +239,7 @@ public final class LocalMesh: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: portFile)
         try? FileManager.default.removeItem(atPath: portFile + ".mtls")
         try? FileManager.default.removeItem(atPath: portFile + ".bytes")
+        try? FileManager.default.removeItem(atPath: portFile + ".uploads")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: plan.binary)
         process.arguments = ["serve", instance == .whole ? "all" : instance.service.rawValue]
@@ -264,6 +274,11 @@ public final class LocalMesh: @unchecked Sendable {
                 if instance.service == .delivery || instance == .whole, plan.environment["ATRIUM_DELIVERY_BYTES_PORT"] != "off",
                     PortFile.read(portFile + ".bytes") == nil
                 {
+                    try await Task.sleep(for: .milliseconds(25))
+                    continue
+                }
+                // And the registry's upload plane, in its own process.
+                if instance.service == .registry, plan.environment["ATRIUM_REGISTRY_UPLOAD_PORT"] != "off", PortFile.read(portFile + ".uploads") == nil {
                     try await Task.sleep(for: .milliseconds(25))
                     continue
                 }

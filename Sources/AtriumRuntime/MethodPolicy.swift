@@ -49,7 +49,7 @@ public enum MethodPolicy {
         map("Account", .open, ["Enroll"])
         map("Account", .anySubscriber, ["WhoAmI", "GetUsage", "GetStatement", "Quote", "ListNotifications", "ListAccesses"])
 
-        map("Registry", .anyOf([.register]), ["Register", "SetAcquisitionConditions", "GrantShare", "RevokeShare", "ListShares"])
+        map("Registry", .anyOf([.register]), ["Register", "AuthorizeUpload", "SetAcquisitionConditions", "GrantShare", "RevokeShare", "ListShares"])
         map("Registry", .anyOf([.register, .receive, .print]), ["GetImage", "GetThumbnail"])
         map("Registry", .anyOf([.register, .receive]), ["ListImages", "ListStudies", "ListSeries"])
 

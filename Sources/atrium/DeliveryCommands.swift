@@ -358,3 +358,16 @@ extension FetchTransport: ExpressibleByArgument {
 
     public static var allValueStrings: [String] { ["auto", "bytes", "grpc"] }
 }
+
+extension UploadTransport: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let transport = FetchTransport(argument: argument) else { return nil }
+        switch transport {
+        case .automatic: self = .automatic
+        case .bytes: self = .bytes
+        case .grpc: self = .grpc
+        }
+    }
+
+    public static var allValueStrings: [String] { FetchTransport.allValueStrings }
+}

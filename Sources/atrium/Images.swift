@@ -69,6 +69,9 @@ struct Images: AsyncParsableCommand {
         @Flag(help: "Replace an image registered earlier with the same SOP instance but other bytes (the old version is kept).")
         var supersede = false
 
+        @Option(help: "auto, bytes or grpc: how the bytes travel (bytes: HTTPS POSTs to the data plane, with capabilities from AuthorizeUpload).")
+        var via: UploadTransport = .automatic
+
         @Flag(name: .shortAndLong, help: "Print one line per file.")
         var verbose = false
 
@@ -87,22 +90,32 @@ struct Images: AsyncParsableCommand {
             let header = Atrium_V1_RegisterHeader.with { $0.format = .dicomPart10; $0.comment = comment; $0.supersede = supersede }
             var progress = Progress(total: files.count, enabled: !json && isatty(STDERR_FILENO) == 1)
             var outcomes: [RegisterPlan.Outcome] = []
+            // --jobs uploaders, each over its own data-plane connection (or gRPC), take the files in order.
+            let queue = FileQueue(files)
+            let via = via
             try await withAtrium(client) { atrium in
-                try await withThrowingTaskGroup(of: RegisterPlan.Outcome.self) { group in
-                    var next = 0
-                    func start() {
-                        guard next < files.count else { return }
-                        let file = files[next]
-                        next += 1
-                        group.addTask { await RegisterPlan.register(file, header: header, with: atrium) }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    let (finished, sink) = AsyncStream<RegisterPlan.Outcome>.makeStream()
+                    let workers = min(jobs, files.count)
+                    let running = Countdown(workers)
+                    if workers == 0 { sink.finish() }
+                    for _ in 0..<workers {
+                        group.addTask {
+                            // The last uploader to stop ends the stream of outcomes.
+                            defer { if running.done() { sink.finish() } }
+                            try await atrium.withUploader(via: via) { uploader in
+                                while let file = queue.next() {
+                                    sink.yield(await RegisterPlan.register(file, header: header, with: &uploader))
+                                }
+                            }
+                        }
                     }
-                    for _ in 0..<min(jobs, files.count) { start() }
-                    while let outcome = try await group.next() {
+                    for await outcome in finished {
                         outcomes.append(outcome)
                         progress.advance(bytes: outcome.bytes)
                         if verbose && !json { progress.above(outcome.line) }
-                        start()
                     }
+                    try await group.waitForAll()
                 }
             }
             progress.finish()

@@ -5,6 +5,7 @@ import AtriumClient
 import AtriumRuntime
 import Foundation
 import GRPCCore
+import Synchronization
 
 /// `images register`: which files, how each went, and the summary.
 enum RegisterPlan {
@@ -58,9 +59,9 @@ enum RegisterPlan {
         }
     }
 
-    static func register(_ file: String, header: Atrium_V1_RegisterHeader, with atrium: AtriumClient) async -> Outcome {
+    static func register(_ file: String, header: Atrium_V1_RegisterHeader, with uploader: inout ImageUploader) async -> Outcome {
         do {
-            return Outcome(file: file, receipt: try await atrium.register(header: header, file: file))
+            return Outcome(file: file, receipt: try await uploader.register(header: header, file: file))
         } catch let error as RPCError {
             return Outcome(file: file, error: "\(error.code.statusName): \(error.message)")
         } catch {
@@ -285,4 +286,30 @@ struct Share: AsyncParsableCommand {
         let state = grant.hasRevokedAt ? "revoked \(formatter.string(from: grant.revokedAt.date))" : grant.hasExpiresAt ? "until \(formatter.string(from: grant.expiresAt.date))" : "no expiry"
         return "\(grant.grantID)  \(grant.grantorID) -> \(grant.receiverID)  \(scope)  \(state)"
     }
+}
+
+/// Files handed out one at a time to concurrent uploaders.
+final class FileQueue: Sendable {
+    private let files: [String]
+    private let position = Mutex(0)
+
+    init(_ files: [String]) { self.files = files }
+
+    func next() -> String? {
+        position.withLock { position in
+            guard position < files.count else { return nil }
+            defer { position += 1 }
+            return files[position]
+        }
+    }
+}
+
+/// Counts concurrent workers down; the last one to stop learns it is the last.
+final class Countdown: Sendable {
+    private let remaining: Mutex<Int>
+
+    init(_ count: Int) { remaining = Mutex(count) }
+
+    /// One worker stopped; true for the last.
+    func done() -> Bool { remaining.withLock { $0 -= 1; return $0 == 0 } }
 }

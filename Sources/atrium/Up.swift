@@ -75,10 +75,15 @@ struct Up: AsyncParsableCommand {
             if status != "SERVING" { silent.append(listener.name) }
             say("  \(listener.name.padding(toLength: 13, withPad: " ", startingAt: 0)) \(listener.address.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(listener.role)")
         }
+        var planes: [(name: String, address: HostAndPort, role: String)] = []
         if let dataPlane = mesh.dataPlaneAddress {
-            let status = await DataPlaneProbe.check(dataPlane, caPath: "\(plan.pkiDirectory)/ca.pem")
-            if status != "SERVING" { silent.append("data-plane") }
-            say("  \("data-plane".padding(toLength: 13, withPad: " ", startingAt: 0)) \(dataPlane.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) public, HTTPS, image bytes for AuthorizeFetch")
+            planes.append(("data-plane", dataPlane, mesh.uploadPlaneAddress == nil ? "public, HTTPS, image bytes (AuthorizeFetch, AuthorizeUpload)" : "public, HTTPS, image bytes for AuthorizeFetch"))
+        }
+        if let uploads = mesh.uploadPlaneAddress { planes.append(("upload-plane", uploads, "public, HTTPS, uploads for AuthorizeUpload")) }
+        for plane in planes {
+            let status = await DataPlaneProbe.check(plane.address, caPath: "\(plan.pkiDirectory)/ca.pem")
+            if status != "SERVING" { silent.append(plane.name) }
+            say("  \(plane.name.padding(toLength: 13, withPad: " ", startingAt: 0)) \(plane.address.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(status.padding(toLength: 10, withPad: " ", startingAt: 0)) \(plane.role)")
         }
         guard silent.isEmpty else {
             say("not serving: \(silent.joined(separator: ", ")); see \(dataDirectory)/log/. Stopping.")

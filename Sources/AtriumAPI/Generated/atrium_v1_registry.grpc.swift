@@ -36,6 +36,19 @@ public enum Atrium_V1_Registry: Sendable {
                 type: .clientStreaming
             )
         }
+        /// Namespace for "AuthorizeUpload" metadata.
+        public enum AuthorizeUpload: Sendable {
+            /// Request type for "AuthorizeUpload".
+            public typealias Input = Atrium_V1_AuthorizeUploadRequest
+            /// Response type for "AuthorizeUpload".
+            public typealias Output = Atrium_V1_AuthorizeUploadResponse
+            /// Descriptor for "AuthorizeUpload".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "atrium.v1.Registry"),
+                method: "AuthorizeUpload",
+                type: .unary
+            )
+        }
         /// Namespace for "SetAcquisitionConditions" metadata.
         public enum SetAcquisitionConditions: Sendable {
             /// Request type for "SetAcquisitionConditions".
@@ -156,6 +169,7 @@ public enum Atrium_V1_Registry: Sendable {
         /// Descriptors for all methods in the "atrium.v1.Registry" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Register.descriptor,
+            AuthorizeUpload.descriptor,
             SetAcquisitionConditions.descriptor,
             GetImage.descriptor,
             ListImages.descriptor,
@@ -217,6 +231,31 @@ extension Atrium_V1_Registry {
             request: GRPCCore.StreamingServerRequest<Atrium_V1_RegisterRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_RegisterResponse>
+
+        /// Handle the "AuthorizeUpload" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The upload byte path, the mirror of Delivery.AuthorizeFetch: single-use capabilities to send objects to
+        /// > the data plane instead of inside Register messages. Each capability is one `POST <path>` with a DICOM
+        /// > Part 10 object as the body, checked and stored exactly as Register does (size, SHA-256, DICOM, storage
+        /// > quota, fsync before the answer) and answered with this service's RegisterResponse as JSON (the proto3
+        /// > JSON mapping; an error as `{"code": <gRPC code>, "status": "<NAME>", "message": ...}`). Decided like
+        /// > Register: role `register`, the rate limit (one call for `count` uploads, as Fetch is one call for many
+        /// > images). See docs/registry.md. Errors: INVALID_ARGUMENT (count), FAILED_PRECONDITION (this deployment
+        /// > has no upload data plane, or the contract paces bytes: use Register).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Atrium_V1_AuthorizeUploadRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Atrium_V1_AuthorizeUploadResponse` messages.
+        func authorizeUpload(
+            request: GRPCCore.StreamingServerRequest<Atrium_V1_AuthorizeUploadRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_AuthorizeUploadResponse>
 
         /// Handle the "SetAcquisitionConditions" method.
         ///
@@ -420,6 +459,31 @@ extension Atrium_V1_Registry {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Atrium_V1_RegisterResponse>
 
+        /// Handle the "AuthorizeUpload" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The upload byte path, the mirror of Delivery.AuthorizeFetch: single-use capabilities to send objects to
+        /// > the data plane instead of inside Register messages. Each capability is one `POST <path>` with a DICOM
+        /// > Part 10 object as the body, checked and stored exactly as Register does (size, SHA-256, DICOM, storage
+        /// > quota, fsync before the answer) and answered with this service's RegisterResponse as JSON (the proto3
+        /// > JSON mapping; an error as `{"code": <gRPC code>, "status": "<NAME>", "message": ...}`). Decided like
+        /// > Register: role `register`, the rate limit (one call for `count` uploads, as Fetch is one call for many
+        /// > images). See docs/registry.md. Errors: INVALID_ARGUMENT (count), FAILED_PRECONDITION (this deployment
+        /// > has no upload data plane, or the contract paces bytes: use Register).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_AuthorizeUploadRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Atrium_V1_AuthorizeUploadResponse` message.
+        func authorizeUpload(
+            request: GRPCCore.ServerRequest<Atrium_V1_AuthorizeUploadRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Atrium_V1_AuthorizeUploadResponse>
+
         /// Handle the "SetAcquisitionConditions" method.
         ///
         /// > Source IDL Documentation:
@@ -620,6 +684,31 @@ extension Atrium_V1_Registry {
             context: GRPCCore.ServerContext
         ) async throws -> Atrium_V1_RegisterResponse
 
+        /// Handle the "AuthorizeUpload" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The upload byte path, the mirror of Delivery.AuthorizeFetch: single-use capabilities to send objects to
+        /// > the data plane instead of inside Register messages. Each capability is one `POST <path>` with a DICOM
+        /// > Part 10 object as the body, checked and stored exactly as Register does (size, SHA-256, DICOM, storage
+        /// > quota, fsync before the answer) and answered with this service's RegisterResponse as JSON (the proto3
+        /// > JSON mapping; an error as `{"code": <gRPC code>, "status": "<NAME>", "message": ...}`). Decided like
+        /// > Register: role `register`, the rate limit (one call for `count` uploads, as Fetch is one call for many
+        /// > images). See docs/registry.md. Errors: INVALID_ARGUMENT (count), FAILED_PRECONDITION (this deployment
+        /// > has no upload data plane, or the contract paces bytes: use Register).
+        ///
+        /// - Parameters:
+        ///   - request: A `Atrium_V1_AuthorizeUploadRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Atrium_V1_AuthorizeUploadResponse` to respond with.
+        func authorizeUpload(
+            request: Atrium_V1_AuthorizeUploadRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Atrium_V1_AuthorizeUploadResponse
+
         /// Handle the "SetAcquisitionConditions" method.
         ///
         /// > Source IDL Documentation:
@@ -804,6 +893,17 @@ extension Atrium_V1_Registry.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Atrium_V1_Registry.Method.AuthorizeUpload.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_AuthorizeUploadRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_AuthorizeUploadResponse>(),
+            handler: { request, context in
+                try await self.authorizeUpload(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Atrium_V1_Registry.Method.SetAcquisitionConditions.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_SetAcquisitionConditionsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_SetAcquisitionConditionsResponse>(),
@@ -919,6 +1019,17 @@ extension Atrium_V1_Registry.ServiceProtocol {
         return GRPCCore.StreamingServerResponse(single: response)
     }
 
+    public func authorizeUpload(
+        request: GRPCCore.StreamingServerRequest<Atrium_V1_AuthorizeUploadRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_AuthorizeUploadResponse> {
+        let response = try await self.authorizeUpload(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     public func setAcquisitionConditions(
         request: GRPCCore.StreamingServerRequest<Atrium_V1_SetAcquisitionConditionsRequest>,
         context: GRPCCore.ServerContext
@@ -1029,6 +1140,19 @@ extension Atrium_V1_Registry.SimpleServiceProtocol {
         return GRPCCore.ServerResponse<Atrium_V1_RegisterResponse>(
             message: try await self.register(
                 request: request.messages,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func authorizeUpload(
+        request: GRPCCore.ServerRequest<Atrium_V1_AuthorizeUploadRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Atrium_V1_AuthorizeUploadResponse> {
+        return GRPCCore.ServerResponse<Atrium_V1_AuthorizeUploadResponse>(
+            message: try await self.authorizeUpload(
+                request: request.message,
                 context: context
             ),
             metadata: [:]
@@ -1192,6 +1316,36 @@ extension Atrium_V1_Registry {
             deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_RegisterResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_RegisterResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AuthorizeUpload" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The upload byte path, the mirror of Delivery.AuthorizeFetch: single-use capabilities to send objects to
+        /// > the data plane instead of inside Register messages. Each capability is one `POST <path>` with a DICOM
+        /// > Part 10 object as the body, checked and stored exactly as Register does (size, SHA-256, DICOM, storage
+        /// > quota, fsync before the answer) and answered with this service's RegisterResponse as JSON (the proto3
+        /// > JSON mapping; an error as `{"code": <gRPC code>, "status": "<NAME>", "message": ...}`). Decided like
+        /// > Register: role `register`, the rate limit (one call for `count` uploads, as Fetch is one call for many
+        /// > images). See docs/registry.md. Errors: INVALID_ARGUMENT (count), FAILED_PRECONDITION (this deployment
+        /// > has no upload data plane, or the contract paces bytes: use Register).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_AuthorizeUploadRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_AuthorizeUploadRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_AuthorizeUploadResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func authorizeUpload<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_AuthorizeUploadRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_AuthorizeUploadRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_AuthorizeUploadResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_AuthorizeUploadResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "SetAcquisitionConditions" method.
@@ -1458,6 +1612,47 @@ extension Atrium_V1_Registry {
             try await self.client.clientStreaming(
                 request: request,
                 descriptor: Atrium_V1_Registry.Method.Register.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "AuthorizeUpload" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The upload byte path, the mirror of Delivery.AuthorizeFetch: single-use capabilities to send objects to
+        /// > the data plane instead of inside Register messages. Each capability is one `POST <path>` with a DICOM
+        /// > Part 10 object as the body, checked and stored exactly as Register does (size, SHA-256, DICOM, storage
+        /// > quota, fsync before the answer) and answered with this service's RegisterResponse as JSON (the proto3
+        /// > JSON mapping; an error as `{"code": <gRPC code>, "status": "<NAME>", "message": ...}`). Decided like
+        /// > Register: role `register`, the rate limit (one call for `count` uploads, as Fetch is one call for many
+        /// > images). See docs/registry.md. Errors: INVALID_ARGUMENT (count), FAILED_PRECONDITION (this deployment
+        /// > has no upload data plane, or the contract paces bytes: use Register).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Atrium_V1_AuthorizeUploadRequest` message.
+        ///   - serializer: A serializer for `Atrium_V1_AuthorizeUploadRequest` messages.
+        ///   - deserializer: A deserializer for `Atrium_V1_AuthorizeUploadResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func authorizeUpload<Result>(
+            request: GRPCCore.ClientRequest<Atrium_V1_AuthorizeUploadRequest>,
+            serializer: some GRPCCore.MessageSerializer<Atrium_V1_AuthorizeUploadRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_AuthorizeUploadResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_AuthorizeUploadResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Atrium_V1_Registry.Method.AuthorizeUpload.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -1813,6 +2008,42 @@ extension Atrium_V1_Registry.ClientProtocol {
         )
     }
 
+    /// Call the "AuthorizeUpload" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The upload byte path, the mirror of Delivery.AuthorizeFetch: single-use capabilities to send objects to
+    /// > the data plane instead of inside Register messages. Each capability is one `POST <path>` with a DICOM
+    /// > Part 10 object as the body, checked and stored exactly as Register does (size, SHA-256, DICOM, storage
+    /// > quota, fsync before the answer) and answered with this service's RegisterResponse as JSON (the proto3
+    /// > JSON mapping; an error as `{"code": <gRPC code>, "status": "<NAME>", "message": ...}`). Decided like
+    /// > Register: role `register`, the rate limit (one call for `count` uploads, as Fetch is one call for many
+    /// > images). See docs/registry.md. Errors: INVALID_ARGUMENT (count), FAILED_PRECONDITION (this deployment
+    /// > has no upload data plane, or the contract paces bytes: use Register).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Atrium_V1_AuthorizeUploadRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func authorizeUpload<Result>(
+        request: GRPCCore.ClientRequest<Atrium_V1_AuthorizeUploadRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_AuthorizeUploadResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.authorizeUpload(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_AuthorizeUploadRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_AuthorizeUploadResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "SetAcquisitionConditions" method.
     ///
     /// > Source IDL Documentation:
@@ -2114,6 +2345,46 @@ extension Atrium_V1_Registry.ClientProtocol {
             producer: producer
         )
         return try await self.register(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AuthorizeUpload" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The upload byte path, the mirror of Delivery.AuthorizeFetch: single-use capabilities to send objects to
+    /// > the data plane instead of inside Register messages. Each capability is one `POST <path>` with a DICOM
+    /// > Part 10 object as the body, checked and stored exactly as Register does (size, SHA-256, DICOM, storage
+    /// > quota, fsync before the answer) and answered with this service's RegisterResponse as JSON (the proto3
+    /// > JSON mapping; an error as `{"code": <gRPC code>, "status": "<NAME>", "message": ...}`). Decided like
+    /// > Register: role `register`, the rate limit (one call for `count` uploads, as Fetch is one call for many
+    /// > images). See docs/registry.md. Errors: INVALID_ARGUMENT (count), FAILED_PRECONDITION (this deployment
+    /// > has no upload data plane, or the contract paces bytes: use Register).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func authorizeUpload<Result>(
+        _ message: Atrium_V1_AuthorizeUploadRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_AuthorizeUploadResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Atrium_V1_AuthorizeUploadRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.authorizeUpload(
             request: request,
             options: options,
             onResponse: handleResponse
