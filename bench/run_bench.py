@@ -199,10 +199,18 @@ def run_once(binary, slices, clients, split=True):
         phases = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         for via in ("bytes", "grpc"):
             phases.append(cli_fetch(binary, mesh, clients, via))
-        for phase in phases:
-            phase["mode"] = "split" if split else "one"
         rss = peak_rss_by_process(mesh.data)
-        return phases, rss
+    # Registration inside gRPC messages (Register through the gateway), on a fresh mesh of its own so that it
+    # stores the same slices anew: the byte path registered them above.
+    with Mesh(binary, split=split) as mesh:
+        watch = ",".join(f"{name}={pid}" for name, pid in sorted(mesh_processes(mesh.data).items()) if name != "up")
+        out = subprocess.run([binary, "bench", "images", "--dir", slices, "--clients", str(clients), "--only-register",
+                              "--register-via", "grpc", "--watch", watch] + mesh.client_args(),
+                             check=True, capture_output=True, text=True).stdout
+        phases += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    for phase in phases:
+        phase["mode"] = "split" if split else "one"
+    return phases, rss
 
 
 def cli_fetch(binary, mesh, clients, via):
@@ -341,7 +349,8 @@ def register_and_fetch(binary, slices, args, skip):
     print(f"Atrium, {args.images} CT slices of ~525 kB, release build. mode one: every service in one process (atrium serve")
     print("all), in-process calls behind the gateway's TLS; split: one process per service. route gateway: TLS with an API")
     print("key, then (split) mTLS to delivery; direct: mTLS straight to delivery (what the gateway costs); bytes: the byte")
-    print("path (AuthorizeFetch through the gateway for `batch` images, then one HTTPS GET per image from the data plane);")
+    print("path (AuthorizeFetch through the gateway for `batch` images, then one HTTPS GET per image from the data plane;")
+    print("for register: AuthorizeUpload for 8 images at a time, then one HTTPS POST per image, answered once durable);")
     print("cli-bytes / cli-grpc: `atrium images fetch --via bytes|grpc` processes, one per client, writing fsynced files")
     print("(batch: images per process; p50/p99: the whole run). Other routes fetch into memory. batch: images per call;")
     print(f"p50/p99 per call. Each row is the median of {RUNS} runs, each on a fresh mesh (all runs listed last).")

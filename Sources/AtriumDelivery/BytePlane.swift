@@ -159,23 +159,25 @@ public final class BytePlane: Service, Sendable {
         let expectsContinue = headers["expect"]?.lowercased() == "100-continue"
         var proceeded = false
         var ended = false
-        var pending = ByteBufferAllocator().buffer(capacity: 0)
+        var pending = Data()
+        let expected = headers["content-length"].flatMap(UInt64.init)
         let answer = await intake.upload(token: token, headers: headers) {
             proceeded = true
             if expectsContinue { try await outbound.write(.head(HTTPResponseHead(version: request.version, status: .continue))) }
         } next: {
-            // Whole TLS records are gathered into chunks of up to 1 MiB: one write each on the registry's side.
-            while !ended && pending.readableBytes < Self.uploadChunk {
+            // Whole TLS records are gathered into chunks of up to 1 MiB (one copy): one write each on the registry's side.
+            while !ended && pending.count < Self.uploadChunk {
                 switch try await parts.next() {
-                case .body(var buffer):
-                    if pending.readableBytes == 0 && buffer.readableBytes >= Self.uploadChunk { pending = buffer } else { pending.writeBuffer(&buffer) }
+                case .body(let buffer):
+                    if pending.isEmpty { pending.reserveCapacity(min(Self.uploadChunk + 16 << 10, expected.map { Int(clamping: $0) } ?? Self.uploadChunk)) }
+                    pending.append(contentsOf: buffer.readableBytesView)
                 case .end: ended = true
                 case .head, nil: throw TruncatedBody()
                 }
             }
-            guard pending.readableBytes > 0 else { return nil }
-            defer { pending.clear() }
-            return Data(pending.readableBytesView)
+            guard !pending.isEmpty else { return nil }
+            defer { pending = Data() }
+            return pending
         }
         // A refused upload's body: read and dropped when small (the connection stays usable), else the connection
         // closes (and a client that asked `Expect: 100-continue` never sends it).

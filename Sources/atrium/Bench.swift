@@ -60,11 +60,15 @@ struct ImagesBench: AsyncParsableCommand {
     @Flag(help: "Measure only registration (for profiling it).")
     var onlyRegister = false
 
+    @Option(help: "bytes or grpc: how registration sends the images (auto is not measured: it is one or the other).")
+    var registerVia: UploadTransport = .bytes
+
     @Option(help: "Processes whose CPU each phase reports per image, as name=pid, comma-separated (this process is 'client').")
     var watch = ""
 
     func validate() throws {
         guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
+        guard registerVia != .automatic else { throw ValidationError("--register-via: bytes or grpc") }
         guard (1...1000).contains(batch) else { throw ValidationError("--batch must be 1 to 1000") }
         for name in encodings.split(separator: ",") where Atrium_V1_Encoding(argument: String(name)) == nil {
             throw ValidationError("--encodings: unknown encoding '\(name)'")
@@ -85,9 +89,13 @@ struct ImagesBench: AsyncParsableCommand {
         let gateway: Connect = { body in try await AtriumClient.with(configuration, body) }
 
         if !onlyBytePath {
-            _ = try await Self.measure(phase: "register", route: "gateway", units: Self.shard(files.map { [$0] }, clients), connect: gateway) { atrium, unit in
-                let receipt = try await atrium.registerImage(file: unit[0])
-                return receipt.digest.sizeBytes
+            // One uploader per client: over the byte path, AuthorizeUpload for 8 images at a time and one HTTPS POST
+            // per image; over gRPC, one Register stream per image through the gateway.
+            let transport = registerVia
+            _ = try await Self.measure(phase: "register", route: transport == .bytes ? "bytes" : "gateway", units: Self.shard(files.map { [$0] }, clients), connect: gateway) { atrium, shard in
+                try await atrium.withUploader(via: transport) { uploader in
+                    try await Self.timed(shard) { unit in try await uploader.registerImage(file: unit[0]).digest.sizeBytes }
+                }
             }
         }
         if onlyRegister { return }
@@ -169,20 +177,38 @@ struct ImagesBench: AsyncParsableCommand {
         extra: [String: Any] = [:],
         work: @escaping @Sendable (AtriumClient, [String]) async throws -> UInt64
     ) async throws -> UInt64 {
+        try await measure(phase: phase, route: route, units: shards, connect: connect, extra: extra) { atrium, shard in
+            try await timed(shard) { unit in try await work(atrium, unit) }
+        }
+    }
+
+    /// Runs `work` on each unit in turn: its bytes, its images and how long it took.
+    static func timed(_ units: [[String]], _ work: ([String]) async throws -> UInt64) async throws -> [(UInt64, Int, Duration)] {
+        var out: [(UInt64, Int, Duration)] = []
+        for unit in units {
+            let begin = ContinuousClock.now
+            let bytes = try await work(unit)
+            out.append((bytes, unit.count, ContinuousClock.now - begin))
+        }
+        return out
+    }
+
+    /// ``measure(phase:route:units:connect:extra:work:)`` with each client's whole shard run by `shardWork` (to
+    /// keep one session, such as an uploader, across its units).
+    static func measure(
+        phase: String,
+        route: String,
+        units shards: [[[String]]],
+        connect: @escaping Connect,
+        extra: [String: Any] = [:],
+        shardWork: @escaping @Sendable (AtriumClient, [[String]]) async throws -> [(UInt64, Int, Duration)]
+    ) async throws -> UInt64 {
         let cpuBefore = watched.snapshot()
         let started = ContinuousClock.now
         let results = try await withThrowingTaskGroup(of: [(UInt64, Int, Duration)].self) { group in
             for shard in shards {
                 group.addTask {
-                    try await connect { atrium in
-                        var out: [(UInt64, Int, Duration)] = []
-                        for unit in shard {
-                            let begin = ContinuousClock.now
-                            let bytes = try await work(atrium, unit)
-                            out.append((bytes, unit.count, ContinuousClock.now - begin))
-                        }
-                        return out
-                    }
+                    try await connect { atrium in try await shardWork(atrium, shard) }
                 }
             }
             var all: [(UInt64, Int, Duration)] = []

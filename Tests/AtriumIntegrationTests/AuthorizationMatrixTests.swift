@@ -75,7 +75,7 @@ extension IntegrationTests {
                     let suspended: RPCError.Code? = access == .open ? baseline : .permissionDenied
                     #expect(await rawCall(client, method, metadata: ["authorization": "Bearer \(suspendedKey)"]) == suspended, "suspended → \(method)")
                 }
-                #expect(cells == 72 * 5)
+                #expect(cells == 73 * 5)
             }
         }
 

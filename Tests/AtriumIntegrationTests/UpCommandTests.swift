@@ -38,13 +38,13 @@ extension IntegrationTests {
             defer { if process.isRunning { process.interrupt(); process.waitUntilExit() } }
             let listed = text.split(separator: "\n").filter { $0.contains("127.0.0.1:") && !$0.contains("export") }
             // One process, or eight; the gateway's second (client-certificate) listener; delivery's data plane (HTTPS,
-            // its own health answer).
+            // its own health answer), and split, the registry's upload plane.
             let processes = split ? 8 : 1
-            #expect(listed.count == processes + 2, "\(text)")
+            #expect(listed.count == processes + (split ? 3 : 2), "\(text)")
             for line in listed {
                 #expect(line.contains("SERVING"), "\(line)")
             }
-            let processLines = listed.filter { !$0.contains("data-plane") }
+            let processLines = listed.filter { !$0.contains("data-plane") && !$0.contains("upload-plane") }
             #expect(text.contains("export ATRIUM_API_KEY=atr_"))
 
             // Every listed process really answers `atrium health`.
