@@ -42,7 +42,9 @@ ATRIUM_SERVICES = {"gateway", "security", "registry", "delivery", "processing", 
 NO_HEALTHCHECK_REQUIRED = {"pki", "postgres"}
 PUBLISHING_SERVICES = {"gateway"}
 # Delivery publishes its data plane (HTTPS for AuthorizeFetch's capabilities), never its gRPC port.
-DATA_PLANE_SERVICE, DATA_PLANE_PORT_KEY = "delivery", "ATRIUM_DELIVERY_BYTES_PORT"
+# Delivery and the registry publish their data planes (HTTPS for AuthorizeFetch's and AuthorizeUpload's
+# capabilities), never their gRPC ports.
+DATA_PLANES = {"delivery": "ATRIUM_DELIVERY_BYTES_PORT", "registry": "ATRIUM_REGISTRY_UPLOAD_PORT"}
 MIN_PROCESSING_REPLICAS = 2
 
 
@@ -133,14 +135,15 @@ def atrium_rules(document) -> list[str]:
             if not healthcheck or healthcheck.get("disable") or not healthcheck.get("test"):
                 problems.append(f"{where}.healthcheck: long-running service has no health check")
 
-        if service.get("ports") and name == DATA_PLANE_SERVICE:
-            data_port = str((service.get("environment") or {}).get(DATA_PLANE_PORT_KEY, ""))
+        if service.get("ports") and name in DATA_PLANES:
+            key = DATA_PLANES[name]
+            data_port = str((service.get("environment") or {}).get(key, ""))
             for index, port in enumerate(service["ports"]):
                 target = str(port.get("target") if isinstance(port, dict) else str(port).split(":")[-1].split("/")[0])
                 if not data_port or target != data_port:
-                    problems.append(f"{where}.ports[{index}]: delivery may publish only its data plane ({DATA_PLANE_PORT_KEY})")
+                    problems.append(f"{where}.ports[{index}]: {name} may publish only its data plane ({key})")
         elif service.get("ports") and name not in PUBLISHING_SERVICES:
-            problems.append(f"{where}.ports: only {sorted(PUBLISHING_SERVICES)} (and delivery's data plane) may publish ports")
+            problems.append(f"{where}.ports: only {sorted(PUBLISHING_SERVICES)} (and the data planes) may publish ports")
 
         argv = command_argv(service.get("command"))
         for index, arg in enumerate(argv):
