@@ -153,10 +153,12 @@ public struct ImageUploader {
             let error = Self.error(refusal)
             if error.reason == "expired" || error.reason == "spent" { throw CapabilityRefusal(error: error.error) }
             throw error.error
-        } catch let error as RPCError where error.code == .unavailable {
-            // The connection is gone: the rest of the session registers over gRPC.
+        } catch {
+            // The request may be cut off mid-body, so the connection cannot carry another: the rest of the session
+            // registers over gRPC. A connection that failed is retried there at once; any other error is the caller's.
             plane = nil
-            throw ConnectionLost()
+            if let error = error as? RPCError, error.code == .unavailable { throw ConnectionLost() }
+            throw error
         }
         do {
             var options = JSONDecodingOptions()

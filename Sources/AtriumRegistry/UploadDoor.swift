@@ -21,8 +21,9 @@ final class UploadDoor: Sendable {
     /// The largest body a capability admits.
     let maxBytes: UInt64
     private let endpoint = Mutex<(port: Int, baseURL: String)?>(nil)
-    /// Upload IDs already used, each with its capability's expiry (Unix ms).
-    private let spent = Mutex<[String: UInt64]>([:])
+    /// Upload IDs already used, each with its capability's expiry (Unix ms), and the count at which the expired
+    /// ones are next removed (twice what was left after the last removal, so that removing costs O(1) per upload).
+    private let spent = Mutex<(ids: [String: UInt64], pruneAt: Int)>(([:], 4096))
 
     init(lifetime: Duration, maxBytes: UInt64) {
         self.lifetime = lifetime
@@ -94,8 +95,11 @@ final class UploadDoor: Sendable {
         guard nowMilliseconds < expires else { throw .expired }
         let key = Hex.encode(id)
         let fresh = spent.withLock { spent in
-            if spent.count >= 4096 { spent = spent.filter { $0.value > nowMilliseconds } }
-            return spent.updateValue(expires, forKey: key) == nil
+            if spent.ids.count >= spent.pruneAt {
+                spent.ids = spent.ids.filter { $0.value > nowMilliseconds }
+                spent.pruneAt = max(4096, spent.ids.count * 2)
+            }
+            return spent.ids.updateValue(expires, forKey: key) == nil
         }
         guard fresh else { throw .spent }
         return Admission(caller: caller, maxBytes: maxBytes)

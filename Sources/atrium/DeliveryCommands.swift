@@ -361,13 +361,13 @@ extension FetchTransport: ExpressibleByArgument {
 
 extension UploadTransport: ExpressibleByArgument {
     public init?(argument: String) {
-        guard let transport = FetchTransport(argument: argument) else { return nil }
-        switch transport {
-        case .automatic: self = .automatic
-        case .bytes: self = .bytes
-        case .grpc: self = .grpc
+        switch argument {
+        case "auto": self = .automatic
+        case "bytes": self = .bytes
+        case "grpc": self = .grpc
+        default: return nil
         }
     }
 
-    public static var allValueStrings: [String] { FetchTransport.allValueStrings }
+    public static var allValueStrings: [String] { ["auto", "bytes", "grpc"] }
 }

@@ -94,29 +94,28 @@ struct Images: AsyncParsableCommand {
             let queue = FileQueue(files)
             let via = via
             try await withAtrium(client) { atrium in
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    let (finished, sink) = AsyncStream<RegisterPlan.Outcome>.makeStream()
-                    let workers = min(jobs, files.count)
-                    let running = Countdown(workers)
-                    if workers == 0 { sink.finish() }
-                    for _ in 0..<workers {
-                        group.addTask {
-                            // The last uploader to stop ends the stream of outcomes.
-                            defer { if running.done() { sink.finish() } }
-                            try await atrium.withUploader(via: via) { uploader in
-                                while let file = queue.next() {
-                                    sink.yield(await RegisterPlan.register(file, header: header, with: &uploader))
+                let (finished, sink) = AsyncStream<RegisterPlan.Outcome>.makeStream()
+                async let uploaded: Void = {
+                    defer { sink.finish() }
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for _ in 0..<min(jobs, files.count) {
+                            group.addTask {
+                                try await atrium.withUploader(via: via) { uploader in
+                                    while let file = queue.next() {
+                                        sink.yield(await RegisterPlan.register(file, header: header, with: &uploader))
+                                    }
                                 }
                             }
                         }
+                        try await group.waitForAll()
                     }
-                    for await outcome in finished {
-                        outcomes.append(outcome)
-                        progress.advance(bytes: outcome.bytes)
-                        if verbose && !json { progress.above(outcome.line) }
-                    }
-                    try await group.waitForAll()
+                }()
+                for await outcome in finished {
+                    outcomes.append(outcome)
+                    progress.advance(bytes: outcome.bytes)
+                    if verbose && !json { progress.above(outcome.line) }
                 }
+                try await uploaded
             }
             progress.finish()
             let summary = RegisterPlan.Summary(outcomes)

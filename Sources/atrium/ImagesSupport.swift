@@ -303,13 +303,3 @@ final class FileQueue: Sendable {
         }
     }
 }
-
-/// Counts concurrent workers down; the last one to stop learns it is the last.
-final class Countdown: Sendable {
-    private let remaining: Mutex<Int>
-
-    init(_ count: Int) { remaining = Mutex(count) }
-
-    /// One worker stopped; true for the last.
-    func done() -> Bool { remaining.withLock { $0 -= 1; return $0 == 0 } }
-}

@@ -70,8 +70,8 @@ extension IntegrationTests {
                 #expect(stored == 32)
 
                 // curl: a capability works once; forged, expired, malformed and oversize uploads store nothing.
-                let grant = try await atrium.registry.authorizeUpload(.with { $0.count = 6 }, metadata: atrium.metadata)
-                #expect(grant.capabilities.count == 6)
+                let grant = try await atrium.registry.authorizeUpload(.with { $0.count = 7 }, metadata: atrium.metadata)
+                #expect(grant.capabilities.count == 7)
                 let base = "https://127.0.0.1:\(grant.port)"
                 let paths = grant.capabilities.map(\.path)
                 let extra = try Self.files([try OneProcessTests.slice(99, series: "1.2.999.73.1")], in: "\(directory)/extra")[0]
@@ -96,10 +96,14 @@ extension IntegrationTests {
                 // A wrong declared digest: refused before the fsync.
                 let mismatch = try Self.post(base + paths[4], ca: ca, file: extra, directory: directory, arguments: ["-H", "X-Atrium-SHA256: \(String(repeating: "0", count: 64))"])
                 #expect(mismatch.status == 400)
+                // `Expect: 100-continue`: the plane says 100 once the capability is accepted, then takes the body.
+                let second = try Self.files([try OneProcessTests.slice(98, series: "1.2.999.73.1")], in: "\(directory)/second")[0]
+                let continued = try Self.post(base + paths[6], ca: ca, file: second, directory: directory, arguments: ["-H", "Expect: 100-continue"])
+                #expect(continued.status == 200 && (continued.answer["imageId"] as? String)?.hasPrefix("img_") == true)
                 try await Task.sleep(for: .milliseconds(1600))
                 let expired = try Self.post(base + paths[5], ca: ca, file: extra, directory: directory)
                 #expect(expired.status == 403 && expired.answer["reason"] as? String == "expired")
-                #expect(try await atrium.images().count == 33, "only the one accepted upload was added")
+                #expect(try await atrium.images().count == 34, "only the two accepted uploads were added")
             }
             // Over quota: RESOURCE_EXHAUSTED before anything is stored, through the SDK as through Register.
             try await AtriumClient.with(mesh.clientConfiguration(apiKey: small.key)) { atrium in
