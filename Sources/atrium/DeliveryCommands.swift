@@ -346,14 +346,15 @@ private final class WatchCounter: @unchecked Sendable {
     var value = 0
 }
 
+/// `auto`, `bytes` or `grpc`: how `--via` names a transport, for fetches and uploads alike.
+private func transport<Transport>(_ argument: String, automatic: Transport, bytes: Transport, grpc: Transport) -> Transport? {
+    ["auto": automatic, "bytes": bytes, "grpc": grpc][argument]
+}
+
 extension FetchTransport: ExpressibleByArgument {
     public init?(argument: String) {
-        switch argument {
-        case "auto": self = .automatic
-        case "bytes": self = .bytes
-        case "grpc": self = .grpc
-        default: return nil
-        }
+        guard let value = transport(argument, automatic: Self.automatic, bytes: .bytes, grpc: .grpc) else { return nil }
+        self = value
     }
 
     public static var allValueStrings: [String] { ["auto", "bytes", "grpc"] }
@@ -361,13 +362,9 @@ extension FetchTransport: ExpressibleByArgument {
 
 extension UploadTransport: ExpressibleByArgument {
     public init?(argument: String) {
-        switch argument {
-        case "auto": self = .automatic
-        case "bytes": self = .bytes
-        case "grpc": self = .grpc
-        default: return nil
-        }
+        guard let value = transport(argument, automatic: Self.automatic, bytes: .bytes, grpc: .grpc) else { return nil }
+        self = value
     }
 
-    public static var allValueStrings: [String] { ["auto", "bytes", "grpc"] }
+    public static var allValueStrings: [String] { FetchTransport.allValueStrings }
 }
