@@ -22,7 +22,7 @@ PROTOS         := $(sort $(wildcard proto/atrium/v1/*.proto)) proto/grpc/health/
 APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler zlib1g-dev libcharls-dev dcmtk curl
 PIP_PACKAGES   ?= jsonschema pyyaml pydicom numpy scipy pylibjpeg pylibjpeg-libjpeg
 
-.PHONY: run up test bench benchdeps proto proto-check compose-check lint build deps pydeps plugins clean fuzz
+.PHONY: run up test bench benchdeps proto proto-check compose-check module-check lint build deps pydeps plugins clean fuzz
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -45,7 +45,7 @@ run: build up
 up:
 	$(BIN) up
 
-test: deps pydeps compose-check
+test: deps pydeps compose-check module-check
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	ATRIUM_BINARY=$(CURDIR)/.build/debug/atrium $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
@@ -94,7 +94,11 @@ proto-check: deps plugins
 compose-check: pydeps
 	$(PYTHON) scripts/compose_check.py
 
-lint: proto-check compose-check
+# The module graph against docs/architecture.md's rules (the SDK links no database and no service lifecycle, ...).
+module-check: deps
+	$(PYTHON) scripts/module_check.py
+
+lint: proto-check compose-check module-check
 	$(SWIFT) build -Xswiftc -warnings-as-errors
 
 clean:

@@ -69,41 +69,59 @@ let package = Package(
         .target(name: "AtriumImaging", dependencies: [], swiftSettings: settings + [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         // Content-addressed blob store and database plumbing.
         .target(name: "AtriumStorage", dependencies: ["AtriumCore", grdb, crypto, logging], swiftSettings: settings),
-        // Process bootstrap shared by every service: servers, clients, TLS, PKI, health, caller identity.
+        // How an Atrium process connects: the gRPC client factory, TLS files, transport settings, and what a
+        // certificate says about its holder. The SDK's only piece of the runtime: no database, no service lifecycle.
+        .target(name: "AtriumTransport", dependencies: ["AtriumCore", grpcCore, grpcHTTP2, crypto, x509, asn1], swiftSettings: settings),
+        // Process bootstrap shared by every service: servers, internal clients and in-process links, PKI, health,
+        // caller identity, configuration.
         .target(
             name: "AtriumRuntime",
             dependencies: [
-                "AtriumAPI", "AtriumCore", "AtriumStorage", grpcCore, grpcHTTP2, grpcInProcess, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto, x509, asn1, grdb,
+                "AtriumAPI", "AtriumCore", "AtriumTransport", grpcCore, grpcHTTP2, grpcInProcess, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto, x509, asn1,
             ],
             swiftSettings: settings
         ),
-        .target(name: "AtriumSecurity", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging, x509, asn1], swiftSettings: settings),
-        .target(name: "AtriumRegistry", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
-        .target(name: "AtriumDelivery", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, grdb, crypto, logging, lifecycle] + nio, swiftSettings: settings),
+        // Backend plumbing: the usage outbox and sender, the budget gate, inbox notices, the audit trail.
+        .target(
+            name: "AtriumBackend",
+            dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, swiftProtobuf, grdb, logging, lifecycle],
+            swiftSettings: settings
+        ),
+        // The processing instances a gateway spreads calls over and a coordinating instance spreads shards over.
+        .target(
+            name: "AtriumPool",
+            dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumTransport", grpcCore, grpcHTTP2, swiftProtobuf, logging, lifecycle],
+            swiftSettings: settings
+        ),
+        .target(name: "AtriumSecurity", dependencies: ["AtriumTransport", swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging, x509, asn1], swiftSettings: settings),
+        .target(name: "AtriumRegistry", dependencies: ["AtriumTransport", "AtriumBackend", swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grdb, crypto, logging], swiftSettings: settings),
+        .target(name: "AtriumDelivery", dependencies: ["AtriumTransport", "AtriumBackend", swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, grdb, crypto, logging, lifecycle] + nio, swiftSettings: settings),
         .target(
             name: "AtriumProcessing",
-            dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, grpcProtobuf, grdb, crypto, logging, lifecycle],
+            dependencies: ["AtriumBackend", "AtriumPool", swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, grpcProtobuf, grdb, crypto, logging, lifecycle],
             swiftSettings: settings
         ),
         .target(name: "AtriumCatalog", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
         .target(name: "AtriumBackup", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
-        .target(name: "AtriumGateway", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, logging, lifecycle, crypto], swiftSettings: settings),
-        // The SDK that hospital systems link.
-        // Builds every service over a wiring (network or in-process) and every `atrium serve` process from them.
+        .target(name: "AtriumGateway", dependencies: ["AtriumTransport", "AtriumBackend", "AtriumPool", swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, logging, lifecycle, crypto], swiftSettings: settings),
+        // Builds every service over a wiring (network or in-process), every `atrium serve` process from them, and
+        // the local launcher (`LocalMesh`) that `atrium up` and the tests start a mesh of processes with.
         .target(
             name: "AtriumAssembly",
             dependencies: [
-                "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumSecurity", "AtriumRegistry", "AtriumDelivery", "AtriumProcessing", "AtriumCatalog",
+                "AtriumTransport", "AtriumPool", "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumSecurity", "AtriumRegistry", "AtriumDelivery", "AtriumProcessing", "AtriumCatalog",
                 "AtriumBackup", "AtriumGateway", grpcCore, grpcInProcess, logging, lifecycle,
             ],
             swiftSettings: settings
         ),
-        .target(name: "AtriumClient", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, grpcProtobuf, crypto, logging, x509, asn1] + nio, swiftSettings: settings),
+        // The SDK that hospital systems link: the API, core and transport only (no database, no service lifecycle;
+        // `make lint` checks the resolved graph).
+        .target(name: "AtriumClient", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumTransport", grpcCore, grpcHTTP2, grpcProtobuf, crypto, logging, x509, asn1] + nio, swiftSettings: settings),
         // The one executable: `atrium serve <service>`, `atrium up`, and the CLI verbs.
         .executableTarget(
             name: "atrium",
             dependencies: [
-                "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumStorage", "AtriumSecurity", "AtriumRegistry",
+                "AtriumTransport", "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumStorage", "AtriumSecurity", "AtriumRegistry",
                 "AtriumDelivery", "AtriumProcessing", "AtriumCatalog", "AtriumBackup", "AtriumGateway", "AtriumClient", "AtriumAssembly",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"), logging, swiftProtobuf, grpcCore, grpcHTTP2, grpcInProcess,
             ],
@@ -119,14 +137,14 @@ let package = Package(
         .testTarget(
             name: "AtriumRuntimeTests",
             dependencies: [
-                "AtriumRuntime", "AtriumTesting", "AtriumAPI", "AtriumCore", grpcCore, swiftProtobuf, x509, asn1,
+                "AtriumTransport", "AtriumRuntime", "AtriumTesting", "AtriumAPI", "AtriumCore", grpcCore, swiftProtobuf, x509, asn1,
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             ],
             swiftSettings: settings
         ),
         .testTarget(
             name: "AtriumSecurityTests",
-            dependencies: ["AtriumSecurity", "AtriumRuntime", "AtriumTesting", "AtriumAPI", "AtriumCore", grpcCore, swiftProtobuf, grdb, x509, crypto, logging],
+            dependencies: ["AtriumTransport", "AtriumSecurity", "AtriumRuntime", "AtriumTesting", "AtriumAPI", "AtriumCore", grpcCore, swiftProtobuf, grdb, x509, crypto, logging],
             swiftSettings: settings
         ),
         .testTarget(name: "AtriumDICOMTests", dependencies: ["AtriumDICOM", "AtriumTesting", crypto], exclude: ["make_corpus.py", "Regressions"], swiftSettings: settings),
@@ -138,6 +156,6 @@ let package = Package(
             dependencies: ["AtriumTesting", "AtriumAssembly", "AtriumDelivery", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, swiftProtobuf, crypto],
             swiftSettings: settings
         ),
-        .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumClient", "AtriumGateway", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto, x509], swiftSettings: settings),
+        .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumTransport", "AtriumAssembly", "AtriumClient", "AtriumGateway", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto, x509], swiftSettings: settings),
     ]
 )

@@ -5,6 +5,7 @@ import AtriumRegistry
 public import AtriumRuntime
 public import Logging
 public import ServiceLifecycle
+import AtriumTransport
 
 /// What an `atrium serve` process runs, in `ServiceGroup` order (services stop in reverse order).
 public enum ProcessAssembly {

@@ -5,7 +5,7 @@ public import AtriumCore
 public import AtriumDelivery
 import AtriumGateway
 import AtriumProcessing
-public import AtriumRegistry
+import AtriumRegistry
 public import AtriumRuntime
 import AtriumSecurity
 public import GRPCCore

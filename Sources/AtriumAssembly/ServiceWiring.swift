@@ -4,6 +4,8 @@ import GRPCCore
 public import AtriumRuntime
 public import Logging
 public import ServiceLifecycle
+import AtriumTransport
+public import AtriumPool
 
 /// How one service reaches another: the one place that decides which transport a client uses.
 public protocol ServiceWiring: Sendable {

@@ -1,11 +1,11 @@
 import SwiftProtobuf
 public import AtriumAPI
 public import AtriumCore
-import AtriumRuntime
 import Crypto
 public import Foundation
 public import GRPCCore
 public import GRPCNIOTransportHTTP2
+import AtriumTransport
 
 /// How to reach an Atrium network: the gateway's address, the CA that signed its certificate, and the
 /// subscriber's credential: an API key, or the client certificate `enroll` stored.

@@ -1,12 +1,12 @@
 import SwiftProtobuf
 import AtriumAPI
 public import AtriumCore
-import AtriumRuntime
 import Crypto
 import Foundation
 import GRPCCore
 import SwiftASN1
 import X509
+import AtriumTransport
 
 /// A client certificate obtained by enrolment, as files: `subscriber.pem`, `subscriber.key` (mode 0600) and
 /// `ca.pem` in one directory.
@@ -25,7 +25,7 @@ public struct EnrolledIdentity: Sendable, Hashable {
         self.directory = directory
         guard let pem = try? String(contentsOfFile: "\(directory)/subscriber.pem", encoding: .utf8),
             let certificate = try? Certificate(pemEncoded: pem),
-            let id = PeerIdentity.subscriberID(of: certificate),
+            let id = CertificateIdentity.subscriberID(of: certificate),
             FileManager.default.fileExists(atPath: "\(directory)/subscriber.key")
         else { return nil }
         self.subscriberID = id

@@ -1,8 +1,7 @@
 public import AtriumAPI
 import AtriumCore
-import AtriumRuntime
-public import Foundation
-public import GRPCCore
+import Foundation
+import GRPCCore
 import NIOCore
 import NIOHTTP1
 import SwiftProtobuf

@@ -1,5 +1,5 @@
 public import AtriumCore
-public import AtriumRuntime
+import AtriumRuntime
 import AtriumStorage
 import Foundation
 public import Logging
@@ -9,6 +9,7 @@ import NIOPosix
 import NIOSSL
 public import ServiceLifecycle
 import Synchronization
+public import AtriumTransport
 
 /// Delivery's data plane: image bytes over HTTPS (HTTP/1.1, keep-alive, `Range`), the way cloud image stores
 /// serve bulk data past an authorising API (S3 presigned URLs, DICOMweb bulk-data URIs).

@@ -1,6 +1,7 @@
 public import AtriumCore
 public import AtriumRuntime
 import Foundation
+public import AtriumTransport
 
 /// Delivery's settings.
 ///

@@ -7,6 +7,7 @@ import Foundation
 import GRPCCore
 import Logging
 import ServiceLifecycle
+import AtriumBackend
 
 /// Print jobs: a terminal hands a film layout to a printer and is free at once; the printer's watch stream
 /// receives the job, the printer fetches the images itself (the job is the capability that allows it, while

@@ -8,6 +8,7 @@ import GRPCCore
 import Logging
 import AtriumRuntime
 import SwiftProtobuf
+import AtriumBackend
 
 /// What one image is delivered as: which blob of which store, in which syntax.
 struct Deliverable: Sendable {

@@ -10,6 +10,7 @@ public import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
+import AtriumBackend
 
 /// Delivery: streams images to receivers, hands film sheets to printers, and keeps each subscriber's inbox.
 ///

@@ -9,6 +9,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import Synchronization
 import X509
+import AtriumTransport
 
 /// A refused call: the status to return and, when the credential was valid, whose call it was (for the audit log).
 struct AdmissionRefusal: Error {
@@ -172,14 +173,14 @@ final class Authenticator: Sendable {
     /// The credential on a call: the client certificate if the peer presented one, else an API key header.
     static func credential(metadata: Metadata, context: ServerContext) throws(RPCError) -> Credential? {
         if let certificate = PeerIdentity.certificate(of: context) {
-            guard let subscriberID = PeerIdentity.subscriberID(of: certificate) else {
+            guard let subscriberID = CertificateIdentity.subscriberID(of: certificate) else {
                 throw RPCError(code: .unauthenticated, message: "the client certificate does not name an Atrium subscriber")
             }
             return .certificate(
                 .with {
-                    $0.serial = PeerIdentity.serial(of: certificate)
+                    $0.serial = CertificateIdentity.serial(of: certificate)
                     $0.subscriberID = subscriberID
-                    $0.sha256 = (try? PeerIdentity.fingerprint(of: certificate)) ?? ""
+                    $0.sha256 = (try? CertificateIdentity.fingerprint(of: certificate)) ?? ""
                 }
             )
         }

@@ -7,6 +7,8 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import Synchronization
+import AtriumBackend
+import AtriumPool
 
 /// The gateway's only service: every public method, admitted against the caller's contract and forwarded to
 /// its backend as a stream of opaque messages, message by message, with no buffering of whole payloads.

@@ -4,6 +4,9 @@ public import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
+public import AtriumTransport
+import AtriumBackend
+public import AtriumPool
 
 /// The gateway's settings.
 ///

@@ -8,6 +8,7 @@ import GRPCCore
 import Logging
 import ServiceLifecycle
 import Synchronization
+import AtriumBackend
 
 /// Jobs asked to stop, by ID (Cancel of a running job); the run stops at its next input.
 private let cancelledJobs = Mutex<Set<String>>([])

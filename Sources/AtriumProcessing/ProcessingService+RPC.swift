@@ -7,6 +7,8 @@ import Crypto
 import Foundation
 import GRPCCore
 import Synchronization
+import AtriumBackend
+import AtriumPool
 
 /// `atrium.v1.Processing`, reached only through the gateway.
 struct PublicProcessing: Atrium_V1_Processing.ServiceProtocol {

@@ -8,6 +8,7 @@ import AtriumStorage
 import Foundation
 import GRPCCore
 import Logging
+import AtriumBackend
 
 /// One input of a run.
 enum RunInput: Sendable {

@@ -10,6 +10,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import Synchronization
+import AtriumPool
 
 /// One shard of a split batch: a contiguous range of inputs, run here (`instance` nil) or on a peer.
 struct Shard: Sendable {

@@ -10,6 +10,8 @@ import GRPCProtobuf
 public import Logging
 public import ServiceLifecycle
 import Synchronization
+import AtriumBackend
+public import AtriumPool
 
 /// One processing instance: runs filters and projections (ARCHITECTURE.md §6) synchronously (`Run`) or as
 /// durable jobs (`Submit` and the job RPCs), and reports its load to the gateway.

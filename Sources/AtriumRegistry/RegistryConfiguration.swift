@@ -1,5 +1,6 @@
 public import AtriumCore
 public import AtriumRuntime
+public import AtriumTransport
 
 /// The registry's settings.
 ///

@@ -7,6 +7,7 @@ import Foundation
 import GRPCCore
 import Logging
 import SwiftProtobuf
+import AtriumBackend
 
 /// Export and restore of the index, for the backup service. Blobs are immutable and content-addressed, so a
 /// backup is the database snapshot plus the list of blobs it references; the backup service copies the blobs.

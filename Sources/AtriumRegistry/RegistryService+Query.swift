@@ -5,6 +5,7 @@ import Foundation
 import GRPCCore
 import Logging
 import SwiftProtobuf
+import AtriumBackend
 
 /// Reads, listings, conditions corrections and share grants. Everything here comes from the index.
 extension RegistryService {

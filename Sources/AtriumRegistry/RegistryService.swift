@@ -12,6 +12,7 @@ public import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
+import AtriumBackend
 
 /// The registry: accepts uploads into the blob store, keeps the index, and answers reads with visibility
 /// applied. `Registry` (public, through the gateway) and `RegistryInternal` (other services) are both

@@ -1,6 +1,7 @@
 import SwiftProtobuf
 public import AtriumAPI
 public import AtriumCore
+import AtriumTransport
 public import GRPCCore
 import GRPCNIOTransportHTTP2
 import Crypto
@@ -60,40 +61,12 @@ public enum PeerIdentity {
         (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate
     }
 
-    /// The URI subject alternative names of a certificate.
-    public static func uris(of certificate: Certificate) -> [String] {
-        guard let names = try? certificate.extensions.subjectAlternativeNames else { return [] }
-        return names.compactMap { name in
-            if case .uniformResourceIdentifier(let uri) = name { return uri }
-            return nil
-        }
-    }
-
-    /// The subscriber a client certificate was issued to (URI SAN `atrium://subscriber/<id>`), if any.
-    public static func subscriberID(of certificate: Certificate) -> String? {
-        let prefix = "atrium://subscriber/"
-        return uris(of: certificate).lazy.filter { $0.hasPrefix(prefix) && $0.utf8.count > prefix.utf8.count }
-            .map { String($0.dropFirst(prefix.count)) }.first
-    }
-
-    /// A certificate's serial number in lower-case hex.
-    public static func serial(of certificate: Certificate) -> String {
-        Hex.encode(certificate.serialNumber.bytes)
-    }
-
-    /// The lower-case hex SHA-256 of a certificate's DER encoding.
-    public static func fingerprint(of certificate: Certificate) throws -> String {
-        var serializer = DER.Serializer()
-        try serializer.serialize(certificate)
-        return Hex.encode(SHA256.hash(data: serializer.serializedBytes))
-    }
-
     /// The Atrium service at the other end: the one an in-process call came from (``InProcessPeerInterceptor``),
     /// or the one whose certificate the peer presented (URI SAN `atrium://service/<name>`), if any.
     public static func service(of context: ServerContext) -> ServiceName? {
         if let inProcess = context.transportSpecific as? InProcessCaller { return inProcess.service }
         guard let certificate = certificate(of: context) else { return nil }
-        return uris(of: certificate).lazy.compactMap(ServiceName.init(certificateURI:)).first
+        return CertificateIdentity.service(of: certificate)
     }
 }
 

@@ -1,30 +1,9 @@
-public import AtriumCore
+import AtriumCore
+import AtriumTransport
 import Crypto
 public import Foundation
 import SwiftASN1
 public import X509
-
-/// Paths to the PEM files a process uses for TLS: its certificate chain, its private key, and the CA it trusts.
-public struct TLSFiles: Sendable, Hashable {
-    /// The trusted CA certificate(s), PEM.
-    public var caPath: String
-    /// This process's certificate, PEM.
-    public var certificatePath: String
-    /// This process's private key, PEM (PKCS#8).
-    public var keyPath: String
-
-    /// Explicit paths.
-    public init(caPath: String, certificatePath: String, keyPath: String) {
-        self.caPath = caPath
-        self.certificatePath = certificatePath
-        self.keyPath = keyPath
-    }
-
-    /// The files of `name` in a PKI directory laid out by ``DevelopmentPKI``.
-    public static func service(_ name: ServiceName, in directory: String) -> TLSFiles {
-        TLSFiles(caPath: "\(directory)/ca.pem", certificatePath: "\(directory)/\(name).pem", keyPath: "\(directory)/\(name).key")
-    }
-}
 
 /// A certificate authority held in memory, able to issue leaf certificates. Used for the development PKI,
 /// for tests, and (with the security issue) for enrolment.
@@ -196,21 +175,5 @@ public enum DevelopmentPKI {
             written += [files.certificatePath, files.keyPath]
         }
         return written
-    }
-}
-
-/// Writing key material atomically with the right permissions.
-package enum PEMFiles {
-    /// Writes `text` to `path` through a temp file and rename, with `mode` set before any byte is written.
-    package static func write(_ text: String, to path: String, mode: Int) throws {
-        let temp = path + ".tmp"
-        _ = FileManager.default.createFile(atPath: temp, contents: nil, attributes: [.posixPermissions: mode])
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temp))
-        try handle.write(contentsOf: Data(text.utf8))
-        try handle.synchronize()
-        try handle.close()
-        guard rename(temp, path) == 0 else {
-            throw ConfigurationError(key: path, problem: "cannot rename \(temp) into place")
-        }
     }
 }

@@ -1,5 +1,6 @@
 public import AtriumCore
 public import Logging
+public import AtriumTransport
 
 /// Settings every Atrium process shares, read from `ATRIUM_*` keys (environment or env-file).
 ///

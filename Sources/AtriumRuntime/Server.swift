@@ -1,4 +1,5 @@
 public import AtriumCore
+public import AtriumTransport
 import Foundation
 public import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -13,18 +14,6 @@ public enum ServerSecurity: Sendable {
     case tls(TLSFiles)
     /// TLS that requires a client certificate issued by the CA in `files` (every backend).
     case mutualTLS(TLSFiles)
-}
-
-/// HTTP/2 and payload settings shared by every Atrium server and client.
-///
-/// The 1 MiB window and frame size matter: with swift-nio-http2's defaults (8 MiB window, 16 KiB frames) a
-/// TLS stream runs ~10× slower, because the receive buffer grows past the window and is copied on every read
-/// (see docs/architecture.md, "Transport settings").
-public enum TransportTuning {
-    /// HTTP/2 target window size in bytes.
-    public static let windowSize = 1 << 20
-    /// HTTP/2 max frame size in bytes.
-    public static let maxFrameSize = 1 << 20
 }
 
 /// Runs one gRPC server inside a `ServiceGroup`: binds, reports its port, flips health to SERVING, and on

@@ -6,6 +6,7 @@ import Foundation
 import GRPCCore
 import SwiftASN1
 import X509
+import AtriumTransport
 
 /// The caller of an `SecurityAdmin` RPC: vouched for by the gateway and holding the `admin` role (the gateway
 /// checked it already; this is the second lock on the door).
@@ -309,9 +310,9 @@ struct AccountSecurity: Atrium_V1_Account.ServiceProtocol {
                 let certificate = try authority.issue(publicKey: publicKey, subscriberID: subscriberID, now: now)
                 issued = certificate
                 return CertificateRecord(
-                    serial: PeerIdentity.serial(of: certificate),
+                    serial: CertificateIdentity.serial(of: certificate),
                     subscriberID: subscriberID,
-                    sha256: try PeerIdentity.fingerprint(of: certificate),
+                    sha256: try CertificateIdentity.fingerprint(of: certificate),
                     notBefore: certificate.notValidBefore,
                     notAfter: certificate.notValidAfter,
                     revokedAt: nil

@@ -5,6 +5,7 @@ public import AtriumRuntime
 public import Foundation
 public import GRPCCore
 public import Logging
+import AtriumTransport
 
 /// The security service's settings.
 ///

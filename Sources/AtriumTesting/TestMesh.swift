@@ -2,9 +2,10 @@ public import AtriumAPI
 public import AtriumClient
 import SwiftProtobuf
 import AtriumCore
-public import AtriumRuntime
+import AtriumRuntime
 import Foundation
 public import AtriumDICOM
+public import AtriumAssembly
 
 /// A temporary directory, removed when the value is released.
 public final class TemporaryDirectory: Sendable {

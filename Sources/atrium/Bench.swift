@@ -7,6 +7,7 @@ import AtriumRuntime
 import Crypto
 import Foundation
 import GRPCCore
+import AtriumTransport
 
 /// Load generation against a running network: what `make bench` drives.
 struct Bench: AsyncParsableCommand {

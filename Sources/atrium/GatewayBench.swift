@@ -10,6 +10,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
+import AtriumTransport
 
 /// What the gateway adds to a call: `atrium bench gateway`.
 struct GatewayBench: AsyncParsableCommand {

@@ -6,6 +6,7 @@ import AtriumRuntime
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import AtriumTransport
 
 struct Health: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -7,6 +7,8 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import UnixSignals
+import AtriumTransport
+import AtriumAssembly
 
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -9,6 +9,8 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwiftProtobuf
 import Testing
+import AtriumTransport
+import AtriumAssembly
 
 /// Calls `method` through the gateway with one empty message and `metadata`; returns the status (`.ok` as nil).
 func rawCall(

@@ -8,6 +8,8 @@ import GRPCCore
 import SwiftProtobuf
 import GRPCNIOTransportHTTP2
 import Testing
+import AtriumTransport
+import AtriumAssembly
 
 extension IntegrationTests {
     /// Backends listen with mTLS and believe identity metadata only from the gateway's certificate.

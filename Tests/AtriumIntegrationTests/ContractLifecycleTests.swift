@@ -10,6 +10,8 @@ import GRPCNIOTransportHTTP2
 import SwiftProtobuf
 import Synchronization
 import Testing
+import AtriumTransport
+import AtriumAssembly
 
 /// The status of a WhoAmI call with `configuration` begun once the gateway's authorization cache (5 s) has
 /// passed since `changed`: whatever the gateway had cached before then has expired, however slowly calls ran.

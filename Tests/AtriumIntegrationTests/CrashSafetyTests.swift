@@ -8,6 +8,7 @@ import GRDB
 import GRPCCore
 import SwiftProtobuf
 import Testing
+import AtriumAssembly
 
 extension IntegrationTests {
     /// What a crash of the registry leaves behind.

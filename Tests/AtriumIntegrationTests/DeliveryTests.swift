@@ -10,6 +10,8 @@ import GRPCCore
 import SwiftProtobuf
 import Synchronization
 import Testing
+import AtriumTransport
+import AtriumAssembly
 
 extension IntegrationTests {
     /// Delivery through the gateway: encodings, resume, batch visibility, acquisition conditions, printing and

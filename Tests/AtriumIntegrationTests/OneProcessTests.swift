@@ -8,6 +8,7 @@ import Foundation
 import GRPCCore
 import SwiftProtobuf
 import Testing
+import AtriumAssembly
 
 extension IntegrationTests {
     /// `atrium serve all`: every service in one process, calling each other in-process. The same services and

@@ -9,6 +9,8 @@ import Foundation
 import GRPCCore
 import SwiftProtobuf
 import Testing
+import AtriumTransport
+import AtriumAssembly
 
 extension IntegrationTests {
     /// Processing through the gateway against the real processes: results checked against scipy/numpy run on

@@ -9,6 +9,8 @@ import Foundation
 import GRPCCore
 import SwiftProtobuf
 import Testing
+import AtriumTransport
+import AtriumAssembly
 
 extension IntegrationTests {
     /// The registry through the gateway: what ingest indexes, idempotency, conditions versions, raw pixels,

@@ -7,6 +7,8 @@ import Foundation
 import GRPCCore
 import SwiftProtobuf
 import Testing
+import AtriumTransport
+import AtriumAssembly
 
 extension IntegrationTests {
     /// The walking skeleton end to end: the real mesh as separate processes, TLS to the gateway, mTLS behind it.

@@ -3,6 +3,7 @@ import AtriumRuntime
 import AtriumTesting
 import Foundation
 import Testing
+import AtriumTransport
 
 @Suite("Configuration")
 struct ConfigurationTests {

@@ -5,6 +5,7 @@ import Foundation
 import Testing
 import SwiftASN1
 import X509
+import AtriumTransport
 
 @Suite("Development PKI")
 struct PKITests {
@@ -23,7 +24,7 @@ struct PKITests {
             #expect(names.contains(.dnsName("localhost")))
             #expect(names.contains(.dnsName(service.rawValue)))
             #expect(names.contains(.dnsName("atrium.example")))
-            #expect(PeerIdentity.uris(of: certificate) == ["atrium://service/\(service)"])
+            #expect(CertificateIdentity.uris(of: certificate) == ["atrium://service/\(service)"])
             let mode = try FileManager.default.attributesOfItem(atPath: files.keyPath)[.posixPermissions] as? Int
             #expect(mode == 0o600)
         }

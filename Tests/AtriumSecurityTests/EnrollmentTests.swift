@@ -7,6 +7,7 @@ import Testing
 import X509
 
 @testable import AtriumSecurity
+import AtriumTransport
 
 @Suite("Enrolment")
 struct EnrollmentTests {
@@ -35,12 +36,12 @@ struct EnrollmentTests {
             let issued = try authority.issue(publicKey: publicKey, subscriberID: subscriberID, now: fixture.now)
             certificate = issued
             return CertificateRecord(
-                serial: PeerIdentity.serial(of: issued), subscriberID: subscriberID, sha256: try PeerIdentity.fingerprint(of: issued),
+                serial: CertificateIdentity.serial(of: issued), subscriberID: subscriberID, sha256: try CertificateIdentity.fingerprint(of: issued),
                 notBefore: issued.notValidBefore, notAfter: issued.notValidAfter, revokedAt: nil
             )
         }
         let issued = try #require(certificate)
-        #expect(PeerIdentity.subscriberID(of: issued) == id)
+        #expect(CertificateIdentity.subscriberID(of: issued) == id)
         #expect(issued.publicKey == Certificate.PublicKey(key.publicKey))
         #expect(try fixture.store.lookupCertificate(serial: record.serial, sha256: record.sha256, subscriberID: id, now: fixture.now).isValid)
         #expect(throws: SecurityError.unauthenticated("the enrolment token has already been used")) {

@@ -1,6 +1,7 @@
 import SwiftProtobuf
 public import AtriumAPI
 import AtriumCore
+import AtriumRuntime
 public import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2

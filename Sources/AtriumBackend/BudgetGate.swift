@@ -1,6 +1,7 @@
 import SwiftProtobuf
 public import AtriumAPI
 import AtriumCore
+import AtriumRuntime
 import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging

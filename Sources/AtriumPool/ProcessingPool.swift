@@ -1,12 +1,14 @@
 import SwiftProtobuf
 public import AtriumAPI
 public import AtriumCore
+public import AtriumRuntime
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
 import Synchronization
+import AtriumTransport
 
 /// The processing instances the gateway spreads calls over, and a coordinating instance spreads shards over.
 ///

@@ -1,7 +1,8 @@
 import SwiftProtobuf
 public import AtriumAPI
 import AtriumCore
-import GRPCCore
+public import GRPCCore
+public import AtriumRuntime
 import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle

@@ -1,5 +1,6 @@
 public import AtriumCore
 public import Foundation
+import AtriumRuntime
 
 /// Starts the whole mesh on this machine: one `atrium serve all` process (every service, in-process calls), or
 /// separate `atrium serve <service>` processes (`split`). What `atrium up` runs, and what the integration tests
