@@ -109,4 +109,9 @@ extension BatchingQueue where Element == Atrium_V1_AuditEntry {
             _ = try await client.appendAudit(.with { $0.entries = entries })
         }
     }
+
+    /// Records one call's access to `resource` for `caller` (see `Atrium_V1_AuditEntry.init(_:caller:...)`).
+    public func record(_ method: MethodDescriptor, caller: VerifiedCaller, resource: String = "", owner: String = "", patientID: String = "", outcome: String = "ok") {
+        enqueue(Atrium_V1_AuditEntry(method, caller: caller, resource: resource, owner: owner, patientID: patientID, outcome: outcome))
+    }
 }

@@ -39,7 +39,7 @@ extension DeliveryService {
         )
         let stored = try await storing(caller.requestID) { try await store.insert(job) }
         printerBell.ring(stored.printerID)
-        recordJob(caller, "SubmitPrintJob", stored)
+        recordJob(caller, Atrium_V1_Delivery.Method.SubmitPrintJob.descriptor, stored)
         logger.info(
             "print job submitted",
             metadata: [
@@ -146,23 +146,13 @@ extension DeliveryService {
         }) else {
             throw DeliveryError.failedPrecondition("print job '\(request.jobID)' is already closed")
         }
-        recordJob(caller, "CompletePrintJob", job)
+        recordJob(caller, Atrium_V1_Delivery.Method.CompletePrintJob.descriptor, job)
         logger.info("print job completed", metadata: ["job.id": "\(job.id)", "printed": "\(request.printed)", LogKey.requestID: "\(caller.requestID)"])
         return job.message
     }
 
-    private func recordJob(_ caller: VerifiedCaller, _ method: String, _ job: PrintJobRow) {
-        audit.enqueue(
-            .with {
-                $0.time = .init(date: Date())
-                $0.subscriberID = caller.subscriberID
-                $0.method = "atrium.v1.Delivery/\(method)"
-                $0.resourceID = job.id
-                $0.resourceOwnerID = job.submitterID
-                $0.outcome = "ok"
-                $0.requestID = caller.requestID
-            }
-        )
+    private func recordJob(_ caller: VerifiedCaller, _ method: MethodDescriptor, _ job: PrintJobRow) {
+        audit.record(method, caller: caller, resource: job.id, owner: job.submitterID)
     }
 
     /// Runs a database operation; a failure is logged with the request ID and reported as UNAVAILABLE.

@@ -202,17 +202,9 @@ extension DeliveryService {
         } catch let error as RPCError {
             throw error.withoutTransportHeaders
         }
-        audit.enqueue(
-            .with {
-                $0.time = .init(date: Date())
-                $0.subscriberID = caller.subscriberID
-                $0.method = Atrium_V1_Delivery.Method.GetAcquisitionConditions.descriptor.fullyQualifiedMethod
-                $0.resourceID = record.imageID
-                $0.resourceOwnerID = record.registrantID
-                $0.patientID = record.patientID
-                $0.outcome = "ok"
-                $0.requestID = caller.requestID
-            }
+        audit.record(
+            Atrium_V1_Delivery.Method.GetAcquisitionConditions.descriptor, caller: caller, resource: record.imageID, owner: record.registrantID,
+            patientID: record.patientID
         )
         return .with {
             $0.imageID = record.imageID

@@ -359,18 +359,7 @@ public struct DeliveryService: Sendable {
         outcome: String,
         method: MethodDescriptor = Atrium_V1_Delivery.Method.Fetch.descriptor
     ) {
-        audit.enqueue(
-            .with {
-                $0.time = .init(date: Date())
-                $0.subscriberID = caller.subscriberID
-                $0.method = method.fullyQualifiedMethod
-                $0.resourceID = imageID
-                $0.resourceOwnerID = record?.registrantID ?? ""
-                $0.patientID = record?.patientID ?? ""
-                $0.outcome = outcome
-                $0.requestID = caller.requestID
-            }
-        )
+        audit.record(method, caller: caller, resource: imageID, owner: record?.registrantID ?? "", patientID: record?.patientID ?? "", outcome: outcome)
     }
 
     /// Writes one delivery (the image, its delivered bytes) to the usage outbox. The event's ID is derived from

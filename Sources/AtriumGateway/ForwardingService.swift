@@ -129,15 +129,7 @@ struct ForwardingService: RegistrableRPCService {
     }
 
     private func record(method: MethodDescriptor, subscriber: String, requestID: String, code: RPCError.Code?) {
-        audit.enqueue(
-            .with {
-                $0.time = .init(date: Date())
-                $0.subscriberID = subscriber
-                $0.method = method.fullyQualifiedMethod
-                $0.outcome = code.map(\.statusName) ?? "ok"
-                $0.requestID = requestID
-            }
-        )
+        audit.enqueue(Atrium_V1_AuditEntry(method, subscriberID: subscriber, requestID: requestID, outcome: code.map(\.statusName) ?? "ok"))
     }
 
     /// Relays a call to its backend; processing calls go to a pool instance, and move to another instance

@@ -282,7 +282,8 @@ extension ProcessingService {
                 destinations: header.destinationIds,
                 inputs: inputs,
                 register: inputs.contains { $0.imageID != nil } || !header.destinationIds.isEmpty,
-                key: job.id
+                key: job.id,
+                method: Atrium_V1_Processing.Method.Submit.descriptor
             )
             let done = Set(try await store.results(of: job.id).map(\.index))
             if !done.isEmpty { logger.info("job resumed", metadata: ["job": "\(job.id)", "results_kept": "\(done.count)"]) }

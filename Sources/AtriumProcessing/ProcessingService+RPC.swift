@@ -104,7 +104,8 @@ extension ProcessingService {
             destinations: destinations,
             inputs: inputs,
             register: stored || !destinations.isEmpty,
-            key: caller.requestID.isEmpty ? Identifier.make(prefix: "run") : caller.requestID
+            key: caller.requestID.isEmpty ? Identifier.make(prefix: "run") : caller.requestID,
+            method: forJob ? Atrium_V1_Processing.Method.Submit.descriptor : Atrium_V1_Processing.Method.Run.descriptor
         )
     }
 

@@ -54,6 +54,9 @@ struct PreparedRun: Sendable {
     var register: Bool
     /// Names the run in usage and inbox keys: the job ID, or the request ID of a Run.
     var key: String
+    /// The method the run serves, for the audit entries of the images it reads: `Run`, `Submit` (a job) or
+    /// `RunShard` (a part of either on another instance; the request ID links it to the call).
+    var method: MethodDescriptor
 
     /// Identifies what is computed, for the results' UIDs: equal requests make equal results.
     var derivationKey: String {
@@ -558,7 +561,7 @@ extension ProcessingService {
 
     func recordAccess(_ run: PreparedRun, input: RunInput, patientID: String) {
         guard let imageID = input.imageID, case .stored(let stored) = input else { return }
-        record(run.caller, "Run", resource: imageID, owner: stored.registrantID, patientID: patientID)
+        record(run.caller, run.method, resource: imageID, owner: stored.registrantID, patientID: patientID)
     }
 
     /// Registers a result for the run's caller, derived from `derivedFrom`, visible to the destinations; returns

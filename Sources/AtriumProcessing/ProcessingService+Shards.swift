@@ -450,7 +450,8 @@ extension ProcessingService {
             destinations: header.destinationIds,
             inputs: inputs,
             register: true,
-            key: request.runKey
+            key: request.runKey,
+            method: Atrium_V1_ProcessingInternal.Method.RunShard.descriptor
         ).shard(Int(shard.shardIndex))
         let projection: Bool
         if case .projection = plan.kind { projection = true } else { projection = false }

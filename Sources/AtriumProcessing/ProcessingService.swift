@@ -130,19 +130,8 @@ public struct ProcessingService: Sendable {
     }
 
     /// Writes an audit entry for an access to patient data.
-    func record(_ caller: VerifiedCaller, _ method: String, resource: String, owner: String = "", patientID: String = "", outcome: String = "ok") {
-        audit.enqueue(
-            .with {
-                $0.time = .init(date: Date())
-                $0.subscriberID = caller.subscriberID
-                $0.method = "/atrium.v1.Processing/\(method)"
-                $0.resourceID = resource
-                $0.resourceOwnerID = owner
-                $0.patientID = patientID
-                $0.outcome = outcome
-                $0.requestID = caller.requestID
-            }
-        )
+    func record(_ caller: VerifiedCaller, _ method: MethodDescriptor, resource: String, owner: String = "", patientID: String = "", outcome: String = "ok") {
+        audit.record(method, caller: caller, resource: resource, owner: owner, patientID: patientID, outcome: outcome)
     }
 }
 

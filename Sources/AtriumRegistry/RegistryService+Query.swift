@@ -14,7 +14,7 @@ extension RegistryService {
     func getImage(_ request: Atrium_V1_GetImageRequest, caller: VerifiedCaller) throws -> Atrium_V1_ImageRecord {
         let row = try visibleImage(id: request.imageID, caller: caller)
         let record = try record(of: row, withHistory: request.includeConditionsHistory, requestID: caller.requestID)
-        self.record(caller, "GetImage", image: row)
+        self.record(caller, Atrium_V1_Registry.Method.GetImage.descriptor, image: row)
         return record
     }
 
@@ -64,7 +64,7 @@ extension RegistryService {
         guard let thumbnail = try readIndex(caller.requestID, { try store.thumbnail(sha256: key) }) else {
             throw RegistryError.blobDamaged(row.id)
         }
-        self.record(caller, "GetThumbnail", image: row)
+        self.record(caller, Atrium_V1_Registry.Method.GetThumbnail.descriptor, image: row)
         return .with {
             $0.imageID = row.id
             $0.png = thumbnail.png
@@ -94,7 +94,7 @@ extension RegistryService {
             throw RegistryError.storageUnavailable
         }
         guard let (updated, version) = result else { throw RegistryError.imageNotFound(row.id) }
-        self.record(caller, "SetAcquisitionConditions", image: updated)
+        self.record(caller, Atrium_V1_Registry.Method.SetAcquisitionConditions.descriptor, image: updated)
         return .with { $0.version = version.message }
     }
 
@@ -115,7 +115,7 @@ extension RegistryService {
             if bytes > Self.pageByteLimit && !images.isEmpty { break }
             images.append(record)
         }
-        recordListing(caller, "ListImages", filter: request.filter, count: images.count)
+        recordListing(caller, Atrium_V1_Registry.Method.ListImages.descriptor, filter: request.filter, count: images.count)
         // A page cut short by its byte bound continues after its last record, like a full one.
         let last = rows.prefix(images.count).last.map { ($0.orderTime, $0.id) }
         let full = images.count < rows.count ? page.size : rows.count
@@ -129,7 +129,7 @@ extension RegistryService {
     static let pageByteLimit = 3 << 20
 
     /// Listings return patient data too: one audit entry per call, naming the patient filter and the count.
-    private func recordListing(_ caller: VerifiedCaller, _ method: String, filter: Atrium_V1_ImageFilter, count: Int) {
+    private func recordListing(_ caller: VerifiedCaller, _ method: MethodDescriptor, filter: Atrium_V1_ImageFilter, count: Int) {
         record(caller, method, resource: "", owner: filter.registrantID, patientID: filter.patientID.isEmpty ? nil : filter.patientID, outcome: "ok: \(count) returned")
     }
 
@@ -181,7 +181,7 @@ extension RegistryService {
         let groups = try readIndex(caller.requestID) {
             try store.listGroups(by: column, audience: audience, query: query, after: page.after?.key, limit: page.size)
         }
-        recordListing(caller, column == .study ? "ListStudies" : "ListSeries", filter: filter, count: groups.count)
+        recordListing(caller, column == .study ? Atrium_V1_Registry.Method.ListStudies.descriptor : Atrium_V1_Registry.Method.ListSeries.descriptor, filter: filter, count: groups.count)
         // Groups are keyed by UID alone; the token's time is unused (0).
         return (groups, page.nextToken(last: groups.last.map { (0, $0.key) }, count: groups.count))
     }
@@ -235,7 +235,7 @@ extension RegistryService {
             throw RegistryError.storageUnavailable
         }
         notices.wake()
-        recordGrant(caller, "GrantShare", grant)
+        recordGrant(caller, Atrium_V1_Registry.Method.GrantShare.descriptor, grant)
         return grant.message(studies: studies)
     }
 
@@ -249,7 +249,7 @@ extension RegistryService {
             throw RegistryError.storageUnavailable
         }
         guard let (grant, studies) = result else { throw RegistryError.grantNotFound(request.grantID) }
-        recordGrant(caller, "RevokeShare", grant)
+        recordGrant(caller, Atrium_V1_Registry.Method.RevokeShare.descriptor, grant)
         return .with { $0.grant = grant.message(studies: studies) }
     }
 
@@ -284,7 +284,7 @@ extension RegistryService {
             throw RegistryError.storageUnavailable
         }
         for receiver in receivers {
-            record(registrant, "RegisterFor.share", resource: imageID, owner: registrant.subscriberID, patientID: nil, outcome: "ok: shared with \(receiver)")
+            record(registrant, Atrium_V1_RegistryInternal.Method.RegisterFor.descriptor, resource: imageID, owner: registrant.subscriberID, patientID: nil, outcome: "ok: shared with \(receiver)")
         }
     }
 
@@ -318,7 +318,7 @@ extension RegistryService {
         }
     }
 
-    private func recordGrant(_ caller: VerifiedCaller, _ method: String, _ grant: ShareGrantRow) {
+    private func recordGrant(_ caller: VerifiedCaller, _ method: MethodDescriptor, _ grant: ShareGrantRow) {
         record(caller, method, resource: grant.id, owner: grant.grantorID, patientID: grant.patientID)
     }
 }

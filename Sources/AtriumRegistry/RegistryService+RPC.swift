@@ -170,7 +170,7 @@ struct InternalRegistry: Atrium_V1_RegistryInternal.ServiceProtocol {
         let audience = Array(Set(header.shareWith)).sorted()
         guard audience.count <= 32 else { throw RegistryError.invalidArgument("share_with names at most 32 subscribers") }
         for receiver in audience { try await service.requireSubscriber(receiver, requestID: registrant.requestID) }
-        let response = try await service.register(registrant: registrant, header: header.header) {
+        let response = try await service.register(registrant: registrant, header: header.header, method: Atrium_V1_RegistryInternal.Method.RegisterFor.descriptor) {
             guard let message = try await messages.next() else { return nil }
             if case .chunk(let chunk)? = message.part { return .chunk(chunk) }
             return .unexpected

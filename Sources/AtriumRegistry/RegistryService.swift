@@ -102,10 +102,12 @@ public struct RegistryService: Sendable {
 
     /// Registers one object: streams the upload into a temp blob while hashing, parses what was stored,
     /// settles idempotency, reserves quota, makes the blob durable and commits the record. Returns only once
-    /// both are durable. Malformed input is refused before anything is stored.
+    /// both are durable. Malformed input is refused before anything is stored. `method` names the call in the audit
+    /// log: `Register` (over gRPC or the byte path) or `RegisterFor` (a processing result).
     func register(
         registrant: VerifiedCaller,
         header: Atrium_V1_RegisterHeader,
+        method: MethodDescriptor = Atrium_V1_Registry.Method.Register.descriptor,
         next: () async throws -> UploadPart?
     ) async throws -> Atrium_V1_RegisterResponse {
         try validate(header)
@@ -154,7 +156,7 @@ public struct RegistryService: Sendable {
             guard let sop = parsed.metadata.sopInstanceUID else { throw RegistryError.invalidArgument("the object has no SOP Instance UID") }
             // The common idempotent case is answered before the record is written; the commit checks again.
             if let current = try readIndex(registrant.requestID, { try store.currentImage(registrantID: registrant.subscriberID, sopInstanceUID: sop) }),
-                let answer = try idempotent(current, sha256: writer.sha256, supersede: header.supersede, registrant: registrant)
+                let answer = try idempotent(current, sha256: writer.sha256, supersede: header.supersede, registrant: registrant, method: method)
             {
                 await abandon()
                 return answer
@@ -210,13 +212,13 @@ public struct RegistryService: Sendable {
         case .duplicate(let current), .conflict(let current):
             // A concurrent registration of the same SOP instance committed first.
             await giveBack()
-            if let answer = try idempotent(current, sha256: commit.sha256, supersede: false, registrant: registrant) { return answer }
+            if let answer = try idempotent(current, sha256: commit.sha256, supersede: false, registrant: registrant, method: method) { return answer }
             throw RegistryError.storageUnavailable
         }
         // The settlement is durable in the outbox, in the record's own transaction; it goes to security in the
         // background, batched with others, and the reservation counts against the quota until it arrives.
         settlements.wake()
-        record(registrant, "Register", image: row)
+        record(registrant, method, image: row)
         var metadata: Logger.Metadata = [
             LogKey.imageID: "\(row.id)", LogKey.subscriberID: "\(registrant.subscriberID)", LogKey.requestID: "\(registrant.requestID)",
             "bytes": "\(commit.size)",
@@ -232,9 +234,9 @@ public struct RegistryService: Sendable {
 
     /// The answer when the registrant already holds this SOP instance: the same ID for the same bytes,
     /// ALREADY_EXISTS for other bytes unless superseding (then `nil`: go on).
-    private func idempotent(_ current: ImageRow, sha256: String, supersede: Bool, registrant: VerifiedCaller) throws -> Atrium_V1_RegisterResponse? {
+    private func idempotent(_ current: ImageRow, sha256: String, supersede: Bool, registrant: VerifiedCaller, method: MethodDescriptor) throws -> Atrium_V1_RegisterResponse? {
         if current.sha256 == sha256 {
-            record(registrant, "Register", image: current, outcome: "deduplicated")
+            record(registrant, method, image: current, outcome: "deduplicated")
             return .with {
                 $0.imageID = current.id
                 $0.digest = .with { $0.sha256 = current.sha256; $0.sizeBytes = UInt64(current.sizeBytes) }
@@ -354,24 +356,13 @@ public struct RegistryService: Sendable {
     // MARK: - Audit
 
     /// Appends an access to patient data to the audit log.
-    func record(_ caller: VerifiedCaller, _ method: String, image row: ImageRow, outcome: String = "ok") {
+    func record(_ caller: VerifiedCaller, _ method: MethodDescriptor, image row: ImageRow, outcome: String = "ok") {
         record(caller, method, resource: row.id, owner: row.registrantID, patientID: row.patientID, outcome: outcome)
     }
 
     /// Appends a call on `resource` (owned by `owner`, about `patientID`) to the audit log.
-    func record(_ caller: VerifiedCaller, _ method: String, resource: String, owner: String, patientID: String?, outcome: String = "ok") {
-        audit.enqueue(
-            .with {
-                $0.time = .init(date: Date())
-                $0.subscriberID = caller.subscriberID
-                $0.method = "atrium.v1.Registry/\(method)"
-                $0.resourceID = resource
-                $0.resourceOwnerID = owner
-                $0.patientID = patientID ?? ""
-                $0.outcome = outcome
-                $0.requestID = caller.requestID
-            }
-        )
+    func record(_ caller: VerifiedCaller, _ method: MethodDescriptor, resource: String, owner: String, patientID: String?, outcome: String = "ok") {
+        audit.record(method, caller: caller, resource: resource, owner: owner, patientID: patientID ?? "", outcome: outcome)
     }
 
     private func validate(_ header: Atrium_V1_RegisterHeader) throws {

@@ -250,6 +250,7 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
             resourceID: request.resourceID.isEmpty ? nil : request.resourceID,
             patientID: request.patientID.isEmpty ? nil : request.patientID,
             method: request.method.isEmpty ? nil : request.method,
+            requestID: request.requestID.isEmpty ? nil : request.requestID,
             from: range.from,
             until: range.until
         )
@@ -503,16 +504,9 @@ struct InternalSecurity: Atrium_V1_SecurityInternal.SimpleServiceProtocol {
         let now = service.now()
         let entries = try request.entries.map { entry -> SecurityStore.AuditInput in
             guard !entry.method.isEmpty, !entry.outcome.isEmpty else { throw SecurityError.invalidArgument("every entry needs a method and an outcome") }
-            return SecurityStore.AuditInput(
-                time: entry.hasTime ? try Validate.time(entry.time, field: "entry time") : now,
-                subscriberID: entry.subscriberID,
-                method: entry.method,
-                resourceID: entry.resourceID,
-                resourceOwnerID: entry.resourceOwnerID,
-                patientID: entry.patientID,
-                outcome: entry.outcome,
-                requestID: entry.requestID
-            )
+            var input = SecurityStore.AuditInput(entry)
+            input.time = entry.hasTime ? try Validate.time(entry.time, field: "entry time") : now
+            return input
         }
         let last = try service.guarded("") { try store.appendAudit(entries) }
         return .with { $0.lastSequence = UInt64(last) }

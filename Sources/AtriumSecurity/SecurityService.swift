@@ -200,9 +200,7 @@ public struct SecurityService: Sendable {
     /// Appends one entry for an administrative change or an account action.
     func audit(_ caller: VerifiedCaller, _ method: MethodDescriptor, resource: String, outcome: String = "ok") {
         do {
-            try store.appendAudit([
-                .init(time: now(), subscriberID: caller.subscriberID, method: method.fullyQualifiedMethod, resourceID: resource, outcome: outcome, requestID: caller.requestID)
-            ])
+            try store.appendAudit([SecurityStore.AuditInput(Atrium_V1_AuditEntry(method, caller: caller, resource: resource, outcome: outcome, at: now()))])
         } catch {
             logger.error("cannot append to the audit log", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
         }

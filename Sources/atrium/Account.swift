@@ -110,6 +110,8 @@ struct Audit: AsyncParsableCommand {
         @Option(help: "Resource ID (an image, a subscriber...).") var resource = ""
         @Option(help: "Patient ID.") var patient = ""
         @Option(help: "Full method, e.g. atrium.v1.Delivery/Fetch.") var method = ""
+        @Option(name: .customLong("request-id"), help: "One call's request ID: the gateway's entry and the entries of the services it reached.")
+        var requestID = ""
         @Option(help: "At most this many entries.") var limit: UInt32 = 100
 
         func run() async throws {
@@ -120,6 +122,7 @@ struct Audit: AsyncParsableCommand {
                         $0.resourceID = resource
                         $0.patientID = patient
                         $0.method = method
+                        $0.requestID = requestID
                         $0.page = .with { $0.pageSize = min(limit, 1000) }
                     },
                     metadata: atrium.metadata
@@ -159,7 +162,7 @@ struct Audit: AsyncParsableCommand {
 
     static func lines(_ entries: [Atrium_V1_AuditEntry]) -> String {
         entries.map { entry in
-            "\(entry.sequence)  \(Describe.time(entry.time))  \(entry.subscriberID.isEmpty ? "-" : entry.subscriberID)  \(entry.method)  \(entry.resourceID.isEmpty ? "-" : entry.resourceID)  \(entry.outcome)"
+            "\(entry.sequence)  \(Describe.time(entry.time))  \(entry.subscriberID.isEmpty ? "-" : entry.subscriberID)  \(entry.method)  \(entry.resourceID.isEmpty ? "-" : entry.resourceID)  \(entry.outcome)  \(entry.requestID.isEmpty ? "-" : entry.requestID)"
         }.joined(separator: "\n")
     }
 }

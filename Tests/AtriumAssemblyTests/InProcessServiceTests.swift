@@ -115,6 +115,65 @@ struct InProcessServiceTests {
         await mesh.stop()
     }
 
+    @Test("audit: every service writes the method one way, and one call's entries share its request ID")
+    func auditOnePath() async throws {
+        let mesh = try await InProcessMesh.start()
+        let stubs = try Stubs(mesh.gateway)
+        let hospital = try await subscriber(stubs, mesh, kind: .hospital)
+        let metadata = mesh.metadata(apiKey: hospital.key)
+        var fixture = DICOMFixture(sopInstanceUID: "1.2.999.80.7", patientID: "P-AUDIT")
+        fixture.size = 64
+        let image = try await register(stubs, Data(try Fixtures.dicom(fixture)), metadata: metadata).imageID
+        _ = try await stubs.delivery.fetch(.with { $0.imageIds = [image] }, metadata: metadata) { response in
+            for try await _ in response.messages {}
+        }
+        try await stubs.processing.run(
+            request: StreamingClientRequest(metadata: metadata) { writer in
+                try await writer.write(.with {
+                    $0.header = .with {
+                        $0.operation = .with { $0.smooth = .with { $0.sigma = 1 } }
+                        $0.imageIds = .with { $0.imageIds = [image] }
+                    }
+                })
+            }
+        ) { response in
+            for try await _ in response.messages {}
+        }
+        // The services' entries for the image, each found by the method a client called.
+        func entries(_ query: Atrium_V1_QueryAuditLogRequest) async throws -> [Atrium_V1_AuditEntry] {
+            var query = query
+            query.page = .with { $0.pageSize = 100 }
+            // Audit entries travel in batches: wait for them.
+            for _ in 0..<100 {
+                let found = try await stubs.admin.queryAuditLog(query, metadata: mesh.metadata()).entries
+                if !found.isEmpty { return found }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return []
+        }
+        for method in [
+            Atrium_V1_Registry.Method.Register.descriptor, Atrium_V1_Delivery.Method.Fetch.descriptor, Atrium_V1_Processing.Method.Run.descriptor,
+        ] {
+            let service = try await entries(.with { $0.resourceID = image; $0.method = method.fullyQualifiedMethod })
+            #expect(service.count == 1, "\(method)")
+            guard let entry = service.first else { continue }
+            #expect(entry.method == method.fullyQualifiedMethod && entry.subscriberID == hospital.id && entry.patientID == "P-AUDIT")
+            // The same call, as the gateway saw it, under the same request ID and the same method name.
+            let call = try await entries(.with { $0.requestID = entry.requestID })
+            let gateway = call.filter { $0.resourceID.isEmpty }
+            #expect(gateway.count == 1 && gateway.first?.method == method.fullyQualifiedMethod && gateway.first?.outcome == "ok", "\(call)")
+            // Everything else under that request ID is what the call touched: a run's registered result is the
+            // registry's RegisterFor entry.
+            #expect(call.allSatisfy { $0.requestID == entry.requestID })
+            let other = call.filter { $0.method != method.fullyQualifiedMethod }
+            #expect(other.allSatisfy { $0.method == Atrium_V1_RegistryInternal.Method.RegisterFor.descriptor.fullyQualifiedMethod }, "\(other)")
+            if method == Atrium_V1_Processing.Method.Run.descriptor { #expect(other.count == 1) }
+            // A query written with gRPC's leading slash finds the same entries.
+            #expect(try await entries(.with { $0.requestID = entry.requestID; $0.method = "/" + method.fullyQualifiedMethod }).count == call.count - other.count)
+        }
+        await mesh.stop()
+    }
+
     @Test("delivery and processing: unknown images and jobs, an empty run, a printer that is not one")
     func deliveryAndProcessing() async throws {
         let mesh = try await InProcessMesh.start()

@@ -84,4 +84,22 @@ struct AuditChainTests {
         let patient = try fixture.store.audit(.init(ownedBy: ("sub_p", ["P1"])), after: 0, limit: 100)
         #expect(patient.map(\.resourceID) == ["img_2"])
     }
+
+    @Test("a query by method finds entries written in the old form with a leading slash; a query by request ID finds one call's entries")
+    func methodAndRequest() throws {
+        let fixture = try SecurityFixture()
+        try fixture.store.appendAudit([
+            // Processing wrote this form before every service wrote the descriptor's fully qualified name.
+            .init(time: fixture.now, subscriberID: "sub_b", method: "/atrium.v1.Processing/Run", resourceID: "img_1", outcome: "ok", requestID: "req_1"),
+            .init(time: fixture.now, subscriberID: "sub_b", method: "atrium.v1.Processing/Run", outcome: "ok", requestID: "req_2"),
+            .init(time: fixture.now, subscriberID: "sub_b", method: "atrium.v1.Processing/Run", resourceID: "img_1", outcome: "ok", requestID: "req_2"),
+            .init(time: fixture.now, subscriberID: "sub_b", method: "atrium.v1.Delivery/Fetch", resourceID: "img_1", outcome: "ok", requestID: "req_3"),
+        ])
+        for query in ["atrium.v1.Processing/Run", "/atrium.v1.Processing/Run"] {
+            #expect(try fixture.store.audit(.init(method: query), after: 0, limit: 100).map(\.sequence) == [1, 2, 3])
+        }
+        #expect(try fixture.store.audit(.init(requestID: "req_2"), after: 0, limit: 100).map(\.sequence) == [2, 3])
+        #expect(try fixture.store.audit(.init(method: "atrium.v1.Processing/Run", requestID: "req_1"), after: 0, limit: 100).map(\.sequence) == [1])
+        #expect(try fixture.store.verifyAudit().firstBroken == nil)
+    }
 }

@@ -1004,7 +1004,9 @@ public nonisolated struct Atrium_V1_AuditEntry: Sendable {
 
   public var subscriberID: String = String()
 
-  /// Full gRPC method, e.g. "/atrium.v1.Delivery/Fetch".
+  /// The method's fully qualified name, e.g. "atrium.v1.Delivery/Fetch", the same for the gateway's entry and the
+  /// services' (processing wrote "/atrium.v1.Processing/Run" before; a query by method matches both forms). Offline
+  /// operator actions are named as commands, e.g. "atrium bootstrap".
   public var method: String = String()
 
   /// The resource touched: an image ID, a subscriber ID, a release ID.
@@ -1064,6 +1066,9 @@ public nonisolated struct Atrium_V1_QueryAuditLogRequest: Sendable {
   public var hasPage: Bool {self._page != nil}
   /// Clears the value of `page`. Subsequent reads from it will return its default value.
   public mutating func clearPage() {self._page = nil}
+
+  /// The request ID the gateway assigned to a call: its own entry and the entries of the services the call reached.
+  public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3407,7 +3412,7 @@ nonisolated extension Atrium_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Atrium_V1_QueryAuditLogRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QueryAuditLogRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{3}resource_id\0\u{3}patient_id\0\u{1}method\0\u{1}time\0\u{1}page\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{3}resource_id\0\u{3}patient_id\0\u{1}method\0\u{1}time\0\u{1}page\0\u{3}request_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3421,6 +3426,7 @@ nonisolated extension Atrium_V1_QueryAuditLogRequest: SwiftProtobuf.Message, Swi
       case 4: try { try decoder.decodeSingularStringField(value: &self.method) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._time) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
       default: break
       }
     }
@@ -3449,6 +3455,9 @@ nonisolated extension Atrium_V1_QueryAuditLogRequest: SwiftProtobuf.Message, Swi
     try { if let v = self._page {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3459,6 +3468,7 @@ nonisolated extension Atrium_V1_QueryAuditLogRequest: SwiftProtobuf.Message, Swi
     if lhs.method != rhs.method {return false}
     if lhs._time != rhs._time {return false}
     if lhs._page != rhs._page {return false}
+    if lhs.requestID != rhs.requestID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

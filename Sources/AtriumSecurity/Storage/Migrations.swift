@@ -121,6 +121,11 @@ enum SecurityMigrations {
                     """
             )
         }
+        // Queries by method and by request ID (the gateway's entry and the services' entries for one call).
+        migrator.registerMigration("v3 audit by method and request") { db in
+            try db.create(index: "audit_by_method", on: "audit", columns: ["method"])
+            try db.create(index: "audit_by_request", on: "audit", columns: ["request_id"])
+        }
         return migrator
     }
 }

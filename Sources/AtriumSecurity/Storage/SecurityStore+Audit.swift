@@ -1,6 +1,9 @@
+import AtriumAPI
 import AtriumCore
+import AtriumRuntime
 import Foundation
 import GRDB
+import SwiftProtobuf
 
 /// The append-only, hash-chained audit log.
 extension SecurityStore {
@@ -21,7 +24,11 @@ extension SecurityStore {
         var subscriberID: String?
         var resourceID: String?
         var patientID: String?
+        /// A method's fully qualified name (`atrium.v1.Registry/Register`); entries written before that was the one
+        /// format, as `/atrium.v1.Processing/Run`, match it too.
         var method: String?
+        /// The gateway's request ID: the gateway's entry for a call and the services' entries for what it touched.
+        var requestID: String?
         /// Accesses to data owned by this subscriber or about these patients (`ListAccesses`).
         var ownedBy: (subscriberID: String, patientIDs: [String])?
         var from: Date?
@@ -74,7 +81,10 @@ extension SecurityStore {
             if let value = filter.subscriberID { request = request.filter(Column("subscriber_id") == value) }
             if let value = filter.resourceID { request = request.filter(Column("resource_id") == value) }
             if let value = filter.patientID { request = request.filter(Column("patient_id") == value) }
-            if let value = filter.method { request = request.filter(Column("method") == value) }
+            if let value = filter.method.map(Atrium_V1_AuditEntry.methodName) {
+                request = request.filter([value, "/" + value].contains(Column("method")))
+            }
+            if let value = filter.requestID { request = request.filter(Column("request_id") == value) }
             if let from = filter.from { request = request.filter(Column("time_ms") >= Self.milliseconds(from)) }
             if let until = filter.until { request = request.filter(Column("time_ms") < Self.milliseconds(until)) }
             if let owner = filter.ownedBy {
@@ -116,5 +126,21 @@ extension SecurityStore {
                 detail: "all \(expected - 1) entries follow the chain; head \(expected - 1) is \(Hex.encode(previous))"
             )
         }
+    }
+}
+
+extension SecurityStore.AuditInput {
+    /// An entry as a service built it (`Atrium_V1_AuditEntry.init(_:caller:...)`); an entry without a time gets now.
+    init(_ entry: Atrium_V1_AuditEntry) {
+        self.init(
+            time: entry.hasTime ? entry.time.date : Date(),
+            subscriberID: entry.subscriberID,
+            method: entry.method,
+            resourceID: entry.resourceID,
+            resourceOwnerID: entry.resourceOwnerID,
+            patientID: entry.patientID,
+            outcome: entry.outcome,
+            requestID: entry.requestID
+        )
     }
 }
