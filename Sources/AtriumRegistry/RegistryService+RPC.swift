@@ -130,34 +130,6 @@ struct InternalRegistry: Atrium_V1_RegistryInternal.ServiceProtocol {
         return ServerResponse(message: try service.resolveImages(request.message.imageIds, caller: caller))
     }
 
-    func readImage(
-        request: ServerRequest<Atrium_V1_ReadImageRequest>,
-        context: ServerContext
-    ) async throws -> StreamingServerResponse<Atrium_V1_ReadImageResponse> {
-        let message = request.message
-        let caller = try VerifiedCaller(message: message.caller)
-        let row = try service.visibleImage(id: message.imageID, caller: caller)
-        guard message.offset <= UInt64(row.sizeBytes) else {
-            throw RegistryError.invalidArgument("offset \(message.offset) is past the end of image '\(row.id)' (\(row.sizeBytes) bytes)")
-        }
-        let chunkSize = message.chunkSize == 0 ? 1 << 20 : Int(message.chunkSize)
-        guard (64 << 10)...(1 << 20) ~= chunkSize else {
-            throw RegistryError.invalidArgument("chunk_size must be 0 or 65536 to 1048576 bytes")
-        }
-        let reader = try service.openBlob(of: row, requestID: caller.requestID)
-        let record = row.message
-        return StreamingServerResponse { writer in
-            try await writer.write(.with { $0.record = record })
-            var offset = message.offset
-            while offset < reader.size {
-                let data = try reader.read(offset: offset, length: chunkSize)
-                try await writer.write(.with { $0.chunk = .with { $0.offset = offset; $0.data = data } })
-                offset += UInt64(data.count)
-            }
-            return [:]
-        }
-    }
-
     func registerFor(
         request: StreamingServerRequest<Atrium_V1_RegisterForRequest>,
         context: ServerContext

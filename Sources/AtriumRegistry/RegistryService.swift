@@ -431,20 +431,6 @@ public struct RegistryService: Sendable {
             throw RegistryError.storageUnavailable
         }
     }
-
-    /// Opens the stored bytes of a visible image.
-    func openBlob(of row: ImageRow, requestID: String) throws -> BlobReader {
-        do {
-            let reader = try blobs.openReader(row.sha256)
-            guard reader.size == UInt64(row.sizeBytes) else { throw RegistryError.blobDamaged(row.id) }
-            return reader
-        } catch let error as RegistryError {
-            throw error
-        } catch {
-            logger.error("cannot open a blob", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(row.id)", LogKey.requestID: "\(requestID)"])
-            throw RegistryError.blobDamaged(row.id)
-        }
-    }
 }
 
 extension ImageRow {

@@ -306,8 +306,8 @@ extension IntegrationTests {
             }
 
             /// Whether `key`'s subscriber sees the image through list, get, thumbnail, delivery's fetch, and the
-            /// registry's internal read (`ReadImage`, as processing calls it on the subscriber's behalf); all five must
-            /// agree.
+            /// registry's internal resolve (`ResolveImage`, as delivery and processing call it on the subscriber's
+            /// behalf); all five must agree.
             func sees(_ key: String?, as id: String, _ kind: Atrium_V1_SubscriberKind, patients: [String] = []) async throws -> Bool {
                 var answers = try await AtriumClient.with(mesh.clientConfiguration(apiKey: key)) { atrium in
                     var answers = [try await atrium.images().contains { $0.imageID == image.imageID }]
@@ -327,16 +327,12 @@ extension IntegrationTests {
                 }
                 let registry = mesh.mesh.address(of: .init(.registry))
                 let read = try await ClientFactory.withClient(to: registry, security: .mutualTLS(.service(.processing, in: mesh.pkiDirectory))) { client in
-                    let request = Atrium_V1_ReadImageRequest.with {
+                    let request = Atrium_V1_ResolveImageRequest.with {
                         $0.caller = .with { $0.subscriberID = id; $0.kind = kind; $0.patientIds = patients; $0.roles = [.receive]; $0.requestID = "matrix" }
                         $0.imageID = image.imageID
                     }
                     do {
-                        return try await Atrium_V1_RegistryInternal.Client(wrapping: client).readImage(request) { response in
-                            var bytes = 0
-                            for try await part in response.messages { if case .chunk(let chunk)? = part.part { bytes += chunk.data.count } }
-                            return bytes > 0
-                        }
+                        return try await Atrium_V1_RegistryInternal.Client(wrapping: client).resolveImage(request).imageID == image.imageID
                     } catch let error as RPCError where error.code == .notFound {
                         return false
                     }

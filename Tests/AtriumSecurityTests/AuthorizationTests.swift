@@ -27,7 +27,7 @@ struct AuthorizationTests {
         #expect(allowed.allowed)
         #expect(allowed.caller.roles == [.print])
         #expect(allowed.cacheTtlMs == 5000)
-        let unmapped = try decide(fixture, key: key, method: "atrium.v1.RegistryInternal/ReadImage")
+        let unmapped = try decide(fixture, key: key, method: "atrium.v1.RegistryInternal/ResolveImage")
         #expect(!unmapped.allowed && unmapped.code == Int32(Status.Code.permissionDenied.rawValue))
     }
 

@@ -2728,19 +2728,6 @@ public enum Atrium_V1_RegistryInternal: Sendable {
                 type: .unary
             )
         }
-        /// Namespace for "ReadImage" metadata.
-        public enum ReadImage: Sendable {
-            /// Request type for "ReadImage".
-            public typealias Input = Atrium_V1_ReadImageRequest
-            /// Response type for "ReadImage".
-            public typealias Output = Atrium_V1_ReadImageResponse
-            /// Descriptor for "ReadImage".
-            public static let descriptor = GRPCCore.MethodDescriptor(
-                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "atrium.v1.RegistryInternal"),
-                method: "ReadImage",
-                type: .serverStreaming
-            )
-        }
         /// Namespace for "RegisterFor" metadata.
         public enum RegisterFor: Sendable {
             /// Request type for "RegisterFor".
@@ -2784,7 +2771,6 @@ public enum Atrium_V1_RegistryInternal: Sendable {
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             ResolveImage.descriptor,
             ResolveImages.descriptor,
-            ReadImage.descriptor,
             RegisterFor.descriptor,
             Export.descriptor,
             Restore.descriptor
@@ -2856,24 +2842,6 @@ extension Atrium_V1_RegistryInternal {
             request: GRPCCore.StreamingServerRequest<Atrium_V1_ResolveImagesRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_ResolveImagesResponse>
-
-        /// Handle the "ReadImage" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > The stored bytes of an image from an offset, as chunks, if `caller` may see it.
-        ///
-        /// - Parameters:
-        ///   - request: A streaming request of `Atrium_V1_ReadImageRequest` messages.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A streaming response of `Atrium_V1_ReadImageResponse` messages.
-        func readImage(
-            request: GRPCCore.StreamingServerRequest<Atrium_V1_ReadImageRequest>,
-            context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_ReadImageResponse>
 
         /// Handle the "RegisterFor" method.
         ///
@@ -2982,24 +2950,6 @@ extension Atrium_V1_RegistryInternal {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Atrium_V1_ResolveImagesResponse>
 
-        /// Handle the "ReadImage" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > The stored bytes of an image from an offset, as chunks, if `caller` may see it.
-        ///
-        /// - Parameters:
-        ///   - request: A request containing a single `Atrium_V1_ReadImageRequest` message.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A streaming response of `Atrium_V1_ReadImageResponse` messages.
-        func readImage(
-            request: GRPCCore.ServerRequest<Atrium_V1_ReadImageRequest>,
-            context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_ReadImageResponse>
-
         /// Handle the "RegisterFor" method.
         ///
         /// > Source IDL Documentation:
@@ -3105,25 +3055,6 @@ extension Atrium_V1_RegistryInternal {
             context: GRPCCore.ServerContext
         ) async throws -> Atrium_V1_ResolveImagesResponse
 
-        /// Handle the "ReadImage" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > The stored bytes of an image from an offset, as chunks, if `caller` may see it.
-        ///
-        /// - Parameters:
-        ///   - request: A `Atrium_V1_ReadImageRequest` message.
-        ///   - response: A response stream of `Atrium_V1_ReadImageResponse` messages.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        func readImage(
-            request: Atrium_V1_ReadImageRequest,
-            response: GRPCCore.RPCWriter<Atrium_V1_ReadImageResponse>,
-            context: GRPCCore.ServerContext
-        ) async throws
-
         /// Handle the "RegisterFor" method.
         ///
         /// > Source IDL Documentation:
@@ -3209,17 +3140,6 @@ extension Atrium_V1_RegistryInternal.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
-            forMethod: Atrium_V1_RegistryInternal.Method.ReadImage.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_ReadImageRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_ReadImageResponse>(),
-            handler: { request, context in
-                try await self.readImage(
-                    request: request,
-                    context: context
-                )
-            }
-        )
-        router.registerHandler(
             forMethod: Atrium_V1_RegistryInternal.Method.RegisterFor.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_RegisterForRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_RegisterResponse>(),
@@ -3278,17 +3198,6 @@ extension Atrium_V1_RegistryInternal.ServiceProtocol {
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
-    }
-
-    public func readImage(
-        request: GRPCCore.StreamingServerRequest<Atrium_V1_ReadImageRequest>,
-        context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_ReadImageResponse> {
-        let response = try await self.readImage(
-            request: GRPCCore.ServerRequest(stream: request),
-            context: context
-        )
-        return response
     }
 
     public func registerFor(
@@ -3351,23 +3260,6 @@ extension Atrium_V1_RegistryInternal.SimpleServiceProtocol {
                 context: context
             ),
             metadata: [:]
-        )
-    }
-
-    public func readImage(
-        request: GRPCCore.ServerRequest<Atrium_V1_ReadImageRequest>,
-        context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.StreamingServerResponse<Atrium_V1_ReadImageResponse> {
-        return GRPCCore.StreamingServerResponse<Atrium_V1_ReadImageResponse>(
-            metadata: [:],
-            producer: { writer in
-                try await self.readImage(
-                    request: request.message,
-                    response: writer,
-                    context: context
-                )
-                return [:]
-            }
         )
     }
 
@@ -3475,29 +3367,6 @@ extension Atrium_V1_RegistryInternal {
             deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_ResolveImagesResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Atrium_V1_ResolveImagesResponse>) async throws -> Result
-        ) async throws -> Result where Result: Sendable
-
-        /// Call the "ReadImage" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > The stored bytes of an image from an offset, as chunks, if `caller` may see it.
-        ///
-        /// - Parameters:
-        ///   - request: A request containing a single `Atrium_V1_ReadImageRequest` message.
-        ///   - serializer: A serializer for `Atrium_V1_ReadImageRequest` messages.
-        ///   - deserializer: A deserializer for `Atrium_V1_ReadImageResponse` messages.
-        ///   - options: Options to apply to this RPC.
-        ///   - handleResponse: A closure which handles the response and returns its result to
-        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-        ///       already finished.
-        /// - Returns: The result of `handleResponse`.
-        func readImage<Result>(
-            request: GRPCCore.ClientRequest<Atrium_V1_ReadImageRequest>,
-            serializer: some GRPCCore.MessageSerializer<Atrium_V1_ReadImageRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_ReadImageResponse>,
-            options: GRPCCore.CallOptions,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Atrium_V1_ReadImageResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "RegisterFor" method.
@@ -3655,38 +3524,6 @@ extension Atrium_V1_RegistryInternal {
             try await self.client.unary(
                 request: request,
                 descriptor: Atrium_V1_RegistryInternal.Method.ResolveImages.descriptor,
-                serializer: serializer,
-                deserializer: deserializer,
-                options: options,
-                onResponse: handleResponse
-            )
-        }
-
-        /// Call the "ReadImage" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > The stored bytes of an image from an offset, as chunks, if `caller` may see it.
-        ///
-        /// - Parameters:
-        ///   - request: A request containing a single `Atrium_V1_ReadImageRequest` message.
-        ///   - serializer: A serializer for `Atrium_V1_ReadImageRequest` messages.
-        ///   - deserializer: A deserializer for `Atrium_V1_ReadImageResponse` messages.
-        ///   - options: Options to apply to this RPC.
-        ///   - handleResponse: A closure which handles the response and returns its result to
-        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-        ///       already finished.
-        /// - Returns: The result of `handleResponse`.
-        public func readImage<Result>(
-            request: GRPCCore.ClientRequest<Atrium_V1_ReadImageRequest>,
-            serializer: some GRPCCore.MessageSerializer<Atrium_V1_ReadImageRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Atrium_V1_ReadImageResponse>,
-            options: GRPCCore.CallOptions = .defaults,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Atrium_V1_ReadImageResponse>) async throws -> Result
-        ) async throws -> Result where Result: Sendable {
-            try await self.client.serverStreaming(
-                request: request,
-                descriptor: Atrium_V1_RegistryInternal.Method.ReadImage.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -3860,33 +3697,6 @@ extension Atrium_V1_RegistryInternal.ClientProtocol {
         )
     }
 
-    /// Call the "ReadImage" method.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > The stored bytes of an image from an offset, as chunks, if `caller` may see it.
-    ///
-    /// - Parameters:
-    ///   - request: A request containing a single `Atrium_V1_ReadImageRequest` message.
-    ///   - options: Options to apply to this RPC.
-    ///   - handleResponse: A closure which handles the response and returns its result to
-    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-    ///       already finished.
-    /// - Returns: The result of `handleResponse`.
-    public func readImage<Result>(
-        request: GRPCCore.ClientRequest<Atrium_V1_ReadImageRequest>,
-        options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Atrium_V1_ReadImageResponse>) async throws -> Result
-    ) async throws -> Result where Result: Sendable {
-        try await self.readImage(
-            request: request,
-            serializer: GRPCProtobuf.ProtobufSerializer<Atrium_V1_ReadImageRequest>(),
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Atrium_V1_ReadImageResponse>(),
-            options: options,
-            onResponse: handleResponse
-        )
-    }
-
     /// Call the "RegisterFor" method.
     ///
     /// > Source IDL Documentation:
@@ -4039,37 +3849,6 @@ extension Atrium_V1_RegistryInternal.ClientProtocol {
             metadata: metadata
         )
         return try await self.resolveImages(
-            request: request,
-            options: options,
-            onResponse: handleResponse
-        )
-    }
-
-    /// Call the "ReadImage" method.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > The stored bytes of an image from an offset, as chunks, if `caller` may see it.
-    ///
-    /// - Parameters:
-    ///   - message: request message to send.
-    ///   - metadata: Additional metadata to send, defaults to empty.
-    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
-    ///   - handleResponse: A closure which handles the response and returns its result to
-    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-    ///       already finished.
-    /// - Returns: The result of `handleResponse`.
-    public func readImage<Result>(
-        _ message: Atrium_V1_ReadImageRequest,
-        metadata: GRPCCore.Metadata = [:],
-        options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Atrium_V1_ReadImageResponse>) async throws -> Result
-    ) async throws -> Result where Result: Sendable {
-        let request = GRPCCore.ClientRequest<Atrium_V1_ReadImageRequest>(
-            message: message,
-            metadata: metadata
-        )
-        return try await self.readImage(
             request: request,
             options: options,
             onResponse: handleResponse
