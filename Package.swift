@@ -27,8 +27,8 @@ let asn1: Target.Dependency = .product(name: "SwiftASN1", package: "swift-asn1")
 let nio: [Target.Dependency] = [
     .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
     .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
-    .product(name: "NIOFoundationCompat", package: "swift-nio"),
 ]
+let nioFoundation: Target.Dependency = .product(name: "NIOFoundationCompat", package: "swift-nio")
 
 let package = Package(
     name: "Atrium",
@@ -56,7 +56,7 @@ let package = Package(
         // Generated protobuf messages and gRPC stubs only. `make proto` regenerates them.
         .target(name: "AtriumAPI", dependencies: [grpcCore, grpcProtobuf, swiftProtobuf], swiftSettings: settings),
         // IDs, errors and their status mapping, configuration parsing, logging keys.
-        .target(name: "AtriumCore", dependencies: [grpcCore, logging, crypto], swiftSettings: settings),
+        .target(name: "AtriumCore", dependencies: [logging, crypto], swiftSettings: settings),
         // zlib, from Debian's zlib1g-dev (deflated transfer syntax; PNG thumbnails).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // CharLS, from Debian's libcharls-dev (JPEG-LS pixel data, decoded and encoded).
@@ -68,7 +68,7 @@ let package = Package(
         // the processing tests (debug binaries) measure the compiler's debug mode instead of the behaviour.
         .target(name: "AtriumImaging", dependencies: [], swiftSettings: settings + [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         // Content-addressed blob store and database plumbing.
-        .target(name: "AtriumStorage", dependencies: ["AtriumCore", grdb, crypto, logging], swiftSettings: settings),
+        .target(name: "AtriumStorage", dependencies: ["AtriumCore", grdb, crypto], swiftSettings: settings),
         // How an Atrium process connects: the gRPC client factory, TLS files, transport settings, and what a
         // certificate says about its holder. The SDK's only piece of the runtime: no database, no service lifecycle.
         .target(name: "AtriumTransport", dependencies: ["AtriumCore", grpcCore, grpcHTTP2, crypto, x509, asn1], swiftSettings: settings),
@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "AtriumRuntime",
             dependencies: [
-                "AtriumAPI", "AtriumCore", "AtriumTransport", grpcCore, grpcHTTP2, grpcInProcess, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto, x509, asn1,
+                "AtriumAPI", "AtriumCore", "AtriumTransport", grpcCore, grpcHTTP2, swiftProtobuf, logging, lifecycle, crypto, x509, asn1,
             ],
             swiftSettings: settings
         ),
@@ -101,8 +101,8 @@ let package = Package(
             dependencies: ["AtriumBackend", "AtriumPool", swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumStorage", grpcCore, grpcHTTP2, grpcProtobuf, grdb, crypto, logging, lifecycle],
             swiftSettings: settings
         ),
-        .target(name: "AtriumCatalog", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
-        .target(name: "AtriumBackup", dependencies: ["AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, logging], swiftSettings: settings),
+        .target(name: "AtriumCatalog", dependencies: ["AtriumAPI", "AtriumRuntime", grpcCore], swiftSettings: settings),
+        .target(name: "AtriumBackup", dependencies: ["AtriumAPI", "AtriumRuntime", grpcCore], swiftSettings: settings),
         .target(name: "AtriumGateway", dependencies: ["AtriumTransport", "AtriumBackend", "AtriumPool", swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, logging, lifecycle, crypto], swiftSettings: settings),
         // Builds every service over a wiring (network or in-process), every `atrium serve` process from them, and
         // the local launcher (`LocalMesh`) that `atrium up` and the tests start a mesh of processes with.
@@ -110,20 +110,20 @@ let package = Package(
             name: "AtriumAssembly",
             dependencies: [
                 "AtriumTransport", "AtriumPool", "AtriumAPI", "AtriumCore", "AtriumRuntime", "AtriumSecurity", "AtriumRegistry", "AtriumDelivery", "AtriumProcessing", "AtriumCatalog",
-                "AtriumBackup", "AtriumGateway", grpcCore, grpcInProcess, logging, lifecycle,
+                "AtriumBackup", "AtriumGateway", grpcCore, logging, lifecycle,
             ],
             swiftSettings: settings
         ),
         // The SDK that hospital systems link: the API, core and transport only (no database, no service lifecycle;
         // `make lint` checks the resolved graph).
-        .target(name: "AtriumClient", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumTransport", grpcCore, grpcHTTP2, grpcProtobuf, crypto, logging, x509, asn1] + nio, swiftSettings: settings),
+        .target(name: "AtriumClient", dependencies: [swiftProtobuf, "AtriumAPI", "AtriumCore", "AtriumTransport", grpcCore, grpcHTTP2, crypto, x509, asn1, nioFoundation] + nio, swiftSettings: settings),
         // The one executable: `atrium serve <service>`, `atrium up`, and the CLI verbs.
         .executableTarget(
             name: "atrium",
             dependencies: [
-                "AtriumTransport", "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumStorage", "AtriumSecurity", "AtriumRegistry",
-                "AtriumDelivery", "AtriumProcessing", "AtriumCatalog", "AtriumBackup", "AtriumGateway", "AtriumClient", "AtriumAssembly",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"), lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"), logging, swiftProtobuf, grpcCore, grpcHTTP2, grpcInProcess,
+                "AtriumTransport", "AtriumAPI", "AtriumCore", "AtriumDICOM", "AtriumImaging", "AtriumRuntime", "AtriumSecurity",
+                "AtriumDelivery", "AtriumGateway", "AtriumClient", "AtriumAssembly",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"), logging, swiftProtobuf, grpcCore, grpcHTTP2,
             ],
             swiftSettings: settings
         ),
@@ -144,7 +144,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AtriumSecurityTests",
-            dependencies: ["AtriumTransport", "AtriumSecurity", "AtriumRuntime", "AtriumTesting", "AtriumAPI", "AtriumCore", grpcCore, swiftProtobuf, grdb, x509, crypto, logging],
+            dependencies: ["AtriumTransport", "AtriumSecurity", "AtriumRuntime", "AtriumTesting", "AtriumAPI", grpcCore, swiftProtobuf, grdb, x509, crypto, logging],
             swiftSettings: settings
         ),
         .testTarget(name: "AtriumDICOMTests", dependencies: ["AtriumDICOM", "AtriumTesting", crypto], exclude: ["make_corpus.py", "Regressions"], swiftSettings: settings),
@@ -153,9 +153,9 @@ let package = Package(
         // Every service in the test process over in-process links: behaviour and refusals in milliseconds.
         .testTarget(
             name: "AtriumAssemblyTests",
-            dependencies: ["AtriumTesting", "AtriumAssembly", "AtriumDelivery", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, swiftProtobuf, crypto],
+            dependencies: ["AtriumTesting", "AtriumDelivery", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, swiftProtobuf, crypto],
             swiftSettings: settings
         ),
-        .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumTransport", "AtriumAssembly", "AtriumClient", "AtriumGateway", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto, x509], swiftSettings: settings),
+        .testTarget(name: "AtriumIntegrationTests", dependencies: ["AtriumTesting", "AtriumTransport", "AtriumAssembly", "AtriumClient", "AtriumGateway", "AtriumAPI", "AtriumCore", "AtriumRuntime", grpcCore, grpcHTTP2, swiftProtobuf, grdb, crypto], swiftSettings: settings),
     ]
 )

@@ -13,7 +13,8 @@ when a module reaches something it must not:
 - no service module imports another service module (they talk through the generated client protocols).
 
 It also checks the source files: an SDK file that imports a forbidden module fails even if the manifest does
-not declare it. Exit status 0 when every rule holds.
+not declare it, and a dependency a Swift target declares but none of its files imports fails too (it only
+lengthens the build and blurs the graph). Exit status 0 when every rule holds.
 """
 import json
 import re
@@ -88,6 +89,16 @@ def main(argv):
         for imported in import_line.findall(source.read_text()):
             if imported in SDK_IMPORTS_FORBIDDEN:
                 failures.append(f"{source.relative_to(ROOT)} imports {imported}: the SDK must not")
+
+    for name, target in sorted(targets.items()):
+        if target.get("module_type") != "SwiftTarget":
+            continue
+        imports = set()
+        for source in (ROOT / target["path"]).glob("**/*.swift"):
+            imports.update(import_line.findall(source.read_text()))
+        for dependency in list(target.get("target_dependencies", [])) + list(target.get("product_dependencies", [])):
+            if dependency not in imports:
+                failures.append(f"{name} declares {dependency} but none of its files imports it")
 
     sdk = sorted(m for m in reach("AtriumClient") if m in targets and m != "AtriumClient")
     print(f"module-check: {len(RULES)} rules over {len(targets)} targets; the SDK reaches {', '.join(sdk)}")
