@@ -65,7 +65,7 @@ public struct DeliveryConfiguration: Sendable {
     public init(runtime: RuntimeConfiguration, values: ConfigValues) throws(ConfigurationError) {
         self.databasePath = "\(runtime.serviceDirectory)/delivery.sqlite"
         self.usageOutboxPath = "\(runtime.serviceDirectory)/usage-outbox.sqlite"
-        self.blobDirectory = values.string("ATRIUM_BLOB_DIR", default: "\(runtime.dataDirectory)/registry/blobs")
+        self.blobDirectory = runtime.blobDirectory
         self.variantDirectory = values.string("ATRIUM_DELIVERY_VARIANT_DIR", default: "\(runtime.serviceDirectory)/variants")
         self.maxTranscodeBytes = UInt64(try values.int("ATRIUM_DELIVERY_MAX_TRANSCODE_BYTES", default: 512 << 20, range: (1 << 20)...(4 << 30)))
         if values.string("ATRIUM_DELIVERY_BYTES_PORT") == "off" {

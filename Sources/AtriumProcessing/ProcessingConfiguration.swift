@@ -57,7 +57,7 @@ public struct ProcessingConfiguration: Sendable {
         self.init(
             instanceID: instanceID,
             stateDirectory: values.string("ATRIUM_PROCESSING_STATE_DIR", default: "\(runtime.serviceDirectory)/\(instanceID.replacingOccurrences(of: ":", with: "_"))"),
-            blobDirectory: values.string("ATRIUM_BLOB_DIR", default: "\(runtime.dataDirectory)/registry/blobs"),
+            blobDirectory: runtime.blobDirectory,
             workers: try values.int("ATRIUM_PROCESSING_WORKERS", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...256),
             queueLimit: try values.int("ATRIUM_PROCESSING_QUEUE_LIMIT", default: 1000, range: 1...1_000_000),
             resultRetention: .seconds(3600 * (try values.int("ATRIUM_PROCESSING_RESULT_HOURS", default: 168, range: 1...(24 * 365))))

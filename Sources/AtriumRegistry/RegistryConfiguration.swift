@@ -63,7 +63,7 @@ public struct RegistryConfiguration: Sendable {
     /// Settings from the process configuration.
     public init(runtime: RuntimeConfiguration, values: ConfigValues) throws(ConfigurationError) {
         self.databasePath = "\(runtime.serviceDirectory)/registry.sqlite"
-        self.blobDirectory = values.string("ATRIUM_BLOB_DIR", default: "\(runtime.dataDirectory)/registry/blobs")
+        self.blobDirectory = runtime.blobDirectory
         self.maxImageBytes = UInt64(try values.int("ATRIUM_REGISTRY_MAX_IMAGE_BYTES", default: 2 << 30, range: 1...(4 << 30)))
         self.uidRoot = values.string("ATRIUM_UID_ROOT", default: "2.25")
         self.thumbnailEdge = try values.int("ATRIUM_THUMBNAIL_EDGE", default: 128, range: 16...1024)

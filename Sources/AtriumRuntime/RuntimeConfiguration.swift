@@ -9,6 +9,7 @@ public import AtriumTransport
 /// - `ATRIUM_PORT`: the port to bind (default: the service's, see ``ServiceName/defaultPort``; `0` picks a free one).
 /// - `ATRIUM_PORT_FILE`: when set, the bound port is written there once listening (used by tests and `atrium up`).
 /// - `ATRIUM_DATA_DIR`: the root of durable state (default `./var`); each service keeps `<root>/<service>/`.
+/// - `ATRIUM_BLOB_DIR`: the registry's blob store, shared read-only with delivery and processing (default `<data>/registry/blobs`).
 /// - `ATRIUM_PKI_DIR`: the TLS material laid out by ``DevelopmentPKI`` (default `<data>/pki`).
 /// - `ATRIUM_TLS_CA`, `ATRIUM_TLS_CERT`, `ATRIUM_TLS_KEY` (secret): explicit files instead of the PKI directory's.
 /// - `ATRIUM_SECURITY_ADDR`, `ATRIUM_REGISTRY_ADDR`, `ATRIUM_DELIVERY_ADDR`, `ATRIUM_CATALOG_ADDR`,
@@ -26,6 +27,9 @@ public struct RuntimeConfiguration: Sendable {
     public var portFile: String?
     /// The root of durable state.
     public var dataDirectory: String
+    /// The registry's content-addressed blob store (`ATRIUM_BLOB_DIR`, default `<data>/registry/blobs`): the
+    /// registry writes it, delivery and processing open it read-only. One key for all three, read here.
+    public var blobDirectory: String
     /// The TLS files of this process (its certificate is its identity towards other services).
     public var tls: TLSFiles
     /// The addresses of the other services.
@@ -53,6 +57,7 @@ public struct RuntimeConfiguration: Sendable {
         self.listen = HostAndPort(host: host, port: port)
         self.portFile = values.string("ATRIUM_PORT_FILE")
         self.dataDirectory = values.string("ATRIUM_DATA_DIR", default: "./var")
+        self.blobDirectory = values.string("ATRIUM_BLOB_DIR", default: "\(dataDirectory)/registry/blobs")
         let pki = values.string("ATRIUM_PKI_DIR", default: "\(dataDirectory)/pki")
         let defaults = TLSFiles.service(service, in: pki)
         self.tls = TLSFiles(
