@@ -1,4 +1,5 @@
 public import AtriumCore
+public import Foundation
 import AtriumDelivery
 import AtriumGateway
 import AtriumRegistry
@@ -111,14 +112,14 @@ public struct InProcessAssembly {
     public let client: Connection?
 
     /// Builds every service (see ``ProcessAssembly/allServices``) from `values`; `runtime` is the gateway's.
-    public init(runtime: RuntimeConfiguration, values: ConfigValues, logger: Logger, clientLink: Bool = false) throws {
+    public init(runtime: RuntimeConfiguration, values: ConfigValues, logger: Logger, clientLink: Bool = false, now: @escaping @Sendable () -> Date = { Date() }) throws {
         let wiring = InProcessWiring()
         var assemblies: [ServiceName: ServiceAssembly] = [:]
         for service in ProcessAssembly.allServices {
             var serviceLogger = logger
             serviceLogger[metadataKey: LogKey.service] = "\(service)"
             let serviceRuntime = service == .gateway ? runtime : try RuntimeConfiguration(service: service, values: values)
-            assemblies[service] = try ServiceAssembly(service: service, runtime: serviceRuntime, values: values, wiring: wiring, logger: serviceLogger)
+            assemblies[service] = try ServiceAssembly(service: service, runtime: serviceRuntime, values: values, wiring: wiring, logger: serviceLogger, now: now)
         }
         // A link "from the gateway to itself" is the outside's way in: the gateway checks credentials, not peers.
         let client = clientLink ? try wiring.connection(from: .gateway, to: .gateway) : nil

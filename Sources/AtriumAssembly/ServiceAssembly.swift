@@ -2,6 +2,7 @@ import AtriumAPI
 import AtriumBackup
 import AtriumCatalog
 public import AtriumCore
+public import Foundation
 public import AtriumDelivery
 import AtriumGateway
 import AtriumProcessing
@@ -48,7 +49,16 @@ public struct ServiceAssembly {
     }
 
     /// Builds `service` from its configuration, reaching the other services through `wiring`.
-    public init(service: ServiceName, runtime: RuntimeConfiguration, values: ConfigValues, wiring: any ServiceWiring, logger: Logger) throws {
+    /// `now` is the clock of the services that keep time (security, registry, delivery, processing): the system
+    /// clock, or a test's.
+    public init(
+        service: ServiceName,
+        runtime: RuntimeConfiguration,
+        values: ConfigValues,
+        wiring: any ServiceWiring,
+        logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) throws {
         self.service = service
         var connections: [Connection] = []
         /// A connection from this service to `callee`, run with this service's background.
@@ -73,7 +83,7 @@ public struct ServiceAssembly {
             clientCAPath = configuration.clientCAPath
             healthNames = []
         case .security:
-            let security = try SecurityService(configuration: SecurityConfiguration(runtime: runtime, values: values), logger: logger)
+            let security = try SecurityService(configuration: SecurityConfiguration(runtime: runtime, values: values), logger: logger, now: now)
             rpcServices = security.rpcServices
             healthNames = [Atrium_V1_SecurityAdmin.descriptor, Atrium_V1_Account.descriptor, Atrium_V1_SecurityInternal.descriptor].map(\.fullyQualifiedService)
             internalCallers = [(Atrium_V1_SecurityInternal.descriptor, Set(ServiceName.allCases).subtracting([.security]))]
@@ -83,7 +93,8 @@ public struct ServiceAssembly {
                 configuration: configuration,
                 security: try connect(.security),
                 delivery: try connect(.delivery),
-                logger: logger
+                logger: logger,
+                now: now
             )
             rpcServices = registry.rpcServices
             background = registry.background
@@ -98,7 +109,8 @@ public struct ServiceAssembly {
                 configuration: DeliveryConfiguration(runtime: runtime, values: values),
                 registry: try connect(.registry),
                 security: try connect(.security),
-                logger: logger
+                logger: logger,
+                now: now
             )
             rpcServices = delivery.rpcServices
             background = delivery.background
@@ -115,7 +127,8 @@ public struct ServiceAssembly {
                 security: try connect(.security),
                 delivery: try connect(.delivery),
                 peers: try wiring.processingPool(for: .processing, probeInterval: .seconds(1), resolveInterval: .seconds(10), logger: logger),
-                logger: logger
+                logger: logger,
+                now: now
             )
             rpcServices = processing.rpcServices
             background = processing.background

@@ -27,7 +27,7 @@ extension DeliveryService {
         guard bytes.count <= Self.maxEntryBytes else { throw DeliveryError.invalidArgument("the entry is \(bytes.count) bytes; at most \(Self.maxEntryBytes)") }
         try await requireSubscribers(recipients)
         let cursors = try await storing("") {
-            try await store.deliver(recipients: recipients, entryKey: request.entryKey, source: entry.source, kind: entry.kind, entry: bytes, at: Date())
+            try await store.deliver(recipients: recipients, entryKey: request.entryKey, source: entry.source, kind: entry.kind, entry: bytes, at: now())
         }
         for recipient in recipients { inboxBell.ring(recipient) }
         return .with { $0.cursors = cursors.mapValues { UInt64($0) } }

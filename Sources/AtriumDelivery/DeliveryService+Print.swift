@@ -35,7 +35,7 @@ extension DeliveryService {
         let job = PrintJobRow(
             id: Identifier.make(prefix: "prt"), sequence: 0, submitterID: caller.subscriberID, submitter: try caller.message.serializedBytes(),
             printerID: request.printerID, filmBox: try filmBox.serializedBytes(), imageIDs: request.imageIds.joined(separator: " "),
-            copies: Int(max(1, request.copies)), state: PrintJobState.pending.rawValue, failureReason: "", submittedAt: Date(), completedAt: nil
+            copies: Int(max(1, request.copies)), state: PrintJobState.pending.rawValue, failureReason: "", submittedAt: now(), completedAt: nil
         )
         let stored = try await storing(caller.requestID) { try await store.insert(job) }
         printerBell.ring(stored.printerID)
@@ -142,7 +142,7 @@ extension DeliveryService {
         _ = try await openJob(request.jobID, printer: caller)
         let state: PrintJobState = request.printed ? .printed : .failed
         guard let job = try await storing(caller.requestID, {
-            try await store.transition(jobID: request.jobID, from: PrintJobState.open, to: state, failureReason: request.printed ? "" : reason, completedAt: Date())
+            try await store.transition(jobID: request.jobID, from: PrintJobState.open, to: state, failureReason: request.printed ? "" : reason, completedAt: now())
         }) else {
             throw DeliveryError.failedPrecondition("print job '\(request.jobID)' is already closed")
         }
@@ -163,7 +163,7 @@ extension DeliveryService {
             throw error
         } catch {
             logger.error("delivery storage failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            throw DeliveryError.storageUnavailable
+            throw DeliveryError.storageUnavailable()
         }
     }
 }

@@ -82,12 +82,12 @@ extension DeliveryService {
             cached = try await store.variant(sourceSHA256: key.sourceSHA256, encoding: key.encoding.rawValue)
         } catch {
             logger.error("cannot read the variant index", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            throw DeliveryError.storageUnavailable
+            throw DeliveryError.storageUnavailable()
         }
         if let cached, cached.sha256 == record.digest.sha256 || (try? variants.contains(cached.sha256)) == true {
             return cached
         }
-        let now = Date()
+        let now = self.now()
         var row = VariantRow(
             sourceSHA256: key.sourceSHA256, encoding: key.encoding.rawValue, deliveredEncoding: Atrium_V1_Encoding.original.rawValue,
             sha256: record.digest.sha256, sizeBytes: Int64(record.digest.sizeBytes), transferSyntaxUID: record.transferSyntaxUid,
@@ -110,7 +110,7 @@ extension DeliveryService {
                 } catch {
                     writer.abort()
                     logger.error("cannot store a variant", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(record.imageID)"])
-                    throw DeliveryError.storageUnavailable
+                    throw DeliveryError.storageUnavailable()
                 }
                 row.transferSyntaxUID = syntax
                 row.deliveredEncoding = delivered.rawValue
@@ -130,7 +130,7 @@ extension DeliveryService {
             try await store.save(row)
         } catch {
             logger.error("cannot index a variant", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            throw DeliveryError.storageUnavailable
+            throw DeliveryError.storageUnavailable()
         }
         return row
     }
@@ -166,13 +166,13 @@ extension DeliveryService {
     private func readOriginal(_ record: Atrium_V1_ImageRecord) throws -> [UInt8] {
         do {
             let reader = try blobs.openReader(record.digest.sha256)
-            guard reader.size == record.digest.sizeBytes else { throw DeliveryError.dataLoss(record.imageID) }
+            guard reader.size == record.digest.sizeBytes else { throw DeliveryError.blobDamaged(record.imageID) }
             let bytes = [UInt8](try reader.read(offset: 0, length: Int(reader.size)))
-            guard Hex.encode(SHA256.hash(data: bytes)) == record.digest.sha256 else { throw DeliveryError.dataLoss(record.imageID) }
+            guard Hex.encode(SHA256.hash(data: bytes)) == record.digest.sha256 else { throw DeliveryError.blobDamaged(record.imageID) }
             return bytes
         } catch {
             logger.error("cannot read an original to transcode", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(record.imageID)"])
-            throw DeliveryError.dataLoss(record.imageID)
+            throw DeliveryError.blobDamaged(record.imageID)
         }
     }
 

@@ -4,7 +4,7 @@ import AtriumCore
 public import AtriumRuntime
 import AtriumStorage
 import Crypto
-import Foundation
+public import Foundation
 import Synchronization
 public import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -53,12 +53,17 @@ public struct DeliveryService: Sendable {
     /// A delivery service that resolves images through `registry`, reads their bytes from the registry's
     /// blob store (read-only), keeps its own state in `configuration`'s database and variant store, and meters
     /// through `security` (clients presenting delivery's certificate).
+    /// The clock for expiry, grants and timestamps; injected so that tests can move it.
+    let now: @Sendable () -> Date
+
     public init(
         configuration: DeliveryConfiguration,
         registry: Connection,
         security: Connection,
-        logger: Logger
+        logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
+        self.now = now
         self.configuration = configuration
         self.registry = registry.registryInternal
         self.security = security.securityInternal
@@ -176,7 +181,7 @@ public struct DeliveryService: Sendable {
         let fetchID = request.fetchID.isEmpty ? caller.requestID : request.fetchID
         let lookup = try await lookup(for: request, caller: caller)
         let method = Atrium_V1_Delivery.Method.AuthorizeFetch.descriptor
-        let expires = Date().addingTimeInterval(Double(configuration.capabilityTTL.components.seconds) + Double(configuration.capabilityTTL.components.attoseconds) * 1e-18)
+        let expires = now().addingTimeInterval(Double(configuration.capabilityTTL.components.seconds) + Double(configuration.capabilityTTL.components.attoseconds) * 1e-18)
         var response = Atrium_V1_AuthorizeFetchResponse()
         response.baseURL = configuration.bytesBaseURL
         response.port = UInt32(port)
@@ -299,12 +304,12 @@ public struct DeliveryService: Sendable {
         } catch {
             logger.error("cannot open a blob", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(imageID)"])
             await forgetVariant(delivered)
-            throw DeliveryError.dataLoss(imageID)
+            throw DeliveryError.blobDamaged(imageID)
         }
         guard reader.size == delivered.size else {
             logger.error("a blob's size does not match its record", metadata: [LogKey.imageID: "\(imageID)"])
             await forgetVariant(delivered)
-            throw DeliveryError.dataLoss(imageID)
+            throw DeliveryError.blobDamaged(imageID)
         }
         try await writer.write(.with {
             $0.begin = .with {
@@ -328,7 +333,7 @@ public struct DeliveryService: Sendable {
                 data = try reader.read(offset: next, length: chunkSize)
             } catch {
                 logger.error("cannot read a blob", metadata: [LogKey.error: "\(error)", LogKey.imageID: "\(imageID)"])
-                throw DeliveryError.dataLoss(imageID)
+                throw DeliveryError.blobDamaged(imageID)
             }
             if verify { hasher.update(data: data) }
             try await writer.write(.with { $0.chunk = .with { $0.imageID = imageID; $0.offset = next; $0.data = data } })
@@ -338,7 +343,7 @@ public struct DeliveryService: Sendable {
             guard Hex.encode(hasher.finalize()) == delivered.sha256 else {
                 logger.error("stored bytes do not match their digest", metadata: [LogKey.imageID: "\(imageID)"])
                 await forgetVariant(delivered)
-                throw DeliveryError.dataLoss(imageID)
+                throw DeliveryError.blobDamaged(imageID)
             }
             verifiedBlobs.checked(delivered.sha256)
         }
@@ -375,7 +380,7 @@ public struct DeliveryService: Sendable {
             usagePump.wake()
         } catch {
             logger.error("cannot write the usage outbox", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            throw DeliveryError.storageUnavailable
+            throw DeliveryError.storageUnavailable()
         }
     }
 
@@ -383,7 +388,7 @@ public struct DeliveryService: Sendable {
         Atrium_V1_UsageEvent.with {
             $0.eventID = "delivery:\(caller.subscriberID):\(fetchID):\(imageID):\(delivered.encoding.rawValue)"
             $0.subscriberID = caller.subscriberID
-            $0.time = .init(date: Date())
+            $0.time = .init(date: now())
             $0.delivery = .with {
                 $0.imageID = imageID
                 $0.bytes = delivered.size

@@ -54,7 +54,7 @@ extension ProcessingService {
         } catch {
             logger.error("cannot record a job", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(run.caller.requestID)"])
             await discardSpooled(run.inputs)
-            throw RPCError(code: .unavailable, message: "the job cannot be recorded right now; nothing was queued, try again")
+            throw ProcessingError.unavailable("the job cannot be recorded right now; nothing was queued, try again")
         }
         logger.info("job queued", metadata: ["job": "\(id)", LogKey.requestID: "\(run.caller.requestID)", "operation": "\(run.plan.summary)", "inputs": "\(run.inputs.count)"])
         return try await message(for: job)
@@ -65,7 +65,7 @@ extension ProcessingService {
     /// A job the caller submitted; NOT_FOUND otherwise (another's job is not revealed).
     func ownJob(_ id: String, caller: VerifiedCaller) async throws -> JobRow {
         guard (1...160).contains(id.utf8.count), let job = try await storedJob(id), job.submitterID == caller.subscriberID else {
-            throw RPCError(code: .notFound, message: "job '\(id.prefix(160))' not found")
+            throw ProcessingError.notFound("job '\(id.prefix(160))' not found")
         }
         return job
     }
@@ -75,7 +75,7 @@ extension ProcessingService {
             return try await store.job(id)
         } catch {
             logger.error("cannot read a job", metadata: [LogKey.error: "\(error)", "job": "\(id)"])
-            throw RPCError(code: .unavailable, message: "the job store cannot be read right now; try again")
+            throw ProcessingError.unavailable("the job store cannot be read right now; try again")
         }
     }
 
@@ -118,7 +118,7 @@ extension ProcessingService {
                 }
             }
             let seconds = (ahead / Double(workers.size) + remaining) / rate
-            message.estimatedCompletion = .init(date: Date().addingTimeInterval(seconds))
+            message.estimatedCompletion = .init(date: now().addingTimeInterval(seconds))
         } else if job.state == JobState.queued {
             let queue = try await store.queue()
             if let position = queue.firstIndex(where: { $0.id == job.id }) { message.queuePosition = UInt32(position + 1) }
@@ -130,23 +130,23 @@ extension ProcessingService {
     func finishedJob(_ request: Atrium_V1_GetJobResultRequest, caller: VerifiedCaller) async throws -> (JobRow, [JobResultRow]) {
         let id = request.jobID
         guard request.chunkSize == 0 || (64 << 10)...(1 << 20) ~= Int(request.chunkSize) else {
-            throw RPCError(code: .invalidArgument, message: "chunk_size must be 0 or 65536 to 1048576 bytes")
+            throw ProcessingError.invalidArgument("chunk_size must be 0 or 65536 to 1048576 bytes")
         }
-        guard (1...160).contains(id.utf8.count), let job = try await storedJob(id) else { throw RPCError(code: .notFound, message: "job '\(id.prefix(160))' not found") }
+        guard (1...160).contains(id.utf8.count), let job = try await storedJob(id) else { throw ProcessingError.notFound("job '\(id.prefix(160))' not found") }
         let header = try Atrium_V1_RunHeader(serializedBytes: job.header)
         guard job.submitterID == caller.subscriberID || header.destinationIds.contains(caller.subscriberID) else {
-            throw RPCError(code: .notFound, message: "job '\(id)' not found")
+            throw ProcessingError.notFound("job '\(id)' not found")
         }
         guard job.state == JobState.succeeded else {
             let state = Atrium_V1_ProcessingJob.State(rawValue: job.state).map { "\($0)" } ?? "\(job.state)"
-            throw RPCError(code: .failedPrecondition, message: "job '\(id)' has no result: it is \(state.uppercased())")
+            throw ProcessingError.failedPrecondition("job '\(id)' has no result: it is \(state.uppercased())")
         }
         guard let expiry = job.resultsExpireAt, expiry > Self.micros() else {
-            throw RPCError(code: .notFound, message: "the results of job '\(id)' have expired; registered result images stay in the registry")
+            throw ProcessingError.notFound("the results of job '\(id)' have expired; registered result images stay in the registry")
         }
         let results = try await store.results(of: id)
         guard request.fromResult <= results.count else {
-            throw RPCError(code: .invalidArgument, message: "from_result \(request.fromResult) is beyond the job's \(results.count) results")
+            throw ProcessingError.invalidArgument("from_result \(request.fromResult) is beyond the job's \(results.count) results")
         }
         return (job, results)
     }
@@ -175,7 +175,7 @@ extension ProcessingService {
             do {
                 if let local = try? self.results.openReader(result.sha256) { reader = local } else { reader = try self.blobs.openReader(result.sha256) }
             } catch {
-                throw RPCError(code: .dataLoss, message: "result \(result.index) of job '\(job.id)' is missing from this instance's result store")
+                throw ProcessingError.dataLoss("result \(result.index) of job '\(job.id)' is missing from this instance's result store")
             }
             try await writer.write(
                 .with {
@@ -191,7 +191,7 @@ extension ProcessingService {
                 }
             )
             guard reader.size == UInt64(result.size) else {
-                throw RPCError(code: .dataLoss, message: "result \(result.index) of job '\(job.id)' has \(reader.size) bytes in the store; it was made with \(result.size)")
+                throw ProcessingError.dataLoss("result \(result.index) of job '\(job.id)' has \(reader.size) bytes in the store; it was made with \(result.size)")
             }
             // The digest is the one the bytes were stored under, not computed again: the SDK checks every result
             // against it, so damage in the store is reported to the client as DATA_LOSS.
@@ -215,7 +215,7 @@ extension ProcessingService {
     // MARK: - Cancel and list
 
     func cancel(_ request: Atrium_V1_CancelJobRequest, caller: VerifiedCaller) async throws -> Atrium_V1_ProcessingJob {
-        guard request.reason.utf8.count <= 1024 else { throw RPCError(code: .invalidArgument, message: "reason must be at most 1024 bytes") }
+        guard request.reason.utf8.count <= 1024 else { throw ProcessingError.invalidArgument("reason must be at most 1024 bytes") }
         let job = try await ownJob(request.jobID, caller: caller)
         let reason = request.reason.isEmpty ? "cancelled by \(caller.subscriberID)" : request.reason
         if job.state == JobState.running { cancelledJobs.withLock { _ = $0.insert(job.id) } }
@@ -223,7 +223,7 @@ extension ProcessingService {
             cancelledJobs.withLock { _ = $0.remove(job.id) }
             let current = try await ownJob(job.id, caller: caller)
             let state = Atrium_V1_ProcessingJob.State(rawValue: current.state).map { "\($0)" } ?? "\(current.state)"
-            throw RPCError(code: .failedPrecondition, message: "job '\(job.id)' cannot be cancelled: it is already \(state.uppercased())")
+            throw ProcessingError.failedPrecondition("job '\(job.id)' cannot be cancelled: it is already \(state.uppercased())")
         }
         logger.info("job cancelled", metadata: ["job": "\(job.id)", LogKey.requestID: "\(caller.requestID)"])
         await discardJobInputs(job.id)
@@ -231,19 +231,19 @@ extension ProcessingService {
     }
 
     func listJobs(_ request: Atrium_V1_ListJobsRequest, caller: VerifiedCaller) async throws -> Atrium_V1_ListJobsResponse {
-        guard request.page.pageSize <= 1000 else { throw RPCError(code: .invalidArgument, message: "page.page_size must be at most 1000") }
+        guard request.page.pageSize <= 1000 else { throw ProcessingError.invalidArgument("page.page_size must be at most 1000") }
         let size = request.page.pageSize == 0 ? 100 : Int(request.page.pageSize)
         var after: (time: Int64, id: String)?
         if !request.page.pageToken.isEmpty {
             let parts = request.page.pageToken.split(separator: "/", maxSplits: 1)
             guard parts.count == 2, let time = Int64(parts[0]), parts[1].utf8.count <= 160 else {
-                throw RPCError(code: .invalidArgument, message: "page.page_token was not issued by ListJobs")
+                throw ProcessingError.invalidArgument("page.page_token was not issued by ListJobs")
             }
             after = (time, String(parts[1]))
         }
         for state in request.states {
             guard case .some = Atrium_V1_ProcessingJob.State(rawValue: state.rawValue), state != .unspecified else {
-                throw RPCError(code: .invalidArgument, message: "states holds an unknown state \(state.rawValue)")
+                throw ProcessingError.invalidArgument("states holds an unknown state \(state.rawValue)")
             }
         }
         let from = request.hasCreated && request.created.hasStart ? Self.micros(request.created.start.date) : nil
@@ -267,7 +267,7 @@ extension ProcessingService {
             if case .inlineImageCount = header.inputs {
                 inputs = try await store.inputs(of: job.id).map { row in
                     guard (try? self.inputs.contains(row.sha256)) == true else {
-                        throw RPCError(code: .dataLoss, message: "inline input \(row.index) is missing from this instance's input store")
+                        throw ProcessingError.dataLoss("inline input \(row.index) is missing from this instance's input store")
                     }
                     return .spooled(sha256: row.sha256, size: UInt64(row.size))
                 }
@@ -373,10 +373,10 @@ extension ProcessingService {
         } catch is CancellationError {
             // The instance is shutting down: the job stays RUNNING and resumes at the next start.
             logger.info("job interrupted by shutdown; it resumes at the next start", metadata: ["job": "\(job.id)"])
-        } catch let error as RPCError where error.code == .cancelled {
+        } catch let error as any RPCErrorConvertible where error.rpcErrorCode == .cancelled {
             cancelledJobs.withLock { _ = $0.remove(job.id) }
-        } catch let error as RPCError {
-            await fail(job.id, code: error.code.rawValue, reason: error.message)
+        } catch let error as any RPCErrorConvertible {
+            await fail(job.id, code: error.rpcErrorCode.rawValue, reason: error.rpcErrorMessage)
         } catch {
             await fail(job.id, code: RPCError.Code.internalError.rawValue, reason: "\(error)")
         }

@@ -77,7 +77,7 @@ extension ProcessingService {
     func prepare(_ request: StreamingServerRequest<Atrium_V1_RunRequest>, caller: VerifiedCaller, forJob: Bool) async throws -> PreparedRun {
         var messages = request.messages.makeAsyncIterator()
         guard let first = try await messages.next(), case .header(let header)? = first.part else {
-            throw RPCError(code: .invalidArgument, message: "the first message must be a RunRequest with header")
+            throw ProcessingError.invalidArgument("the first message must be a RunRequest with header")
         }
         let plan = try validate(header, caller: caller, forJob: forJob)
         let destinations = try await checkDestinations(header.destinationIds, caller: caller)
@@ -86,7 +86,7 @@ extension ProcessingService {
             inputs = try await spoolInline(count: Int(count), from: &messages)
         } else {
             if try await messages.next() != nil {
-                throw RPCError(code: .invalidArgument, message: "only inline inputs follow the header; this request names stored images")
+                throw ProcessingError.invalidArgument("only inline inputs follow the header; this request names stored images")
             }
             inputs = try await resolveStored(header, plan: plan, caller: caller)
         }
@@ -189,10 +189,10 @@ extension ProcessingService {
                 do {
                     reader = try blobs.openReader(produced.sha256)
                 } catch {
-                    throw RPCError(code: .dataLoss, message: "result \(produced.index) ('\(produced.imageID)') cannot be read from the blob store (\(error))")
+                    throw ProcessingError.dataLoss("result \(produced.index) ('\(produced.imageID)') cannot be read from the blob store (\(error))")
                 }
                 guard reader.size == UInt64(produced.size) else {
-                    throw RPCError(code: .dataLoss, message: "result \(produced.index) ('\(produced.imageID)') has \(reader.size) bytes in the blob store; its shard said \(produced.size)")
+                    throw ProcessingError.dataLoss("result \(produced.index) ('\(produced.imageID)') has \(reader.size) bytes in the blob store; its shard said \(produced.size)")
                 }
                 try await Self.writeChunks(of: reader, chunkSize: chunkSize, to: writer)
             } else {

@@ -116,29 +116,29 @@ extension ProcessingService {
     // MARK: - Validation
 
     /// Checks a header from a client: the operation, the source, the destinations' count, and the inputs' form.
-    func validate(_ header: Atrium_V1_RunHeader, caller: VerifiedCaller, forJob: Bool) throws(RPCError) -> OperationPlan {
-        guard header.hasOperation else { throw RPCError(code: .invalidArgument, message: "header.operation is required") }
+    func validate(_ header: Atrium_V1_RunHeader, caller: VerifiedCaller, forJob: Bool) throws(ProcessingError) -> OperationPlan {
+        guard header.hasOperation else { throw ProcessingError.invalidArgument("header.operation is required") }
         let plan = try OperationPlan(header.operation, outputType: header.outputType)
         guard header.sourceSubscriberID.isEmpty || header.sourceSubscriberID == caller.subscriberID else {
-            throw RPCError(code: .permissionDenied, message: "source_subscriber_id must be empty or the caller; processing for '\(header.sourceSubscriberID)' is not allowed")
+            throw ProcessingError.permissionDenied("source_subscriber_id must be empty or the caller; processing for '\(header.sourceSubscriberID)' is not allowed")
         }
-        guard header.destinationIds.count <= 32 else { throw RPCError(code: .invalidArgument, message: "destination_ids names at most 32 subscribers") }
-        guard !header.hasShard else { throw RPCError(code: .invalidArgument, message: "header.shard is set only by the gateway") }
-        guard header.shards.count <= 64 else { throw RPCError(code: .invalidArgument, message: "shards names at most 64 ranges") }
+        guard header.destinationIds.count <= 32 else { throw ProcessingError.invalidArgument("destination_ids names at most 32 subscribers") }
+        guard !header.hasShard else { throw ProcessingError.invalidArgument("header.shard is set only by the gateway") }
+        guard header.shards.count <= 64 else { throw ProcessingError.invalidArgument("shards names at most 64 ranges") }
         switch header.inputs {
         case .imageIds(let list):
-            guard (1...10_000).contains(list.imageIds.count) else { throw RPCError(code: .invalidArgument, message: "image_ids must hold 1 to 10000 IDs") }
+            guard (1...10_000).contains(list.imageIds.count) else { throw ProcessingError.invalidArgument("image_ids must hold 1 to 10000 IDs") }
             guard list.imageIds.allSatisfy({ (1...64).contains($0.utf8.count) }) else {
-                throw RPCError(code: .invalidArgument, message: "every image ID must be 1 to 64 bytes")
+                throw ProcessingError.invalidArgument("every image ID must be 1 to 64 bytes")
             }
             try plan.checkInputCount(list.imageIds.count)
         case .seriesInstanceUid(let uid):
-            guard (1...64).contains(uid.utf8.count) else { throw RPCError(code: .invalidArgument, message: "series_instance_uid must be 1 to 64 characters") }
+            guard (1...64).contains(uid.utf8.count) else { throw ProcessingError.invalidArgument("series_instance_uid must be 1 to 64 characters") }
         case .inlineImageCount(let count):
-            guard (1...10_000).contains(count) else { throw RPCError(code: .invalidArgument, message: "inline_image_count must be 1 to 10000") }
+            guard (1...10_000).contains(count) else { throw ProcessingError.invalidArgument("inline_image_count must be 1 to 10000") }
             try plan.checkInputCount(Int(count))
         case nil:
-            throw RPCError(code: .invalidArgument, message: "the header must set one of image_ids, series_instance_uid or inline_image_count")
+            throw ProcessingError.invalidArgument("the header must set one of image_ids, series_instance_uid or inline_image_count")
         }
         return plan
     }
@@ -150,21 +150,21 @@ extension ProcessingService {
         let destinations = ids.filter { seen.insert($0).inserted }
         guard !destinations.isEmpty else { return [] }
         for id in destinations where !(1...64).contains(id.utf8.count) {
-            throw RPCError(code: .invalidArgument, message: "destination ID '\(id.prefix(64))' must be 1 to 64 bytes")
+            throw ProcessingError.invalidArgument("destination ID '\(id.prefix(64))' must be 1 to 64 bytes")
         }
         let response: Atrium_V1_LookupSubscribersResponse
         do {
             response = try await security.lookupSubscribers(.with { $0.subscriberIds = destinations }, options: .internalCall)
         } catch {
             logger.error("cannot look up destinations", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
-            throw RPCError(code: .unavailable, message: "the destinations cannot be checked right now; nothing was run, try again")
+            throw ProcessingError.unavailable("the destinations cannot be checked right now; nothing was run, try again")
         }
         for id in destinations {
             guard let subscriber = response.subscribers.first(where: { $0.subscriberID == id }), subscriber.status == .active else {
-                throw RPCError(code: .notFound, message: "destination '\(id)' is not an active subscriber")
+                throw ProcessingError.notFound("destination '\(id)' is not an active subscriber")
             }
             guard subscriber.contract.roles.contains(.receive) else {
-                throw RPCError(code: .failedPrecondition, message: "destination '\(id)' may not receive results: its contract lacks the receive role")
+                throw ProcessingError.failedPrecondition("destination '\(id)' may not receive results: its contract lacks the receive role")
             }
         }
         return destinations
@@ -197,11 +197,11 @@ extension ProcessingService {
                 let window = Array(list.imageIds[start..<min(start + 1000, list.imageIds.count)])
                 let response = try await resolve(.with { $0.caller = caller.message; $0.imageIds = window }, caller: caller)
                 if let missing = response.missing.first {
-                    throw RPCError(code: .notFound, message: "input image '\(missing.id)' not found")
+                    throw ProcessingError.notFound("input image '\(missing.id)' not found")
                 }
                 let byID = Dictionary(response.records.map { ($0.imageID, $0) }, uniquingKeysWith: { first, _ in first })
                 for id in window {
-                    guard let record = byID[id] else { throw RPCError(code: .notFound, message: "input image '\(id)' not found") }
+                    guard let record = byID[id] else { throw ProcessingError.notFound("input image '\(id)' not found") }
                     records.append(record)
                 }
             }
@@ -221,10 +221,10 @@ extension ProcessingService {
                 records += response.records
                 token = response.nextPageToken
                 guard records.count <= 10_000 else {
-                    throw RPCError(code: .invalidArgument, message: "series '\(uid)' has more than 10000 images; name the images with image_ids instead")
+                    throw ProcessingError.invalidArgument("series '\(uid)' has more than 10000 images; name the images with image_ids instead")
                 }
             } while !token.isEmpty
-            guard !records.isEmpty else { throw RPCError(code: .notFound, message: "series '\(uid)' not found") }
+            guard !records.isEmpty else { throw ProcessingError.notFound("series '\(uid)' not found") }
             try plan.checkInputCount(records.count)
             return try await orderSeries(records.map(RunInput.stored))
         default:
@@ -236,10 +236,10 @@ extension ProcessingService {
         do {
             return try await registry.resolveImages(request, options: .internalCall)
         } catch let error as RPCError where error.code == .invalidArgument || error.code == .notFound {
-            throw RPCError(code: error.code, message: error.message)
+            throw ProcessingError(error.code, error.message)
         } catch {
             logger.error("cannot resolve inputs", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
-            throw RPCError(code: .unavailable, message: "the registry cannot resolve the inputs right now; try again")
+            throw ProcessingError.unavailable("the registry cannot resolve the inputs right now; try again")
         }
     }
 
@@ -264,7 +264,7 @@ extension ProcessingService {
         do {
             order = try SeriesOrder.order(geometry)
         } catch {
-            throw RPCError(code: .invalidArgument, message: "the series cannot be stacked: \(error.detail)")
+            throw ProcessingError.invalidArgument("the series cannot be stacked: \(error.detail)")
         }
         return order.map { inputs[$0] }
     }
@@ -276,19 +276,19 @@ extension ProcessingService {
         var pending = try await messages.next()
         for index in 0..<count {
             guard let message = pending, case .image(let image)? = message.part else {
-                throw RPCError(code: .invalidArgument, message: "inline image \(index) of \(count) is missing: expected its InlineImageHeader")
+                throw ProcessingError.invalidArgument("inline image \(index) of \(count) is missing: expected its InlineImageHeader")
             }
             guard image.index == index else {
-                throw RPCError(code: .invalidArgument, message: "inline images must come in index order: expected \(index), got \(image.index)")
+                throw ProcessingError.invalidArgument("inline images must come in index order: expected \(index), got \(image.index)")
             }
             guard !image.hasRaw else {
-                throw RPCError(code: .invalidArgument, message: "inline image \(index): raw pixels are not accepted here; send a DICOM Part 10 object")
+                throw ProcessingError.invalidArgument("inline image \(index): raw pixels are not accepted here; send a DICOM Part 10 object")
             }
             guard image.sizeBytes > 0, image.sizeBytes <= 1 << 30 else {
-                throw RPCError(code: .invalidArgument, message: "inline image \(index): size_bytes must be 1 to 1073741824")
+                throw ProcessingError.invalidArgument("inline image \(index): size_bytes must be 1 to 1073741824")
             }
             guard image.sha256.isEmpty || Hex.isSHA256(image.sha256) else {
-                throw RPCError(code: .invalidArgument, message: "inline image \(index): sha256 must be 64 lower-case hex digits")
+                throw ProcessingError.invalidArgument("inline image \(index): sha256 must be 64 lower-case hex digits")
             }
             let writer = try inputs.makeWriter()
             do {
@@ -301,7 +301,7 @@ extension ProcessingService {
             }
         }
         if let extra = pending {
-            throw RPCError(code: .invalidArgument, message: "unexpected message after the last inline image: \(extra.part.map { "\($0)".prefix(40) } ?? "empty")")
+            throw ProcessingError.invalidArgument("unexpected message after the last inline image: \(extra.part.map { "\($0)".prefix(40) } ?? "empty")")
         }
         return spooled
     }
@@ -319,17 +319,17 @@ extension ProcessingService {
         while let message = pending {
             guard case .chunk(let chunk) = message.part else { break }
             guard chunk.offset == received else {
-                throw RPCError(code: .invalidArgument, message: "inline image \(index): chunk at offset \(chunk.offset), expected \(received)")
+                throw ProcessingError.invalidArgument("inline image \(index): chunk at offset \(chunk.offset), expected \(received)")
             }
             received += UInt64(chunk.data.count)
             guard received <= image.sizeBytes else {
-                throw RPCError(code: .invalidArgument, message: "inline image \(index) is longer than its size_bytes \(image.sizeBytes)")
+                throw ProcessingError.invalidArgument("inline image \(index) is longer than its size_bytes \(image.sizeBytes)")
             }
             try writer.write(chunk.data)
             pending = try await messages.next()
         }
         guard received == image.sizeBytes else {
-            throw RPCError(code: .invalidArgument, message: "inline image \(index) has \(received) bytes; size_bytes says \(image.sizeBytes)")
+            throw ProcessingError.invalidArgument("inline image \(index) has \(received) bytes; size_bytes says \(image.sizeBytes)")
         }
         let result: Result<BlobCommit, StorageError>
         do {
@@ -340,7 +340,7 @@ extension ProcessingService {
         switch result {
         case .success(let commit): return commit
         case .failure(let error) where error.isDigestMismatch || error.isSizeMismatch:
-            throw RPCError(code: .invalidArgument, message: "inline image \(index) does not match its header: \(error.detail)")
+            throw ProcessingError.invalidArgument("inline image \(index) does not match its header: \(error.detail)")
         case .failure(let error): throw error
         }
     }
@@ -356,26 +356,26 @@ extension ProcessingService {
         input.imageID.map { "input \(index) (image '\($0)')" } ?? "input \(index)"
     }
 
-    static func open(_ input: RunInput, blobs: BlobStore, inputs: BlobStore?, label: String) throws(RPCError) -> BlobReader {
+    static func open(_ input: RunInput, blobs: BlobStore, inputs: BlobStore?, label: String) throws(ProcessingError) -> BlobReader {
         do {
             switch input {
             case .stored: return try blobs.openReader(input.sha256)
             case .spooled: return try (inputs ?? blobs).openReader(input.sha256)
             }
         } catch {
-            throw RPCError(code: .dataLoss, message: "\(label): the stored bytes cannot be read (\(error)); nothing was made from it")
+            throw ProcessingError.dataLoss("\(label): the stored bytes cannot be read (\(error)); nothing was made from it")
         }
     }
 
-    static func read(_ input: RunInput, blobs: BlobStore, inputs: BlobStore, label: String) throws(RPCError) -> [UInt8] {
+    static func read(_ input: RunInput, blobs: BlobStore, inputs: BlobStore, label: String) throws(ProcessingError) -> [UInt8] {
         let reader = try open(input, blobs: blobs, inputs: inputs, label: label)
         guard reader.size == input.size else {
-            throw RPCError(code: .dataLoss, message: "\(label): the stored object has \(reader.size) bytes; its record says \(input.size)")
+            throw ProcessingError.dataLoss("\(label): the stored object has \(reader.size) bytes; its record says \(input.size)")
         }
         do {
             return try reader.readAll()
         } catch {
-            throw RPCError(code: .dataLoss, message: "\(label): the stored bytes cannot be read (\(error))")
+            throw ProcessingError.dataLoss("\(label): the stored bytes cannot be read (\(error))")
         }
     }
 
@@ -406,7 +406,7 @@ extension ProcessingService {
         }
         func stopIfAsked() throws {
             try Task.checkCancellation()
-            if shouldStop() { throw RPCError(code: .cancelled, message: "the job was cancelled") }
+            if shouldStop() { throw ProcessingError.cancelled("the job was cancelled") }
         }
         switch plan.kind {
         case .smooth, .derivative, .laplacian, .lines, .bandpass:
@@ -434,7 +434,7 @@ extension ProcessingService {
                             do {
                                 for frame in source.frames { frames.append(try plan.filter(frame)) }
                             } catch {
-                                throw RPCError(code: .invalidArgument, message: "\(label): \((error as? ImagingError)?.detail ?? "\(error)")")
+                                throw ProcessingError.invalidArgument("\(label): \((error as? ImagingError)?.detail ?? "\(error)")")
                             }
                             let built = try builder.build(frames, index: index, sources: [source.info], geometry: source.info)
                             let megapixels = Double(source.info.rows * source.info.columns * source.info.frames) / 1e6
@@ -479,7 +479,7 @@ extension ProcessingService {
                 let first = try SourceDecoder.decode(try Self.read(a, blobs: blobs, inputs: inputs, label: Self.label(0, a)), label: Self.label(0, a))
                 let second = try SourceDecoder.decode(try Self.read(b, blobs: blobs, inputs: inputs, label: Self.label(1, b)), label: Self.label(1, b))
                 guard first.frames.count == second.frames.count else {
-                    throw RPCError(code: .invalidArgument, message: "\(plan.name) needs inputs with as many frames: A has \(first.frames.count), B has \(second.frames.count)")
+                    throw ProcessingError.invalidArgument("\(plan.name) needs inputs with as many frames: A has \(first.frames.count), B has \(second.frames.count)")
                 }
                 var frames: [Image2D] = []
                 do {
@@ -487,7 +487,7 @@ extension ProcessingService {
                         frames.append(plan.kind == .add ? try Image2D.add(x, y) : try Image2D.subtract(x, y))
                     }
                 } catch {
-                    throw RPCError(code: .invalidArgument, message: "\(plan.name): shapes differ: A is \(first.info.rows)×\(first.info.columns), B is \(second.info.rows)×\(second.info.columns)")
+                    throw ProcessingError.invalidArgument("\(plan.name): shapes differ: A is \(first.info.rows)×\(first.info.columns), B is \(second.info.rows)×\(second.info.columns)")
                 }
                 let built = try builder.build(frames, index: 0, sources: [first.info, second.info], geometry: first.info)
                 let megapixels = Double(2 * first.info.rows * first.info.columns * first.info.frames) / 1e6
@@ -515,9 +515,7 @@ extension ProcessingService {
                         }
                         for frame in source.frames { try state.accumulator!.add(frame) }
                     } catch {
-                        throw RPCError(
-                            code: .invalidArgument,
-                            message: "\(label) cannot join the stack: it is \(source.info.rows)×\(source.info.columns), the first input is \(state.sources.first.map { "\($0.rows)×\($0.columns)" } ?? "?") (\((error as? ImagingError)?.detail ?? "\(error)"))"
+                        throw ProcessingError.invalidArgument("\(label) cannot join the stack: it is \(source.info.rows)×\(source.info.columns), the first input is \(state.sources.first.map { "\($0.rows)×\($0.columns)" } ?? "?") (\((error as? ImagingError)?.detail ?? "\(error)"))"
                         )
                     }
                     state.sources.append(Self.reference(source.info, input))
@@ -537,7 +535,7 @@ extension ProcessingService {
                 do {
                     image = try state.accumulator!.result()
                 } catch {
-                    throw RPCError(code: .invalidArgument, message: "\(plan.name): \((error as? ImagingError)?.detail ?? "\(error)")")
+                    throw ProcessingError.invalidArgument("\(plan.name): \((error as? ImagingError)?.detail ?? "\(error)")")
                 }
                 return (try builder.build([image], index: 0, sources: state.sources, geometry: nil), threadCPUSeconds() - start)
             }
@@ -595,10 +593,10 @@ extension ProcessingService {
             )
             return Registered(imageID: response.imageID, sha256: response.digest.sha256)
         } catch let error as RPCError where [.resourceExhausted, .invalidArgument, .notFound, .alreadyExists].contains(error.code) {
-            throw RPCError(code: error.code == .alreadyExists ? .failedPrecondition : error.code, message: "the result cannot be registered: \(error.message)")
+            throw ProcessingError(error.code == .alreadyExists ? .failedPrecondition : error.code, "the result cannot be registered: \(error.message)")
         } catch {
             logger.error("cannot register a result", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(run.caller.requestID)"])
-            throw RPCError(code: .unavailable, message: "the registry cannot store the result right now; try again")
+            throw ProcessingError.unavailable("the registry cannot store the result right now; try again")
         }
     }
 
@@ -608,7 +606,7 @@ extension ProcessingService {
             .with {
                 $0.eventID = "processing:\(run.caller.subscriberID):\(run.key)"
                 $0.subscriberID = run.caller.subscriberID
-                $0.time = .init(date: Date())
+                $0.time = .init(date: now())
                 $0.processing = .with {
                     $0.images = UInt32(clamping: images)
                     $0.bytesIn = totals.bytesIn
@@ -628,7 +626,7 @@ extension ProcessingService {
             $0.images = imageRefs
             $0.jobID = jobID
             $0.message = "\(run.caller.subscriberID) sent \(imageRefs.count) result\(imageRefs.count == 1 ? "" : "s") of \(run.plan.summary) on \(run.inputs.count) input\(run.inputs.count == 1 ? "" : "s")"
-            $0.createdAt = .init(date: Date())
+            $0.createdAt = .init(date: now())
         }
         return NoticeRow(sequence: 0, recipients: recipients, entryKey: "processing:\(run.key)", entry: try entry.serializedBytes())
     }

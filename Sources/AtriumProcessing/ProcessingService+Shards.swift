@@ -110,7 +110,7 @@ extension ProcessingService {
         let count = run.inputs.count
         let explicit = run.header.shards
         guard let peers, run.inputs.allSatisfy({ $0.imageID != nil }), count >= 2 else {
-            if !explicit.isEmpty { throw RPCError(code: .invalidArgument, message: "shards apply only to a batch of stored images (image_ids or a series)") }
+            if !explicit.isEmpty { throw ProcessingError.invalidArgument("shards apply only to a batch of stored images (image_ids or a series)") }
             return nil
         }
         if case .add = run.plan.kind { return explicit.isEmpty ? nil : try refuseShards("add takes two inputs and is not split") }
@@ -122,15 +122,15 @@ extension ProcessingService {
             var next: UInt32 = 0
             for (index, range) in explicit.enumerated() {
                 guard range.start == next, range.end > range.start else {
-                    throw RPCError(code: .invalidArgument, message: "shards[\(index)] must start at \(next) and end after it; shards are contiguous and in order")
+                    throw ProcessingError.invalidArgument("shards[\(index)] must start at \(next) and end after it; shards are contiguous and in order")
                 }
                 next = range.end
             }
-            guard next == count else { throw RPCError(code: .invalidArgument, message: "shards cover \(next) inputs; the batch has \(count)") }
+            guard next == count else { throw ProcessingError.invalidArgument("shards cover \(next) inputs; the batch has \(count)") }
             // One shard is the whole batch: run it unsplit.
             if explicit.count == 1 { return nil }
             guard explicit.count <= candidates.count else {
-                throw RPCError(code: .invalidArgument, message: "\(explicit.count) shards asked for, but \(candidates.count) instance\(candidates.count == 1 ? "" : "s") serve now")
+                throw ProcessingError.invalidArgument("\(explicit.count) shards asked for, but \(candidates.count) instance\(candidates.count == 1 ? "" : "s") serve now")
             }
             return explicit.enumerated().map { Shard(index: $0, range: Int($1.start)..<Int($1.end), instance: candidates[$0]) }
         }
@@ -142,7 +142,7 @@ extension ProcessingService {
     }
 
     private func refuseShards(_ why: String) throws -> [Shard]? {
-        throw RPCError(code: .invalidArgument, message: "shards given, but \(why)")
+        throw ProcessingError.invalidArgument("shards given, but \(why)")
     }
 
     /// Contiguous ranges over `count` inputs, sized in proportion to `weights` (largest remainders). Weights are
@@ -224,7 +224,7 @@ extension ProcessingService {
                 return (merged, instances.value.withLock { $0 })
             }
             for index in run.inputs.indices {
-                if shouldStop() { throw RPCError(code: .cancelled, message: "the job was cancelled") }
+                if shouldStop() { throw ProcessingError.cancelled("the job was cancelled") }
                 try await emit(try await queue.take(index).produced(index))
                 emitted.inputsDone = index + 1
                 emitted.cpuSeconds = totals.value.withLock { $0.cpuSeconds }
@@ -254,7 +254,7 @@ extension ProcessingService {
                 }
                 try await runLocal(shard.index, range: range, of: run, queue: queue, totals: totals, projection: projection, holdsWorker: holdsWorker)
                 return instanceID
-            } catch let error as RPCError where Self.retryable(error) && attempt == 1 {
+            } catch let error as any RPCErrorConvertible where Self.retryable(error) && attempt == 1 {
                 if let failed = target { peers?.markFailed(failed) }
                 let next = peers?.all.first { $0.healthy && !$0.instanceID.isEmpty && $0.instanceID != instanceID && $0 !== target }
                 logger.warning(
@@ -266,8 +266,8 @@ extension ProcessingService {
         }
     }
 
-    static func retryable(_ error: RPCError) -> Bool {
-        [.unavailable, .deadlineExceeded, .aborted, .unknown, .internalError, .cancelled].contains(error.code)
+    static func retryable(_ error: any RPCErrorConvertible) -> Bool {
+        [.unavailable, .deadlineExceeded, .aborted, .unknown, .internalError, .cancelled].contains(error.rpcErrorCode)
     }
 
     /// This instance's part of a split batch, on a worker (the job's own when `holdsWorker`).
@@ -327,17 +327,17 @@ extension ProcessingService {
                     buffer = []
                 case .chunk(let chunk):
                     guard let result = current, UInt64(buffer.count) == chunk.offset, UInt64(buffer.count + chunk.data.count) <= result.sizeBytes else {
-                        throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a chunk out of order")
+                        throw ProcessingError.internalError("shard \(index) on \(peer.instanceID) sent a chunk out of order")
                     }
                     // Only bytes that are kept (a projection's state, or a peer of an earlier version) are held here.
                     guard buffer.count + chunk.data.count <= 1 << 30 else {
-                        throw RPCError(code: .failedPrecondition, message: "shard \(index) on \(peer.instanceID) sent more than 1 GiB for one result")
+                        throw ProcessingError.failedPrecondition("shard \(index) on \(peer.instanceID) sent more than 1 GiB for one result")
                     }
                     if buffer.isEmpty { buffer.reserveCapacity(Int(min(result.sizeBytes, 1 << 30))) }
                     buffer.append(contentsOf: chunk.data)
                 case .digest(let digest):
                     guard let result = current, digest.sizeBytes == result.sizeBytes, Hex.isSHA256(digest.sha256) else {
-                        throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a digest that does not match its result")
+                        throw ProcessingError.internalError("shard \(index) on \(peer.instanceID) sent a digest that does not match its result")
                     }
                     current = nil
                     let registered = !result.imageID.isEmpty && !result.projectionPartial
@@ -345,7 +345,7 @@ extension ProcessingService {
                     // (a peer of an earlier version sends them anyway).
                     if !buffer.isEmpty || !registered {
                         guard UInt64(buffer.count) == result.sizeBytes, Hex.encode(SHA256.hash(data: buffer)) == digest.sha256 else {
-                            throw RPCError(code: .internalError, message: "shard \(index) on \(peer.instanceID) sent a result that does not match its digest")
+                            throw ProcessingError.internalError("shard \(index) on \(peer.instanceID) sent a result that does not match its digest")
                         }
                     }
                     queue.put(
@@ -364,7 +364,7 @@ extension ProcessingService {
                     continue
                 }
             }
-            throw RPCError(code: .unavailable, message: "shard \(index) on \(peer.instanceID) ended without a summary")
+            throw ProcessingError.unavailable("shard \(index) on \(peer.instanceID) ended without a summary")
         }
         totals.value.withLock {
             $0.cpuSeconds += summary.cpuSeconds
@@ -377,7 +377,7 @@ extension ProcessingService {
         do {
             return try ProjectionAccumulator.Partial(bytes: entry.bytes ?? [])
         } catch {
-            throw RPCError(code: .internalError, message: "a shard sent an unreadable projection state: \(error.detail)")
+            throw ProcessingError.internalError("a shard sent an unreadable projection state: \(error.detail)")
         }
     }
 
@@ -394,7 +394,7 @@ extension ProcessingService {
                 merged = try ProjectionAccumulator(partial: partials[0])
                 for partial in partials.dropFirst() { try merged.merge(try ProjectionAccumulator(partial: partial)) }
             } catch {
-                throw RPCError(code: .internalError, message: "the shards' projection states do not merge: \((error as? ImagingError)?.detail ?? "\(error)")")
+                throw ProcessingError.internalError("the shards' projection states do not merge: \((error as? ImagingError)?.detail ?? "\(error)")")
             }
             guard merged.isExact else { return (false, nil, threadCPUSeconds() - start, "") }
             // The first input's attributes (patient, study, pixel type) from its header; every input by its record.
@@ -409,7 +409,7 @@ extension ProcessingService {
             do {
                 image = try merged.result()
             } catch {
-                throw RPCError(code: .invalidArgument, message: "\(run.plan.name): \((error as? ImagingError)?.detail ?? "\(error)")")
+                throw ProcessingError.invalidArgument("\(run.plan.name): \((error as? ImagingError)?.detail ?? "\(error)")")
             }
             return (true, try builder.build([image], index: 0, sources: sources, geometry: nil), threadCPUSeconds() - start, info.patientID)
         }
@@ -430,11 +430,11 @@ extension ProcessingService {
         let shard = header.shard
         header.shard = Atrium_V1_ShardInfo()
         guard case .imageIds(let list) = header.inputs, !list.imageIds.isEmpty, list.imageIds.count <= 10_000 else {
-            throw RPCError(code: .invalidArgument, message: "a shard's header lists its batch as 1 to 10000 image_ids")
+            throw ProcessingError.invalidArgument("a shard's header lists its batch as 1 to 10000 image_ids")
         }
         let range = Int(shard.range.start)..<Int(shard.range.end)
         guard !range.isEmpty, range.upperBound <= list.imageIds.count else {
-            throw RPCError(code: .invalidArgument, message: "shard range \(range) is outside the batch of \(list.imageIds.count)")
+            throw ProcessingError.invalidArgument("shard range \(range) is outside the batch of \(list.imageIds.count)")
         }
         let plan = try OperationPlan(header.operation, outputType: header.outputType)
         // Only this shard's inputs are resolved (visibility is checked again here); the rest keep their place.

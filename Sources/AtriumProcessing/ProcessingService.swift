@@ -3,7 +3,7 @@ import AtriumAPI
 import AtriumCore
 public import AtriumRuntime
 import AtriumStorage
-import Foundation
+public import Foundation
 public import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtobuf
@@ -53,6 +53,9 @@ public struct ProcessingService: Sendable {
     /// Sends the notice outbox; woken when a notice is written.
     var noticePump: OutboxPump { pumps[1] }
 
+    /// The clock for expiry, grants and timestamps; injected so that tests can move it.
+    let now: @Sendable () -> Date
+
     /// An instance that resolves and registers images through `registry`, meters through `security`, puts
     /// results in inboxes through `delivery` (clients presenting processing's certificate) and splits batches
     /// across `peers`.
@@ -62,8 +65,10 @@ public struct ProcessingService: Sendable {
         security: Connection,
         delivery: Connection,
         peers: ProcessingPool? = nil,
-        logger: Logger
+        logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
+        self.now = now
         self.peers = peers
         self.configuration = configuration
         self.registry = registry.registryInternal
@@ -125,7 +130,7 @@ public struct ProcessingService: Sendable {
             $0.workerCount = UInt32(clamping: workers.size)
             $0.softwareVersion = configuration.softwareVersion
             $0.callsServed = UInt64(load.total)
-            $0.measuredAt = .init(date: Date())
+            $0.measuredAt = .init(date: now())
         }
     }
 
@@ -162,10 +167,10 @@ struct LoadReporter: RegistrableRPCService {
             serializer: ProtobufSerializer<Atrium_V1_RunResponse>()
         ) { request, context in
             guard PeerIdentity.service(of: context) == .processing else {
-                throw RPCError(code: .permissionDenied, message: "only processing instances run shards")
+                throw ProcessingError.permissionDenied("only processing instances run shards")
             }
             var messages = request.messages.makeAsyncIterator()
-            guard let message = try await messages.next() else { throw RPCError(code: .invalidArgument, message: "RunShard needs its request") }
+            guard let message = try await messages.next() else { throw ProcessingError.invalidArgument("RunShard needs its request") }
             return StreamingServerResponse { writer in
                 try await service.serveShard(message, writer: writer)
                 return [:]

@@ -21,7 +21,7 @@ extension RegistryService {
             digests = try await offload { try self.store.snapshot(to: path) }
         } catch {
             logger.error("cannot snapshot the index", metadata: [LogKey.error: "\(error)", "backup": "\(request.backupID)"])
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
         defer { try? handle.close() }
@@ -52,7 +52,7 @@ extension RegistryService {
         let path = "\(configuration.blobDirectory)/tmp/restore-\(Identifier.randomBase32(count: 16)).sqlite"
         defer { unlink(path) }
         guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
         var hasher = SHA256()
         var received: UInt64 = 0

@@ -31,7 +31,7 @@ extension RegistryService {
         let named = ids.filter { !$0.isEmpty && $0.utf8.count <= 64 }
         let audience = Audience(caller: caller, hasGrants: false)
         let visible = try readIndex(caller.requestID) {
-            try store.visibleImages(ids: named, receiverID: caller.subscriberID, at: Date()) { audience.seesDirectly($0) }
+            try store.visibleImages(ids: named, receiverID: caller.subscriberID, at: now()) { audience.seesDirectly($0) }
         }
         var response = Atrium_V1_ResolveImagesResponse()
         for id in ids {
@@ -85,13 +85,13 @@ extension RegistryService {
         let update = request.conditions
         let result: (ImageRow, ConditionsRow)?
         do {
-            result = try await store.addConditionsVersion(imageID: row.id, recordedBy: caller.subscriberID, reason: request.reason, at: Date()) { current in
+            result = try await store.addConditionsVersion(imageID: row.id, recordedBy: caller.subscriberID, reason: request.reason, at: now()) { current in
                 let base = (try? Atrium_V1_AcquisitionConditions(serializedBytes: current.conditions)) ?? .init()
                 return try Conditions.merge(base, update).serializedData()
             }
         } catch {
             logger.error("cannot record conditions", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
         guard let (updated, version) = result else { throw RegistryError.imageNotFound(row.id) }
         self.record(caller, Atrium_V1_Registry.Method.SetAcquisitionConditions.descriptor, image: updated)
@@ -101,7 +101,7 @@ extension RegistryService {
     // MARK: - Listings
 
     func listImages(_ request: Atrium_V1_ListImagesRequest, caller: VerifiedCaller) throws -> Atrium_V1_ListImagesResponse {
-        let query = try ImageQuery(request.filter)
+        let query = try ImageQuery(request.filter, at: now())
         let page = try KeysetPage(request.page, scope: "i" + query.fingerprint)
         let audience = try audience(of: caller)
         let rows = try readIndex(caller.requestID) { try store.listImages(audience: audience, query: query, after: page.after, limit: page.size) }
@@ -175,7 +175,7 @@ extension RegistryService {
         pageRequest: Atrium_V1_PageRequest,
         caller: VerifiedCaller
     ) throws -> ([GroupSummary], String) {
-        let query = try ImageQuery(filter)
+        let query = try ImageQuery(filter, at: now())
         let page = try KeysetPage(pageRequest, scope: (column == .study ? "t" : "s") + query.fingerprint)
         let audience = try audience(of: caller)
         let groups = try readIndex(caller.requestID) {
@@ -205,7 +205,7 @@ extension RegistryService {
         case nil:
             throw RegistryError.invalidArgument("a grant needs a scope: patient_id or studies")
         }
-        let now = Date()
+        let now = self.now()
         var expiry: Date?
         if request.hasExpiresAt {
             let millis = try ImageQuery.millis(request.expiresAt, field: "expires_at")
@@ -232,7 +232,7 @@ extension RegistryService {
             try await store.insert(grant, studies: studies, notice: Notice(recipientID: receiver, entryKey: "share:\(grant.id)", entry: try entry.serializedBytes()))
         } catch {
             logger.error("cannot record a share grant", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
         notices.wake()
         recordGrant(caller, Atrium_V1_Registry.Method.GrantShare.descriptor, grant)
@@ -243,10 +243,10 @@ extension RegistryService {
         guard (1...64).contains(request.grantID.utf8.count) else { throw RegistryError.invalidArgument("grant_id must be 1 to 64 bytes") }
         let result: (ShareGrantRow, [String])?
         do {
-            result = try await store.revoke(grantID: request.grantID, grantorID: caller.subscriberID, at: Date())
+            result = try await store.revoke(grantID: request.grantID, grantorID: caller.subscriberID, at: now())
         } catch {
             logger.error("cannot revoke a share grant", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(caller.requestID)"])
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
         guard let (grant, studies) = result else { throw RegistryError.grantNotFound(request.grantID) }
         recordGrant(caller, Atrium_V1_Registry.Method.RevokeShare.descriptor, grant)
@@ -263,7 +263,7 @@ extension RegistryService {
                 subscriberID: caller.subscriberID,
                 byGrantor: request.grantedByMe,
                 includeInactive: request.includeInactive,
-                at: Date(),
+                at: now(),
                 after: after,
                 limit: size
             )
@@ -278,10 +278,10 @@ extension RegistryService {
     func share(image imageID: String, of registrant: VerifiedCaller, with receivers: [String]) async throws {
         guard !receivers.isEmpty else { return }
         do {
-            try await store.grantImage(imageID, grantorID: registrant.subscriberID, to: receivers, at: Date())
+            try await store.grantImage(imageID, grantorID: registrant.subscriberID, to: receivers, at: now())
         } catch {
             logger.error("cannot record image grants", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
         for receiver in receivers {
             record(registrant, Atrium_V1_RegistryInternal.Method.RegisterFor.descriptor, resource: imageID, owner: registrant.subscriberID, patientID: nil, outcome: "ok: shared with \(receiver)")

@@ -6,7 +6,7 @@ import AtriumStorage
 import AtriumDICOM
 import Crypto
 import Dispatch
-import Foundation
+public import Foundation
 import Synchronization
 public import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -37,12 +37,17 @@ public struct RegistryService: Sendable {
     /// Opens the index and the blob store, and removes temp files an earlier crash left behind. Storage quotas
     /// are reserved and audit entries written through `security`, and share notices put in inboxes through
     /// `delivery` (clients presenting the registry's certificate).
+    /// The clock for expiry, grants and timestamps; injected so that tests can move it.
+    let now: @Sendable () -> Date
+
     public init(
         configuration: RegistryConfiguration,
         security: Connection,
         delivery: Connection,
-        logger: Logger
+        logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
+        self.now = now
         self.store = try RegistryStore(path: configuration.databasePath)
         self.blobs = try BlobStore(root: configuration.blobDirectory)
         let removed = try blobs.removeStaleTemporaries()
@@ -81,7 +86,7 @@ public struct RegistryService: Sendable {
 
     /// Single-use capabilities to upload over the data plane (see ``UploadDoor``).
     func authorizeUpload(_ request: Atrium_V1_AuthorizeUploadRequest, caller: VerifiedCaller) throws -> Atrium_V1_AuthorizeUploadResponse {
-        try uploadDoor.authorize(count: request.count, caller: caller)
+        try uploadDoor.authorize(count: request.count, caller: caller, now: now())
     }
 
     /// What the process must run besides the server: the audit trail and the two outboxes.
@@ -122,7 +127,7 @@ public struct RegistryService: Sendable {
             writer = try blobs.makeWriter()
         } catch {
             logger.error("cannot start a blob", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
         let held = HeldUpload(writer: writer)
         // Whatever happens below, a writer that was not committed deletes its temp file (after the writes queued).
@@ -183,7 +188,7 @@ public struct RegistryService: Sendable {
             throw error
         }
         stages.mark("blob")
-        let now = Date()
+        let now = self.now()
         let row = ImageRow(
             id: Identifier.make(prefix: "img"),
             registrant: registrant.subscriberID,
@@ -202,7 +207,7 @@ public struct RegistryService: Sendable {
         } catch {
             logger.error("cannot commit an image record", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
             await giveBack()
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
         stages.mark("index")
         let alreadyHad: Bool
@@ -213,7 +218,7 @@ public struct RegistryService: Sendable {
             // A concurrent registration of the same SOP instance committed first.
             await giveBack()
             if let answer = try idempotent(current, sha256: commit.sha256, supersede: false, registrant: registrant, method: method) { return answer }
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
         // The settlement is durable in the outbox, in the record's own transaction; it goes to security in the
         // background, batched with others, and the reservation counts against the quota until it arrives.
@@ -296,7 +301,7 @@ public struct RegistryService: Sendable {
             try await held.append(data)
         } catch {
             logger.error("blob write failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
     }
 
@@ -314,7 +319,7 @@ public struct RegistryService: Sendable {
                 return .invalidArgument("the upload does not match header.sha256: \(mismatch.detail)")
             }
             logger.error("blob write or fsync failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            return RegistryError.storageUnavailable
+            return RegistryError.storageUnavailable()
         }
         if !whole {
             do { try await held.written() } catch { throw failed(error) }
@@ -340,7 +345,7 @@ public struct RegistryService: Sendable {
                             return try writer.contents(offset: offset, length: length)
                         } catch {
                             logger.error("cannot read back an upload", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-                            throw RegistryError.storageUnavailable
+                            throw RegistryError.storageUnavailable()
                         }
                     }
                 }
@@ -395,7 +400,7 @@ public struct RegistryService: Sendable {
             return try await writer.commitOffloaded()
         } catch {
             logger.error("blob commit failed", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
     }
 
@@ -408,7 +413,7 @@ public struct RegistryService: Sendable {
         guard let row else { throw RegistryError.imageNotFound(id) }
         // Most reads are the registrant's own: the grant table is read only when needed.
         if Audience(caller: caller, hasGrants: false).seesDirectly(row) { return row }
-        guard try readIndex(caller.requestID, { try store.grantCovers(imageID: row.id, receiverID: caller.subscriberID, at: Date()) }) else {
+        guard try readIndex(caller.requestID, { try store.grantCovers(imageID: row.id, receiverID: caller.subscriberID, at: now()) }) else {
             throw RegistryError.imageNotFound(id)
         }
         return row
@@ -417,7 +422,7 @@ public struct RegistryService: Sendable {
     /// Who `caller` is for visibility in listings: its identity, and whether any grant applies to it now.
     func audience(of caller: VerifiedCaller) throws -> Audience {
         if caller.kind == .operator { return Audience(caller: caller, hasGrants: false) }
-        let hasGrants = try readIndex(caller.requestID) { try store.hasActiveGrants(receiverID: caller.subscriberID, at: Date()) }
+        let hasGrants = try readIndex(caller.requestID) { try store.hasActiveGrants(receiverID: caller.subscriberID, at: now()) }
         return Audience(caller: caller, hasGrants: hasGrants)
     }
 
@@ -428,7 +433,7 @@ public struct RegistryService: Sendable {
             throw error
         } catch {
             logger.error("cannot read the index", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            throw RegistryError.storageUnavailable
+            throw RegistryError.storageUnavailable()
         }
     }
 }

@@ -137,7 +137,7 @@ actor StorageLeases {
                 throw RPCError(code: error.code == .resourceExhausted ? .resourceExhausted : .permissionDenied, message: error.message)
             } catch {
                 logger.error("cannot reserve storage", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-                throw RegistryError.quotaUnavailable
+                throw RegistryError.quotaUnavailable()
             }
         }
     }

@@ -128,7 +128,7 @@ public struct RegistryUploads: UploadIntake {
     ) async -> PlaneAnswer {
         let admission: UploadDoor.Admission
         do {
-            admission = try service.uploadDoor.admit(token)
+            admission = try service.uploadDoor.admit(token, now: service.now())
         } catch .expired {
             return Self.refusal(403, .permissionDenied, "the capability has expired: call AuthorizeUpload again", reason: "expired")
         } catch .spent {

@@ -1,12 +1,13 @@
 import SwiftProtobuf
 import AtriumAPI
 import Foundation
+import AtriumRuntime
 
 /// Usage reports, statements, quotes and the budget cap.
 extension SecurityService {
     /// Storage now and metered totals of the current period.
     func usage(of subscriberID: String, requestID: String) throws -> Atrium_V1_Usage {
-        let now = now()
+        let now = self.now()
         let period = BillingPeriod(containing: now)
         let (state, metered) = try guarded(requestID) { try store.usage(of: subscriberID, period: period, now: now) }
         return Self.usageMessage(subscriberID: subscriberID, state: state, metered: metered, period: period)
@@ -40,7 +41,7 @@ extension SecurityService {
         guard let period = BillingPeriod(periodText) else {
             throw SecurityError.invalidArgument("period must be a month written YYYY-MM, e.g. 2026-11")
         }
-        let now = now()
+        let now = self.now()
         guard period.start <= now else { throw SecurityError.invalidArgument("period \(period.text) has not started") }
         return try guarded(requestID) {
             let subscriber = try store.subscriber(subscriberID)

@@ -320,7 +320,7 @@ struct AccountSecurity: Atrium_V1_Account.ServiceProtocol {
                 )
             }
         }
-        guard let issued else { throw SecurityError.storageUnavailable }
+        guard let issued else { throw SecurityError.storageUnavailable() }
         service.audit(
             VerifiedCaller(subscriberID: record.subscriberID, kind: .unspecified, roles: [], requestID: requestID),
             context.descriptor,

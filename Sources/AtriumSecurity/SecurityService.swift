@@ -138,7 +138,7 @@ public struct SecurityService: Sendable {
             throw error
         } catch {
             logger.error("security database error", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(requestID)"])
-            throw SecurityError.storageUnavailable
+            throw SecurityError.storageUnavailable()
         }
     }
 

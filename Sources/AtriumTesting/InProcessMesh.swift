@@ -2,7 +2,8 @@ import AtriumAssembly
 import AtriumCore
 public import AtriumRuntime
 import AtriumSecurity
-import Foundation
+public import Foundation
+import Synchronization
 public import GRPCCore
 import Logging
 import ServiceLifecycle
@@ -29,8 +30,9 @@ public final class InProcessMesh: Sendable {
         self.running = Task { try await group.run() }
     }
 
-    /// Builds and starts every service; `environment` adds `ATRIUM_*` settings. Call ``stop()`` when done.
-    public static func start(environment: [String: String] = [:]) async throws -> InProcessMesh {
+    /// Builds and starts every service; `environment` adds `ATRIUM_*` settings, `now` is the services' clock (a
+    /// ``TestClock`` moves it). Call ``stop()`` when done.
+    public static func start(environment: [String: String] = [:], now: @escaping @Sendable () -> Date = { Date() }) async throws -> InProcessMesh {
         let directory = try TemporaryDirectory(prefix: "atrium-inprocess")
         var settings = [
             "ATRIUM_DATA_DIR": directory.path, "ATRIUM_GATEWAY_MTLS_PORT": "off", "ATRIUM_DELIVERY_BYTES_PORT": "off", "ATRIUM_INSTANCE_ID": "processing-1",
@@ -42,7 +44,7 @@ public final class InProcessMesh: Sendable {
             throw ConfigurationError(key: "bootstrap", problem: "a new data directory already had an operator")
         }
         let quiet = Logger(label: "atrium.test") { _ in SwiftLogNoOpLogHandler() }
-        let inside = try InProcessAssembly(runtime: runtime, values: values, logger: quiet, clientLink: true)
+        let inside = try InProcessAssembly(runtime: runtime, values: values, logger: quiet, clientLink: true, now: now)
         let group = ServiceGroup(configuration: .init(services: inside.services.map { .init(service: $0) }, logger: quiet))
         return InProcessMesh(directory: directory, operatorKey: key, gateway: inside.client!, group: group)
     }
@@ -56,5 +58,23 @@ public final class InProcessMesh: Sendable {
     public func stop() async {
         await group.triggerGracefulShutdown()
         _ = try? await running.value
+    }
+}
+
+/// A clock a test moves: the services of an ``InProcessMesh`` read it instead of the system clock.
+public final class TestClock: Sendable {
+    private let current: Mutex<Date>
+
+    /// A clock at `start`.
+    public init(_ start: Date = Date()) {
+        current = Mutex(start)
+    }
+
+    /// The time now.
+    public func now() -> Date { current.withLock { $0 } }
+
+    /// Moves the clock forward.
+    public func advance(by seconds: TimeInterval) {
+        current.withLock { $0 = $0.addingTimeInterval(seconds) }
     }
 }

@@ -115,6 +115,37 @@ struct InProcessServiceTests {
         await mesh.stop()
     }
 
+    @Test("expiry follows the services' clock: a share grant ends when the injected clock passes its expiry")
+    func injectedClock() async throws {
+        let clock = TestClock()
+        let mesh = try await InProcessMesh.start(now: clock.now)
+        let stubs = try Stubs(mesh.gateway)
+        let registrant = try await subscriber(stubs, mesh, kind: .hospital)
+        let grantee = try await subscriber(stubs, mesh, kind: .hospital)
+        var fixture = DICOMFixture(sopInstanceUID: "1.2.999.80.8", patientID: "P-CLOCK")
+        fixture.size = 64
+        let image = try await register(stubs, Data(try Fixtures.dicom(fixture)), metadata: mesh.metadata(apiKey: registrant.key)).imageID
+        let asGrantee = mesh.metadata(apiKey: grantee.key)
+        #expect(await code { _ = try await stubs.registry.getImage(.with { $0.imageID = image }, metadata: asGrantee) } == .notFound)
+        // A grant for one hour of the services' time, not the test's.
+        _ = try await stubs.registry.grantShare(
+            .with {
+                $0.receiverID = grantee.id
+                $0.patientID = "P-CLOCK"
+                $0.expiresAt = .init(date: clock.now().addingTimeInterval(3600))
+            },
+            metadata: mesh.metadata(apiKey: registrant.key)
+        )
+        #expect(await code { _ = try await stubs.registry.getImage(.with { $0.imageID = image }, metadata: asGrantee) } == nil)
+        clock.advance(by: 3599)
+        #expect(await code { _ = try await stubs.registry.getImage(.with { $0.imageID = image }, metadata: asGrantee) } == nil)
+        #expect(try await stubs.registry.listImages(.init(), metadata: asGrantee).images.map(\.imageID) == [image])
+        clock.advance(by: 2)
+        #expect(await code { _ = try await stubs.registry.getImage(.with { $0.imageID = image }, metadata: asGrantee) } == .notFound)
+        #expect(try await stubs.registry.listImages(.init(), metadata: asGrantee).images.isEmpty)
+        await mesh.stop()
+    }
+
     @Test("audit: every service writes the method one way, and one call's entries share its request ID")
     func auditOnePath() async throws {
         let mesh = try await InProcessMesh.start()

@@ -5,6 +5,7 @@ import GRPCCore
 import Testing
 
 @testable import AtriumSecurity
+import AtriumRuntime
 
 @Suite("Storage quota and notifications")
 struct QuotaTests {

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import Synchronization
+import AtriumRuntime
 
 /// The instance's workers: at most `size` runs compute at once; the others wait in arrival order, up to
 /// `queueLimit` of them.
@@ -33,7 +34,7 @@ final class WorkerPool: Sendable {
                 return nil
             }
             guard state.waiting.count < queueLimit else {
-                throw RPCError(code: .resourceExhausted, message: "this processing instance's queue is full (\(queueLimit) waiting); try again later")
+                throw ProcessingError.resourceExhausted("this processing instance's queue is full (\(queueLimit) waiting); try again later")
             }
             state.nextTicket += 1
             return state.nextTicket

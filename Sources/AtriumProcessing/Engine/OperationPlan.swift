@@ -2,6 +2,7 @@ import SwiftProtobuf
 import AtriumAPI
 import AtriumImaging
 import GRPCCore
+import AtriumRuntime
 
 /// A validated operation: what to compute, the operation as applied (defaults filled in), and the output type.
 ///
@@ -27,7 +28,7 @@ struct OperationPlan: Sendable {
     /// The largest sigma accepted, in pixels.
     static let maximumSigma = 64.0
 
-    init(_ operation: Atrium_V1_Operation, outputType: Atrium_V1_OutputType) throws(RPCError) {
+    init(_ operation: Atrium_V1_Operation, outputType: Atrium_V1_OutputType) throws(ProcessingError) {
         var applied = operation
         switch operation.kind {
         case .smooth(let smooth):
@@ -41,7 +42,7 @@ struct OperationPlan: Sendable {
             case .rows, .columns:
                 kind = .derivative(derivative.component)
             case .UNRECOGNIZED(let value):
-                throw RPCError(code: .invalidArgument, message: "operation.derivative.component \(value) is not a known component")
+                throw ProcessingError.invalidArgument("operation.derivative.component \(value) is not a known component")
             }
         case .laplacian:
             kind = .laplacian
@@ -51,9 +52,7 @@ struct OperationPlan: Sendable {
             try Self.check(sigma: band.sigmaLow, field: "operation.bandpass.sigma_low")
             try Self.check(sigma: band.sigmaHigh, field: "operation.bandpass.sigma_high")
             guard band.sigmaLow < band.sigmaHigh else {
-                throw RPCError(
-                    code: .invalidArgument,
-                    message: "operation.bandpass needs sigma_low < sigma_high; got sigma_low \(band.sigmaLow) and sigma_high \(band.sigmaHigh)"
+                throw ProcessingError.invalidArgument("operation.bandpass needs sigma_low < sigma_high; got sigma_low \(band.sigmaLow) and sigma_high \(band.sigmaHigh)"
                 )
             }
             kind = .bandpass(low: Float(band.sigmaLow), high: Float(band.sigmaHigh))
@@ -74,28 +73,28 @@ struct OperationPlan: Sendable {
             applied.minip.axis = Self.axisMessage(axis)
             kind = .projection(.minimum, axis: axis)
         case nil:
-            throw RPCError(code: .invalidArgument, message: "operation is required: set one of smooth, derivative, laplacian, lines, bandpass, add, subtract, sum_projection, mip, minip")
+            throw ProcessingError.invalidArgument("operation is required: set one of smooth, derivative, laplacian, lines, bandpass, add, subtract, sum_projection, mip, minip")
         }
         switch outputType {
         case .unspecified, .float32: self.outputType = .float32
         case .source: self.outputType = .source
-        case .UNRECOGNIZED(let value): throw RPCError(code: .invalidArgument, message: "output_type \(value) is not a known output type")
+        case .UNRECOGNIZED(let value): throw ProcessingError.invalidArgument("output_type \(value) is not a known output type")
         }
         self.applied = applied
     }
 
-    private static func check(sigma: Double, field: String) throws(RPCError) {
+    private static func check(sigma: Double, field: String) throws(ProcessingError) {
         guard sigma.isFinite, sigma > 0, sigma <= maximumSigma else {
-            throw RPCError(code: .invalidArgument, message: "\(field) must be greater than 0 and at most \(Int(maximumSigma)) pixels; got \(sigma)")
+            throw ProcessingError.invalidArgument("\(field) must be greater than 0 and at most \(Int(maximumSigma)) pixels; got \(sigma)")
         }
     }
 
-    private static func axis(_ projection: Atrium_V1_Operation.Projection, field: String) throws(RPCError) -> Int {
+    private static func axis(_ projection: Atrium_V1_Operation.Projection, field: String) throws(ProcessingError) -> Int {
         switch projection.axis {
         case .unspecified, .slice: 0
         case .rows: 1
         case .columns: 2
-        case .UNRECOGNIZED(let value): throw RPCError(code: .invalidArgument, message: "\(field) \(value) is not a known axis")
+        case .UNRECOGNIZED(let value): throw ProcessingError.invalidArgument("\(field) \(value) is not a known axis")
         }
     }
 
@@ -147,14 +146,14 @@ struct OperationPlan: Sendable {
     }
 
     /// INVALID_ARGUMENT unless `count` inputs suit the operation.
-    func checkInputCount(_ count: Int) throws(RPCError) {
+    func checkInputCount(_ count: Int) throws(ProcessingError) {
         switch kind {
         case .add, .subtract:
             guard count == 2 else {
-                throw RPCError(code: .invalidArgument, message: "\(name) takes exactly two inputs (A, then B); got \(count)")
+                throw ProcessingError.invalidArgument("\(name) takes exactly two inputs (A, then B); got \(count)")
             }
         default:
-            guard count >= 1 else { throw RPCError(code: .invalidArgument, message: "\(name) needs at least one input") }
+            guard count >= 1 else { throw ProcessingError.invalidArgument("\(name) needs at least one input") }
         }
     }
 

@@ -4,6 +4,7 @@ import AtriumImaging
 import Crypto
 import Foundation
 import GRPCCore
+import AtriumRuntime
 
 /// A result as DICOM Part 10 bytes, with what the result stream's `ResultImage` says about it.
 struct BuiltResult: Sendable {
@@ -42,9 +43,9 @@ struct ResultBuilder: Sendable {
 
     /// Writes result `index` (0-based) of `count`, made from `sources` (in input order), whose first source gives
     /// the patient, study and, for OUTPUT_TYPE_SOURCE, the pixel type and rescale.
-    func build(_ frames: [Image2D], index: Int, sources: [SourceInfo], geometry: SourceInfo?) throws(RPCError) -> BuiltResult {
+    func build(_ frames: [Image2D], index: Int, sources: [SourceInfo], geometry: SourceInfo?) throws(ProcessingError) -> BuiltResult {
         guard let first = sources.first, let shape = frames.first else {
-            throw RPCError(code: .internalError, message: "a result needs at least one source and one frame")
+            throw ProcessingError.internalError("a result needs at least one source and one frame")
         }
         let sopInstanceUID = Self.uid("atrium-processing-instance", softwareVersion, derivationKey, String(index))
         var writer = DICOMWriter()
@@ -83,7 +84,7 @@ struct ResultBuilder: Sendable {
             switch plan.outputType {
             case .source:
                 guard !first.isFloat else {
-                    throw RPCError(code: .invalidArgument, message: "output_type SOURCE needs an integer first input; input 0 holds float pixels")
+                    throw ProcessingError.invalidArgument("output_type SOURCE needs an integer first input; input 0 holds float pixels")
                 }
                 bits = first.bitsAllocated
                 try writer.set(.bitsAllocated, .US, .uint16([UInt16(bits)]))
@@ -101,11 +102,11 @@ struct ResultBuilder: Sendable {
                 try writer.set(SourceDecoder.floatPixelData, .OF, .bytes(Self.floats(frames)))
             }
         } catch let error as DICOMError {
-            throw RPCError(code: .internalError, message: "the result cannot be written as DICOM: \(error.reason)")
-        } catch let error as RPCError {
+            throw ProcessingError.internalError("the result cannot be written as DICOM: \(error.reason)")
+        } catch let error as ProcessingError {
             throw error
         } catch {
-            throw RPCError(code: .internalError, message: "the result cannot be written as DICOM: \(error)")
+            throw ProcessingError.internalError("the result cannot be written as DICOM: \(error)")
         }
         return BuiltResult(
             bytes: writer.partTen(implementationClassUID: Self.implementationClassUID),

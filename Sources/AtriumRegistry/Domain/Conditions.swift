@@ -2,6 +2,7 @@ import AtriumAPI
 import AtriumDICOM
 import Foundation
 import SwiftProtobuf
+import AtriumRuntime
 
 /// Acquisition conditions: read from a data set at ingest, merged with what the registrant states, checked.
 ///

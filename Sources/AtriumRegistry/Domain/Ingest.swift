@@ -4,6 +4,7 @@ import AtriumDICOM
 import Crypto
 import Foundation
 import SwiftProtobuf
+import AtriumRuntime
 
 /// What ingest learns from an uploaded object, before anything is committed.
 struct ParsedImage: Sendable {

@@ -3,6 +3,7 @@ import AtriumCore
 import Crypto
 import Foundation
 import SwiftProtobuf
+import AtriumRuntime
 
 /// A validated `ImageFilter` as SQL conditions over `image`.
 struct ImageQuery: Sendable {
@@ -12,8 +13,11 @@ struct ImageQuery: Sendable {
     let fingerprint: String
     /// Whether the filter names a patient, study or series: few images, found through their own index.
     let selective: Bool
+    /// The time grants are judged at (the service's clock).
+    let at: Date
 
-    init(_ filter: Atrium_V1_ImageFilter) throws {
+    init(_ filter: Atrium_V1_ImageFilter, at: Date) throws {
+        self.at = at
         let columns: [(String, String, String)] = [
             (filter.patientID, "patient_id", "filter.patient_id"),
             (filter.registrantID, "registrant_id", "filter.registrant_id"),

@@ -234,7 +234,7 @@ struct RegistryStore: Sendable {
     private func scope(audience: Audience, query: ImageQuery) -> ([String], [any DatabaseValueConvertible & Sendable]) {
         var clauses = ["superseded_by IS NULL"]
         var arguments: [any DatabaseValueConvertible & Sendable] = []
-        if let (visibility, visibilityArguments) = audience.sql(at: Date(), selectiveFilter: query.selective) {
+        if let (visibility, visibilityArguments) = audience.sql(at: query.at, selectiveFilter: query.selective) {
             clauses.append(visibility)
             arguments += visibilityArguments
         }

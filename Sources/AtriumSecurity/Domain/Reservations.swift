@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import AtriumRuntime
 
 /// A hold on storage: for one upload in progress, or a lease that many uploads draw on.
 struct Reservation: Sendable, Equatable {

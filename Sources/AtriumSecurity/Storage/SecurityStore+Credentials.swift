@@ -3,6 +3,7 @@ import AtriumCore
 import Crypto
 import Foundation
 import GRDB
+import AtriumRuntime
 
 /// API keys, enrolment tokens and issued certificates.
 extension SecurityStore {

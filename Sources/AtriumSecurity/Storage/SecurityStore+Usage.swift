@@ -2,6 +2,7 @@ import AtriumAPI
 import AtriumCore
 import Foundation
 import GRDB
+import AtriumRuntime
 
 /// Storage quotas and reservations, metered usage and notifications.
 extension SecurityStore {

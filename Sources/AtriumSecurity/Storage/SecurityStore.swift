@@ -4,6 +4,7 @@ import AtriumCore
 import AtriumStorage
 import Foundation
 import GRDB
+import AtriumRuntime
 
 /// The security service's durable state, in one SQLite file: subscribers and their contract versions,
 /// credentials, storage accounts, metered usage, notifications and the audit log.
