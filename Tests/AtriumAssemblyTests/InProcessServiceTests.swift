@@ -190,7 +190,12 @@ struct InProcessServiceTests {
             guard let entry = service.first else { continue }
             #expect(entry.method == method.fullyQualifiedMethod && entry.subscriberID == hospital.id && entry.patientID == "P-AUDIT")
             // The same call, as the gateway saw it, under the same request ID and the same method name.
-            let call = try await entries(.with { $0.requestID = entry.requestID })
+            // The gateway and the service send their entries in batches of their own: wait for the gateway's too.
+            var call = try await entries(.with { $0.requestID = entry.requestID })
+            for _ in 0..<100 where !call.contains(where: { $0.resourceID.isEmpty }) {
+                try await Task.sleep(for: .milliseconds(50))
+                call = try await entries(.with { $0.requestID = entry.requestID })
+            }
             let gateway = call.filter { $0.resourceID.isEmpty }
             #expect(gateway.count == 1 && gateway.first?.method == method.fullyQualifiedMethod && gateway.first?.outcome == "ok", "\(call)")
             // Everything else under that request ID is what the call touched: a run's registered result is the
