@@ -7,6 +7,7 @@ import GRPCNIOTransportHTTP2
 public import Logging
 public import ServiceLifecycle
 import Synchronization
+public import Foundation
 
 /// Collects records in memory and sends them in batches, off the request path: `interval` after the first record
 /// of a batch arrives (an empty queue waits without waking), and once more at graceful shutdown. When sending fails
@@ -111,7 +112,15 @@ extension BatchingQueue where Element == Atrium_V1_AuditEntry {
     }
 
     /// Records one call's access to `resource` for `caller` (see `Atrium_V1_AuditEntry.init(_:caller:...)`).
-    public func record(_ method: MethodDescriptor, caller: VerifiedCaller, resource: String = "", owner: String = "", patientID: String = "", outcome: String = "ok") {
-        enqueue(Atrium_V1_AuditEntry(method, caller: caller, resource: resource, owner: owner, patientID: patientID, outcome: outcome))
+    public func record(
+        _ method: MethodDescriptor,
+        caller: VerifiedCaller,
+        resource: String = "",
+        owner: String = "",
+        patientID: String = "",
+        outcome: String = "ok",
+        at time: Date
+    ) {
+        enqueue(Atrium_V1_AuditEntry(method, caller: caller, resource: resource, owner: owner, patientID: patientID, outcome: outcome, at: time))
     }
 }

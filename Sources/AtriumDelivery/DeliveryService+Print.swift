@@ -152,7 +152,7 @@ extension DeliveryService {
     }
 
     private func recordJob(_ caller: VerifiedCaller, _ method: MethodDescriptor, _ job: PrintJobRow) {
-        audit.record(method, caller: caller, resource: job.id, owner: job.submitterID)
+        audit.record(method, caller: caller, resource: job.id, owner: job.submitterID, at: now())
     }
 
     /// Runs a database operation; a failure is logged with the request ID and reported as UNAVAILABLE.

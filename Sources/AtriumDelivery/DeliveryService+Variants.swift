@@ -204,7 +204,7 @@ extension DeliveryService {
         }
         audit.record(
             Atrium_V1_Delivery.Method.GetAcquisitionConditions.descriptor, caller: caller, resource: record.imageID, owner: record.registrantID,
-            patientID: record.patientID
+            patientID: record.patientID, at: now()
         )
         return .with {
             $0.imageID = record.imageID

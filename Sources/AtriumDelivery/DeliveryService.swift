@@ -364,7 +364,7 @@ public struct DeliveryService: Sendable {
         outcome: String,
         method: MethodDescriptor = Atrium_V1_Delivery.Method.Fetch.descriptor
     ) {
-        audit.record(method, caller: caller, resource: imageID, owner: record?.registrantID ?? "", patientID: record?.patientID ?? "", outcome: outcome)
+        audit.record(method, caller: caller, resource: imageID, owner: record?.registrantID ?? "", patientID: record?.patientID ?? "", outcome: outcome, at: now())
     }
 
     /// Writes one delivery (the image, its delivered bytes) to the usage outbox. The event's ID is derived from

@@ -136,7 +136,7 @@ public struct ProcessingService: Sendable {
 
     /// Writes an audit entry for an access to patient data.
     func record(_ caller: VerifiedCaller, _ method: MethodDescriptor, resource: String, owner: String = "", patientID: String = "", outcome: String = "ok") {
-        audit.record(method, caller: caller, resource: resource, owner: owner, patientID: patientID, outcome: outcome)
+        audit.record(method, caller: caller, resource: resource, owner: owner, patientID: patientID, outcome: outcome, at: now())
     }
 }
 

@@ -367,7 +367,7 @@ public struct RegistryService: Sendable {
 
     /// Appends a call on `resource` (owned by `owner`, about `patientID`) to the audit log.
     func record(_ caller: VerifiedCaller, _ method: MethodDescriptor, resource: String, owner: String, patientID: String?, outcome: String = "ok") {
-        audit.record(method, caller: caller, resource: resource, owner: owner, patientID: patientID ?? "", outcome: outcome)
+        audit.record(method, caller: caller, resource: resource, owner: owner, patientID: patientID ?? "", outcome: outcome, at: now())
     }
 
     private func validate(_ header: Atrium_V1_RegisterHeader) throws {

@@ -47,10 +47,4 @@ extension Atrium_V1_AuditEntry {
             patientID: patientID, outcome: outcome, at: time
         )
     }
-
-    /// The method name as entries store it: `atrium.v1.Registry/Register` for a query given as
-    /// `/atrium.v1.Registry/Register` too (the form entries written before this format used for processing).
-    public static func methodName(_ query: String) -> String {
-        query.hasPrefix("/") ? String(query.dropFirst()) : query
-    }
 }

@@ -96,8 +96,3 @@ public struct ServiceError<Domain: ServiceErrorDomain>: Error, Sendable, RPCErro
         Self(.dataLoss, "the stored bytes of image '\(imageID)' are damaged", file: file, line: line)
     }
 }
-
-extension Error {
-    /// The status this error ends a call with, if it says: an `RPCError`, or any ``ServiceError``.
-    public var rpcCode: RPCError.Code? { (self as? any RPCErrorConvertible)?.rpcErrorCode }
-}

@@ -1,6 +1,5 @@
 import AtriumAPI
 import AtriumCore
-import AtriumRuntime
 import Foundation
 import GRDB
 import SwiftProtobuf
@@ -81,7 +80,9 @@ extension SecurityStore {
             if let value = filter.subscriberID { request = request.filter(Column("subscriber_id") == value) }
             if let value = filter.resourceID { request = request.filter(Column("resource_id") == value) }
             if let value = filter.patientID { request = request.filter(Column("patient_id") == value) }
-            if let value = filter.method.map(Atrium_V1_AuditEntry.methodName) {
+            if let query = filter.method {
+                // Entries store `atrium.v1.Registry/Register`; processing wrote `/atrium.v1.Processing/Run` before.
+                let value = query.hasPrefix("/") ? String(query.dropFirst()) : query
                 request = request.filter([value, "/" + value].contains(Column("method")))
             }
             if let value = filter.requestID { request = request.filter(Column("request_id") == value) }
