@@ -39,12 +39,14 @@ public struct ServiceAssembly {
     /// The registry's own upload plane's settings, for when it runs as its own process.
     var registryConfiguration: RegistryConfiguration?
 
-    /// Backends accept only Atrium services, and each internal service only the services that use it. The
-    /// gateway's public listener has no peer checks: its callers authenticate with credentials.
+    /// Backends accept only Atrium services, and each internal service only the services that use it; then
+    /// ``CallerInterceptor`` resolves the gateway's caller identity once for the handlers. The gateway's
+    /// public listener has no peer checks: its callers authenticate with credentials.
     public var peerChecks: [ConditionalInterceptor<any ServerInterceptor>] {
         guard service != .gateway else { return [] }
         return [.apply(ServicePeerInterceptor(), to: .all)]
             + internalCallers.map { .apply(ServicePeerInterceptor(allowed: $0.callers), to: .services([$0.service])) }
+            + [.apply(CallerInterceptor(), to: .all)]
             + extraInterceptors
     }
 

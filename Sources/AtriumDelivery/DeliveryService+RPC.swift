@@ -11,7 +11,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         request: ServerRequest<Atrium_V1_FetchRequest>,
         context: ServerContext
     ) async throws -> StreamingServerResponse<Atrium_V1_FetchResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         try service.validate(request.message, caller: caller)
         try await service.checkBudget(request.message, caller: caller)
         return StreamingServerResponse { writer in
@@ -24,7 +24,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         request: ServerRequest<Atrium_V1_FetchRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_AuthorizeFetchResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         try service.validate(request.message, caller: caller)
         try await service.checkBudget(request.message, caller: caller)
         return ServerResponse(message: try await service.authorizeFetch(request.message, caller: caller))
@@ -34,7 +34,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         request: ServerRequest<Atrium_V1_GetAcquisitionConditionsRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_GetAcquisitionConditionsResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.acquisitionConditions(request.message, caller: caller))
     }
 
@@ -42,7 +42,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         request: ServerRequest<Atrium_V1_SubmitPrintJobRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_PrintJob> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.submitPrintJob(request.message, caller: caller))
     }
 
@@ -50,7 +50,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         request: ServerRequest<Atrium_V1_GetPrintJobRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_PrintJob> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.printJob(request.message.jobID, caller: caller))
     }
 
@@ -58,7 +58,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         request: ServerRequest<Atrium_V1_WatchPrintJobsRequest>,
         context: ServerContext
     ) async throws -> StreamingServerResponse<Atrium_V1_PrintJob> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return StreamingServerResponse { writer in
             try await service.watchPrintJobs(caller: caller, writer: writer)
             return [:]
@@ -69,7 +69,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         request: ServerRequest<Atrium_V1_CompletePrintJobRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_PrintJob> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.completePrintJob(request.message, caller: caller))
     }
 
@@ -77,7 +77,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         request: ServerRequest<Atrium_V1_WatchInboxRequest>,
         context: ServerContext
     ) async throws -> StreamingServerResponse<Atrium_V1_InboxEntry> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return StreamingServerResponse { writer in
             try await service.watchInbox(request.message, caller: caller, writer: writer)
             return [:]
@@ -88,7 +88,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         request: ServerRequest<Atrium_V1_ListInboxRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ListInboxResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.listInbox(request.message, caller: caller))
     }
 
@@ -96,7 +96,7 @@ struct PublicDelivery: Atrium_V1_Delivery.ServiceProtocol {
         request: ServerRequest<Atrium_V1_AckInboxRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_AckInboxResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.ackInbox(request.message, caller: caller))
     }
 }

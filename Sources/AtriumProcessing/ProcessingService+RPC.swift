@@ -18,7 +18,7 @@ struct PublicProcessing: Atrium_V1_Processing.ServiceProtocol {
         request: StreamingServerRequest<Atrium_V1_RunRequest>,
         context: ServerContext
     ) async throws -> StreamingServerResponse<Atrium_V1_RunResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         let run = try await service.prepare(request, caller: caller, forJob: false)
         return StreamingServerResponse { writer in
             do {
@@ -36,13 +36,13 @@ struct PublicProcessing: Atrium_V1_Processing.ServiceProtocol {
         request: StreamingServerRequest<Atrium_V1_RunRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ProcessingJob> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         let run = try await service.prepare(request, caller: caller, forJob: true)
         return ServerResponse(message: try await service.submit(run))
     }
 
     func getJob(request: ServerRequest<Atrium_V1_GetJobRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ProcessingJob> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         let job = try await service.ownJob(request.message.jobID, caller: caller)
         return ServerResponse(message: try await service.message(for: job))
     }
@@ -51,7 +51,7 @@ struct PublicProcessing: Atrium_V1_Processing.ServiceProtocol {
         request: ServerRequest<Atrium_V1_GetJobResultRequest>,
         context: ServerContext
     ) async throws -> StreamingServerResponse<Atrium_V1_RunResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         let (job, results) = try await service.finishedJob(request.message, caller: caller)
         let chunkSize = request.message.chunkSize == 0 ? 256 << 10 : Int(request.message.chunkSize)
         return StreamingServerResponse { writer in
@@ -61,12 +61,12 @@ struct PublicProcessing: Atrium_V1_Processing.ServiceProtocol {
     }
 
     func cancel(request: ServerRequest<Atrium_V1_CancelJobRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ProcessingJob> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.cancel(request.message, caller: caller))
     }
 
     func listJobs(request: ServerRequest<Atrium_V1_ListJobsRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ListJobsResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.listJobs(request.message, caller: caller))
     }
 }

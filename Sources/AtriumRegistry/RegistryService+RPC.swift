@@ -13,7 +13,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: StreamingServerRequest<Atrium_V1_RegisterRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_RegisterResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         var messages = request.messages.makeAsyncIterator()
         guard let first = try await messages.next(), case .header(let header)? = first.part else {
             throw RegistryError.invalidArgument("the first message of Register must be a header")
@@ -30,7 +30,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: ServerRequest<Atrium_V1_AuthorizeUploadRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_AuthorizeUploadResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try service.authorizeUpload(request.message, caller: caller))
     }
 
@@ -38,7 +38,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: ServerRequest<Atrium_V1_GetImageRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ImageRecord> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try service.getImage(request.message, caller: caller))
     }
 
@@ -46,7 +46,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: ServerRequest<Atrium_V1_SetAcquisitionConditionsRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_SetAcquisitionConditionsResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.setConditions(request.message, caller: caller))
     }
 
@@ -54,7 +54,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: ServerRequest<Atrium_V1_ListImagesRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ListImagesResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try service.listImages(request.message, caller: caller))
     }
 
@@ -62,7 +62,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: ServerRequest<Atrium_V1_ListStudiesRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ListStudiesResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try service.listStudies(request.message, caller: caller))
     }
 
@@ -70,7 +70,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: ServerRequest<Atrium_V1_ListSeriesRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ListSeriesResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try service.listSeries(request.message, caller: caller))
     }
 
@@ -78,7 +78,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: ServerRequest<Atrium_V1_GetThumbnailRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_Thumbnail> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try service.thumbnail(request.message, caller: caller))
     }
 
@@ -86,7 +86,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: ServerRequest<Atrium_V1_GrantShareRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ShareGrant> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.grantShare(request.message, caller: caller))
     }
 
@@ -94,7 +94,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: ServerRequest<Atrium_V1_RevokeShareRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_RevokeShareResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try await service.revokeShare(request.message, caller: caller))
     }
 
@@ -102,7 +102,7 @@ struct PublicRegistry: Atrium_V1_Registry.ServiceProtocol {
         request: ServerRequest<Atrium_V1_ListSharesRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Atrium_V1_ListSharesResponse> {
-        let caller = try VerifiedCaller(metadata: request.metadata, context: context)
+        let caller = try VerifiedCaller.current()
         return ServerResponse(message: try service.listShares(request.message, caller: caller))
     }
 }

@@ -123,11 +123,54 @@ public struct ServicePeerInterceptor: ServerInterceptor {
     }
 }
 
+/// Resolves the caller of every call once, before any handler runs: the ``VerifiedCaller`` that
+/// ``VerifiedCaller/current()`` returns inside the handler, or the reason there is none.
+///
+/// A backend installs it after its peer checks. Resolution never fails the call here: internal services
+/// (called by other services, with the caller in the message) have no gateway identity and never ask for one;
+/// a public handler that asks gets the UNAUTHENTICATED error the resolution produced.
+public struct CallerInterceptor: ServerInterceptor {
+    public init() {}
+
+    public func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>,
+        context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        let resolved = Result { () throws(RPCError) in try VerifiedCaller(metadata: request.metadata, context: context) }
+        var response = try await VerifiedCaller.$resolved.withValue(resolved) {
+            try await next(request, context)
+        }
+        // A streaming response's body runs after `next` returns, outside the scope above: bind it there too.
+        if case .success(var contents) = response.accepted {
+            let producer = contents.producer
+            contents.producer = { writer in
+                try await VerifiedCaller.$resolved.withValue(resolved) { try await producer(writer) }
+            }
+            response.accepted = .success(contents)
+        }
+        return response
+    }
+}
+
 /// The subscriber a backend call is made for, as vouched for by the gateway.
 ///
-/// Every backend handler that acts for a subscriber starts with ``init(metadata:context:)``; no service
-/// parses the identity metadata itself.
+/// ``CallerInterceptor`` resolves it once per call from the identity metadata (``init(metadata:context:)``),
+/// and every backend handler that acts for a subscriber starts with ``current()``; no service parses the
+/// identity metadata itself.
 public struct VerifiedCaller: Sendable, Hashable {
+    /// The caller ``CallerInterceptor`` resolved for the call this task serves, or why there is none.
+    @TaskLocal static var resolved: Result<VerifiedCaller, RPCError>?
+
+    /// The caller of the call this task serves. UNAUTHENTICATED when the peer is not the gateway or the
+    /// gateway sent no identity; INTERNAL when the server has no ``CallerInterceptor`` (a wiring defect).
+    public static func current() throws(RPCError) -> VerifiedCaller {
+        guard let resolved else {
+            throw RPCError(code: .internalError, message: "the server resolves no caller identity (CallerInterceptor is missing)")
+        }
+        return try resolved.get()
+    }
+
     /// The subscriber ID.
     public var subscriberID: String
     /// The subscriber's kind.

@@ -10,8 +10,8 @@ import AtriumTransport
 
 /// The caller of an `SecurityAdmin` RPC: vouched for by the gateway and holding the `admin` role (the gateway
 /// checked it already; this is the second lock on the door).
-private func administrator(_ metadata: Metadata, _ context: ServerContext) throws -> VerifiedCaller {
-    let caller = try VerifiedCaller(metadata: metadata, context: context)
+private func administrator() throws -> VerifiedCaller {
+    let caller = try VerifiedCaller.current()
     guard caller.roles.contains(.admin) else { throw SecurityError.permissionDenied("contract lacks role 'admin'") }
     return caller
 }
@@ -23,11 +23,11 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     private var now: Date { service.now() }
 
     func createSubscriber(request: ServerRequest<Atrium_V1_CreateSubscriberRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Subscriber> {
-        ServerResponse(message: try createSubscriber(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try createSubscriber(request.message, context: context))
     }
 
-    private func createSubscriber(_ request: Atrium_V1_CreateSubscriberRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Subscriber {
-        let caller = try administrator(metadata, context)
+    private func createSubscriber(_ request: Atrium_V1_CreateSubscriberRequest, context: ServerContext) throws -> Atrium_V1_Subscriber {
+        let caller = try administrator()
         let kind = try Validate.kind(request.kind)
         let name = try Validate.displayName(request.displayName)
         let patients = try Validate.patientIDs(request.patientIds, kind: kind)
@@ -48,21 +48,21 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     }
 
     func getSubscriber(request: ServerRequest<Atrium_V1_GetSubscriberRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Subscriber> {
-        ServerResponse(message: try getSubscriber(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try getSubscriber(request.message, context: context))
     }
 
-    private func getSubscriber(_ request: Atrium_V1_GetSubscriberRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Subscriber {
-        let caller = try administrator(metadata, context)
+    private func getSubscriber(_ request: Atrium_V1_GetSubscriberRequest, context: ServerContext) throws -> Atrium_V1_Subscriber {
+        let caller = try administrator()
         let id = try Validate.subscriberID(request.subscriberID)
         return try service.guarded(caller.requestID) { try store.subscriber(id).message }
     }
 
     func listSubscribers(request: ServerRequest<Atrium_V1_ListSubscribersRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ListSubscribersResponse> {
-        ServerResponse(message: try listSubscribers(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try listSubscribers(request.message, context: context))
     }
 
-    private func listSubscribers(_ request: Atrium_V1_ListSubscribersRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_ListSubscribersResponse {
-        let caller = try administrator(metadata, context)
+    private func listSubscribers(_ request: Atrium_V1_ListSubscribersRequest, context: ServerContext) throws -> Atrium_V1_ListSubscribersResponse {
+        let caller = try administrator()
         let page = try Page(request.page)
         let views = try service.guarded(caller.requestID) {
             try store.subscribers(
@@ -79,11 +79,11 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     }
 
     func updateSubscriber(request: ServerRequest<Atrium_V1_UpdateSubscriberRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Subscriber> {
-        ServerResponse(message: try updateSubscriber(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try updateSubscriber(request.message, context: context))
     }
 
-    private func updateSubscriber(_ request: Atrium_V1_UpdateSubscriberRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Subscriber {
-        let caller = try administrator(metadata, context)
+    private func updateSubscriber(_ request: Atrium_V1_UpdateSubscriberRequest, context: ServerContext) throws -> Atrium_V1_Subscriber {
+        let caller = try administrator()
         let id = try Validate.subscriberID(request.subscriberID)
         let name = request.displayName.isEmpty ? nil : try Validate.displayName(request.displayName)
         let view = try service.guarded(caller.requestID) {
@@ -96,11 +96,11 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     }
 
     func setContract(request: ServerRequest<Atrium_V1_SetContractRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Contract> {
-        ServerResponse(message: try setContract(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try setContract(request.message, context: context))
     }
 
-    private func setContract(_ request: Atrium_V1_SetContractRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Contract {
-        let caller = try administrator(metadata, context)
+    private func setContract(_ request: Atrium_V1_SetContractRequest, context: ServerContext) throws -> Atrium_V1_Contract {
+        let caller = try administrator()
         let id = try Validate.subscriberID(request.subscriberID)
         guard request.hasContract else { throw SecurityError.invalidArgument("contract is required") }
         let contract = try service.guarded(caller.requestID) {
@@ -112,31 +112,31 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     }
 
     func suspendSubscriber(request: ServerRequest<Atrium_V1_SuspendSubscriberRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Subscriber> {
-        ServerResponse(message: try suspendSubscriber(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try suspendSubscriber(request.message, context: context))
     }
 
-    private func suspendSubscriber(_ request: Atrium_V1_SuspendSubscriberRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Subscriber {
-        try changeStatus(request.subscriberID, to: .suspended, metadata: metadata, context: context)
+    private func suspendSubscriber(_ request: Atrium_V1_SuspendSubscriberRequest, context: ServerContext) throws -> Atrium_V1_Subscriber {
+        try changeStatus(request.subscriberID, to: .suspended, context: context)
     }
 
     func resumeSubscriber(request: ServerRequest<Atrium_V1_ResumeSubscriberRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Subscriber> {
-        ServerResponse(message: try resumeSubscriber(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try resumeSubscriber(request.message, context: context))
     }
 
-    private func resumeSubscriber(_ request: Atrium_V1_ResumeSubscriberRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Subscriber {
-        try changeStatus(request.subscriberID, to: .active, metadata: metadata, context: context)
+    private func resumeSubscriber(_ request: Atrium_V1_ResumeSubscriberRequest, context: ServerContext) throws -> Atrium_V1_Subscriber {
+        try changeStatus(request.subscriberID, to: .active, context: context)
     }
 
     func terminateSubscriber(request: ServerRequest<Atrium_V1_TerminateSubscriberRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Subscriber> {
-        ServerResponse(message: try terminateSubscriber(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try terminateSubscriber(request.message, context: context))
     }
 
-    private func terminateSubscriber(_ request: Atrium_V1_TerminateSubscriberRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Subscriber {
-        try changeStatus(request.subscriberID, to: .terminated, metadata: metadata, context: context)
+    private func terminateSubscriber(_ request: Atrium_V1_TerminateSubscriberRequest, context: ServerContext) throws -> Atrium_V1_Subscriber {
+        try changeStatus(request.subscriberID, to: .terminated, context: context)
     }
 
-    private func changeStatus(_ subscriberID: String, to status: Atrium_V1_SubscriberStatus, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Subscriber {
-        let caller = try administrator(metadata, context)
+    private func changeStatus(_ subscriberID: String, to status: Atrium_V1_SubscriberStatus, context: ServerContext) throws -> Atrium_V1_Subscriber {
+        let caller = try administrator()
         let id = try Validate.subscriberID(subscriberID)
         guard id != caller.subscriberID || status == .active else {
             throw SecurityError.failedPrecondition("an operator cannot suspend or terminate its own subscription")
@@ -147,11 +147,11 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     }
 
     func createApiKey(request: ServerRequest<Atrium_V1_CreateApiKeyRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_CreateApiKeyResponse> {
-        ServerResponse(message: try createApiKey(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try createApiKey(request.message, context: context))
     }
 
-    private func createApiKey(_ request: Atrium_V1_CreateApiKeyRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_CreateApiKeyResponse {
-        let caller = try administrator(metadata, context)
+    private func createApiKey(_ request: Atrium_V1_CreateApiKeyRequest, context: ServerContext) throws -> Atrium_V1_CreateApiKeyResponse {
+        let caller = try administrator()
         let id = try Validate.subscriberID(request.subscriberID)
         guard request.label.utf8.count <= 100 else { throw SecurityError.invalidArgument("label is longer than 100 bytes") }
         let expiry = request.hasExpiresAt ? try Validate.time(request.expiresAt, field: "expires_at") : nil
@@ -167,22 +167,22 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     }
 
     func listApiKeys(request: ServerRequest<Atrium_V1_ListApiKeysRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ListApiKeysResponse> {
-        ServerResponse(message: try listApiKeys(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try listApiKeys(request.message, context: context))
     }
 
-    private func listApiKeys(_ request: Atrium_V1_ListApiKeysRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_ListApiKeysResponse {
-        let caller = try administrator(metadata, context)
+    private func listApiKeys(_ request: Atrium_V1_ListApiKeysRequest, context: ServerContext) throws -> Atrium_V1_ListApiKeysResponse {
+        let caller = try administrator()
         let id = try Validate.subscriberID(request.subscriberID)
         let keys = try service.guarded(caller.requestID) { try store.apiKeys(of: id, includeRevoked: request.includeRevoked) }
         return .with { $0.keys = keys.map(\.message) }
     }
 
     func revokeApiKey(request: ServerRequest<Atrium_V1_RevokeApiKeyRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ApiKey> {
-        ServerResponse(message: try revokeApiKey(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try revokeApiKey(request.message, context: context))
     }
 
-    private func revokeApiKey(_ request: Atrium_V1_RevokeApiKeyRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_ApiKey {
-        let caller = try administrator(metadata, context)
+    private func revokeApiKey(_ request: Atrium_V1_RevokeApiKeyRequest, context: ServerContext) throws -> Atrium_V1_ApiKey {
+        let caller = try administrator()
         guard !request.prefix.isEmpty else { throw SecurityError.invalidArgument("prefix is required") }
         let record = try service.guarded(caller.requestID) { try store.revokeApiKey(prefix: request.prefix, now: now) }
         service.audit(caller, context.descriptor, resource: record.subscriberID)
@@ -190,11 +190,11 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     }
 
     func createEnrollmentToken(request: ServerRequest<Atrium_V1_CreateEnrollmentTokenRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_EnrollmentToken> {
-        ServerResponse(message: try createEnrollmentToken(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try createEnrollmentToken(request.message, context: context))
     }
 
-    private func createEnrollmentToken(_ request: Atrium_V1_CreateEnrollmentTokenRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_EnrollmentToken {
-        let caller = try administrator(metadata, context)
+    private func createEnrollmentToken(_ request: Atrium_V1_CreateEnrollmentTokenRequest, context: ServerContext) throws -> Atrium_V1_EnrollmentToken {
+        let caller = try administrator()
         let id = try Validate.subscriberID(request.subscriberID)
         let seconds = request.validForSeconds == 0 ? 86_400 : request.validForSeconds
         guard seconds <= 30 * 86_400 else { throw SecurityError.invalidArgument("valid_for_seconds must be at most 30 days (2592000)") }
@@ -209,11 +209,11 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     }
 
     func revokeCertificate(request: ServerRequest<Atrium_V1_RevokeCertificateRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_IssuedCertificate> {
-        ServerResponse(message: try revokeCertificate(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try revokeCertificate(request.message, context: context))
     }
 
-    private func revokeCertificate(_ request: Atrium_V1_RevokeCertificateRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_IssuedCertificate {
-        let caller = try administrator(metadata, context)
+    private func revokeCertificate(_ request: Atrium_V1_RevokeCertificateRequest, context: ServerContext) throws -> Atrium_V1_IssuedCertificate {
+        let caller = try administrator()
         guard !request.serial.isEmpty else { throw SecurityError.invalidArgument("serial is required") }
         let record = try service.guarded(caller.requestID) { try store.revokeCertificate(serial: request.serial.lowercased(), now: now) }
         service.audit(caller, context.descriptor, resource: record.subscriberID)
@@ -221,29 +221,29 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     }
 
     func getSubscriberUsage(request: ServerRequest<Atrium_V1_GetSubscriberUsageRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Usage> {
-        ServerResponse(message: try getSubscriberUsage(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try getSubscriberUsage(request.message, context: context))
     }
 
-    private func getSubscriberUsage(_ request: Atrium_V1_GetSubscriberUsageRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Usage {
-        let caller = try administrator(metadata, context)
+    private func getSubscriberUsage(_ request: Atrium_V1_GetSubscriberUsageRequest, context: ServerContext) throws -> Atrium_V1_Usage {
+        let caller = try administrator()
         return try service.usage(of: try Validate.subscriberID(request.subscriberID), requestID: caller.requestID)
     }
 
     func getSubscriberStatement(request: ServerRequest<Atrium_V1_GetSubscriberStatementRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Statement> {
-        ServerResponse(message: try getSubscriberStatement(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try getSubscriberStatement(request.message, context: context))
     }
 
-    private func getSubscriberStatement(_ request: Atrium_V1_GetSubscriberStatementRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Statement {
-        let caller = try administrator(metadata, context)
+    private func getSubscriberStatement(_ request: Atrium_V1_GetSubscriberStatementRequest, context: ServerContext) throws -> Atrium_V1_Statement {
+        let caller = try administrator()
         return try service.statement(of: try Validate.subscriberID(request.subscriberID), period: request.period, requestID: caller.requestID)
     }
 
     func queryAuditLog(request: ServerRequest<Atrium_V1_QueryAuditLogRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_QueryAuditLogResponse> {
-        ServerResponse(message: try queryAuditLog(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try queryAuditLog(request.message, context: context))
     }
 
-    private func queryAuditLog(_ request: Atrium_V1_QueryAuditLogRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_QueryAuditLogResponse {
-        let caller = try administrator(metadata, context)
+    private func queryAuditLog(_ request: Atrium_V1_QueryAuditLogRequest, context: ServerContext) throws -> Atrium_V1_QueryAuditLogResponse {
+        let caller = try administrator()
         let range = try Validate.range(request.time, field: "time")
         let filter = SecurityStore.AuditFilter(
             subscriberID: request.subscriberID.isEmpty ? nil : request.subscriberID,
@@ -258,11 +258,11 @@ struct AdminSecurity: Atrium_V1_SecurityAdmin.ServiceProtocol {
     }
 
     func verifyAuditLog(request: ServerRequest<Atrium_V1_VerifyAuditLogRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_VerifyAuditLogResponse> {
-        ServerResponse(message: try verifyAuditLog(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try verifyAuditLog(request.message, context: context))
     }
 
-    private func verifyAuditLog(_ request: Atrium_V1_VerifyAuditLogRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_VerifyAuditLogResponse {
-        let caller = try administrator(metadata, context)
+    private func verifyAuditLog(_ request: Atrium_V1_VerifyAuditLogRequest, context: ServerContext) throws -> Atrium_V1_VerifyAuditLogResponse {
+        let caller = try administrator()
         let result = try service.guarded(caller.requestID) { try store.verifyAudit() }
         service.audit(caller, context.descriptor, resource: "", outcome: result.firstBroken == nil ? "ok" : "DATA_LOSS")
         return .with {
@@ -280,11 +280,11 @@ struct AccountSecurity: Atrium_V1_Account.ServiceProtocol {
     private var store: SecurityStore { service.store }
 
     func whoAmI(request: ServerRequest<Atrium_V1_WhoAmIRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Subscriber> {
-        ServerResponse(message: try whoAmI(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try whoAmI(request.message, context: context))
     }
 
-    private func whoAmI(_ request: Atrium_V1_WhoAmIRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Subscriber {
-        let caller = try VerifiedCaller(metadata: metadata, context: context)
+    private func whoAmI(_ request: Atrium_V1_WhoAmIRequest, context: ServerContext) throws -> Atrium_V1_Subscriber {
+        let caller = try VerifiedCaller.current()
         return try service.guarded(caller.requestID) { try store.subscriber(caller.subscriberID).message }
     }
 
@@ -335,38 +335,38 @@ struct AccountSecurity: Atrium_V1_Account.ServiceProtocol {
     }
 
     func getUsage(request: ServerRequest<Atrium_V1_GetUsageRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Usage> {
-        ServerResponse(message: try getUsage(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try getUsage(request.message, context: context))
     }
 
-    private func getUsage(_ request: Atrium_V1_GetUsageRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Usage {
-        let caller = try VerifiedCaller(metadata: metadata, context: context)
+    private func getUsage(_ request: Atrium_V1_GetUsageRequest, context: ServerContext) throws -> Atrium_V1_Usage {
+        let caller = try VerifiedCaller.current()
         return try service.usage(of: caller.subscriberID, requestID: caller.requestID)
     }
 
     func getStatement(request: ServerRequest<Atrium_V1_GetStatementRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_Statement> {
-        ServerResponse(message: try getStatement(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try getStatement(request.message, context: context))
     }
 
-    private func getStatement(_ request: Atrium_V1_GetStatementRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_Statement {
-        let caller = try VerifiedCaller(metadata: metadata, context: context)
+    private func getStatement(_ request: Atrium_V1_GetStatementRequest, context: ServerContext) throws -> Atrium_V1_Statement {
+        let caller = try VerifiedCaller.current()
         return try service.statement(of: caller.subscriberID, period: request.period, requestID: caller.requestID)
     }
 
     func quote(request: ServerRequest<Atrium_V1_QuoteRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_QuoteResponse> {
-        ServerResponse(message: try quote(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try quote(request.message, context: context))
     }
 
-    private func quote(_ request: Atrium_V1_QuoteRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_QuoteResponse {
-        let caller = try VerifiedCaller(metadata: metadata, context: context)
+    private func quote(_ request: Atrium_V1_QuoteRequest, context: ServerContext) throws -> Atrium_V1_QuoteResponse {
+        let caller = try VerifiedCaller.current()
         return try service.quote(for: caller.subscriberID, request, requestID: caller.requestID)
     }
 
     func listNotifications(request: ServerRequest<Atrium_V1_ListNotificationsRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_ListNotificationsResponse> {
-        ServerResponse(message: try listNotifications(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try listNotifications(request.message, context: context))
     }
 
-    private func listNotifications(_ request: Atrium_V1_ListNotificationsRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_ListNotificationsResponse {
-        let caller = try VerifiedCaller(metadata: metadata, context: context)
+    private func listNotifications(_ request: Atrium_V1_ListNotificationsRequest, context: ServerContext) throws -> Atrium_V1_ListNotificationsResponse {
+        let caller = try VerifiedCaller.current()
         let page = try Page(request.page)
         let before = page.after == nil ? nil : try page.afterSequence
         let records = try service.guarded(caller.requestID) { try store.notifications(of: caller.subscriberID, before: before, limit: page.size) }
@@ -377,11 +377,11 @@ struct AccountSecurity: Atrium_V1_Account.ServiceProtocol {
     }
 
     func listAccesses(request: ServerRequest<Atrium_V1_ListAccessesRequest>, context: ServerContext) async throws -> ServerResponse<Atrium_V1_QueryAuditLogResponse> {
-        ServerResponse(message: try listAccesses(request.message, metadata: request.metadata, context: context))
+        ServerResponse(message: try listAccesses(request.message, context: context))
     }
 
-    private func listAccesses(_ request: Atrium_V1_ListAccessesRequest, metadata: Metadata, context: ServerContext) throws -> Atrium_V1_QueryAuditLogResponse {
-        let caller = try VerifiedCaller(metadata: metadata, context: context)
+    private func listAccesses(_ request: Atrium_V1_ListAccessesRequest, context: ServerContext) throws -> Atrium_V1_QueryAuditLogResponse {
+        let caller = try VerifiedCaller.current()
         let range = try Validate.range(request.time, field: "time")
         let filter = SecurityStore.AuditFilter(ownedBy: (caller.subscriberID, caller.patientIDs), from: range.from, until: range.until)
         return try service.auditPage(filter, page: request.page, requestID: caller.requestID)
