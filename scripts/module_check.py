@@ -10,7 +10,9 @@ when a module reaches something it must not:
 - `AtriumTransport` (the SDK's piece of the runtime) has no database and no service lifecycle;
 - `AtriumRuntime` holds process bootstrap only: no database, no backend plumbing, no launcher;
 - the DICOM and imaging libraries have no gRPC;
-- no service module imports another service module (they talk through the generated client protocols).
+- no service module imports another service module (they talk through the generated client protocols);
+- processing's engine (`Sources/AtriumProcessing/Engine`) imports no gRPC, runtime or storage module: it
+  reads operations as protobuf messages and throws its own `EngineError`, which the service maps to a status.
 
 It also checks the source files: an SDK file that imports a forbidden module fails even if the manifest does
 not declare it, and a dependency a Swift target declares but none of its files imports fails too (it only
@@ -43,6 +45,14 @@ for service in SERVICES:
 
 # What an SDK source file may import.
 SDK_IMPORTS_FORBIDDEN = DATABASE | LIFECYCLE | {"SQLite3", "AtriumRuntime", "AtriumBackend"}
+
+# Folders whose files must not import these modules, and why.
+FOLDER_RULES = {
+    "Sources/AtriumProcessing/Engine": (
+        (GRPC - {"AtriumAPI"}) | DATABASE | {"AtriumRuntime", "AtriumBackend", "AtriumPool", "AtriumTransport"},
+        "processing's engine is free of gRPC and storage",
+    ),
+}
 
 
 def describe(argv):
@@ -89,6 +99,14 @@ def main(argv):
         for imported in import_line.findall(source.read_text()):
             if imported in SDK_IMPORTS_FORBIDDEN:
                 failures.append(f"{source.relative_to(ROOT)} imports {imported}: the SDK must not")
+    for folder, (forbidden, why) in FOLDER_RULES.items():
+        sources = sorted((ROOT / folder).glob("**/*.swift"))
+        if not sources:
+            failures.append(f"{folder}: no Swift files (update scripts/module_check.py)")
+        for source in sources:
+            for imported in import_line.findall(source.read_text()):
+                if imported in forbidden:
+                    failures.append(f"{source.relative_to(ROOT)} imports {imported}: {why}")
 
     for name, target in sorted(targets.items()):
         if target.get("module_type") != "SwiftTarget":

@@ -14,47 +14,45 @@ import AtriumBackend
 public import AtriumPool
 
 /// One processing instance: runs filters and projections (ARCHITECTURE.md §6) synchronously (`Run`) or as
-/// durable jobs (`Submit` and the job RPCs), and reports its load to the gateway.
+/// durable jobs (`Submit` and the job RPCs), and reports its load to the gateway. It is assembled from named parts:
 ///
-/// - **Inputs.** Stored images are resolved through the registry for the caller (visibility), then read straight
-///   from the registry's immutable blob store, read-only. Inline images are spooled to this instance's input
-///   store first, so memory holds one input at a time.
-/// - **Results** are derived Secondary Capture objects (``ResultBuilder``). Results of stored inputs, and of any
-///   run with destinations, are registered for the caller with their provenance and shared with the
-///   destinations; each destination's inbox then gets one entry, sent through an outbox.
-/// - **Jobs** (`ProcessingService+Jobs.swift`) live in this instance's database; a job interrupted by a restart
-///   resumes from its recorded results, and one that cannot resume is failed with the reason.
-/// - **Usage**: one processing event per run or job (images, input bytes, CPU seconds, operation), written to
-///   the usage outbox before the run is reported done.
+/// - ``RunPreparation`` reads and checks a request: the header, the destinations, the inputs (stored images
+///   resolved through the registry for the caller, inline images spooled to this instance's input store, one at
+///   a time), and the caller's budget.
+/// - ``RunExecutor`` runs a prepared run on a worker through the engine (`Engine/`: operation plans, source
+///   decoding and result building, free of gRPC), registers results for the caller with their provenance, shares
+///   them with the destinations, and writes the usage event (before the run is reported done) and the notice.
+/// - ``ShardCoordinator`` splits a batch of stored images across the serving instances and merges the parts; it
+///   also serves the shards other instances send here.
+/// - ``JobService`` keeps jobs in this instance's database; a job interrupted by a restart resumes from its
+///   recorded results, and one that cannot resume is failed with the reason. ``JobScheduler`` runs them.
+/// - ``ResultStream`` writes results to a caller: `Run`, `RunShard` and `GetJobResult` share its shape.
 public struct ProcessingService: Sendable {
     let configuration: ProcessingConfiguration
-    let registry: any Atrium_V1_RegistryInternal.ClientProtocol
-    let security: any Atrium_V1_SecurityInternal.ClientProtocol
-    let delivery: any Atrium_V1_DeliveryInternal.ClientProtocol
-    let blobs: BlobStore
-    let inputs: BlobStore
-    let results: BlobStore
+    /// The job store: jobs, their results, and the notices owed.
     let store: JobStore
-    let usage: UsageOutbox
     /// The other processing instances (and this one), for splitting batches; `nil` when none are configured.
     let peers: ProcessingPool?
     let workers: WorkerPool
-    let throughput = ThroughputMeter()
+    let throughput: ThroughputMeter
     let load = LoadCounter()
     let audit: AuditTrail
-    let budget: BudgetGate
     let logger: Logger
     /// The usage and notice outbox pumps.
     let pumps: [OutboxPump]
-    /// Rung when a job is queued: the scheduler waits on it instead of polling the job store.
-    let jobQueued = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-    /// Sends the usage outbox; woken when an event is written.
-    var usagePump: OutboxPump { pumps[0] }
-    /// Sends the notice outbox; woken when a notice is written.
-    var noticePump: OutboxPump { pumps[1] }
-
     /// The clock for expiry, grants and timestamps; injected so that tests can move it.
     let now: @Sendable () -> Date
+
+    /// The named parts: preparation reads and checks a request, the executor runs it, the coordinator splits a
+    /// batch across instances, the job service keeps jobs, and the result stream writes results to a caller.
+    let preparation: RunPreparation
+    let executor: RunExecutor
+    let coordinator: ShardCoordinator
+    let jobs: JobService
+    let resultStream: ResultStream
+
+    /// Sends the notice outbox; woken when a notice is written.
+    var noticePump: OutboxPump { pumps[1] }
 
     /// An instance that resolves and registers images through `registry`, meters through `security`, puts
     /// results in inboxes through `delivery` (clients presenting processing's certificate) and splits batches
@@ -71,40 +69,66 @@ public struct ProcessingService: Sendable {
         self.now = now
         self.peers = peers
         self.configuration = configuration
-        self.registry = registry.registryInternal
-        self.security = security.securityInternal
-        self.delivery = delivery.deliveryInternal
+        self.logger = logger
+        let registryClient = registry.registryInternal
+        let securityClient = security.securityInternal
+        let deliveryClient = delivery.deliveryInternal
         try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
-        self.blobs = try BlobStore(root: configuration.blobDirectory, readOnly: true)
-        self.inputs = try BlobStore(root: configuration.inputDirectory)
-        self.results = try BlobStore(root: configuration.resultDirectory)
+        let blobs = try BlobStore(root: configuration.blobDirectory, readOnly: true)
+        let inputs = try BlobStore(root: configuration.inputDirectory)
+        let results = try BlobStore(root: configuration.resultDirectory)
         // Earlier versions spooled split batches' results here; nothing is spooled now.
         try? FileManager.default.removeItem(atPath: "\(configuration.stateDirectory)/spool")
         _ = try inputs.removeStaleTemporaries()
         _ = try results.removeStaleTemporaries()
-        self.store = try JobStore(path: configuration.databasePath)
-        self.usage = try UsageOutbox(path: configuration.usageOutboxPath)
-        self.workers = WorkerPool(size: configuration.workers, queueLimit: configuration.queueLimit)
-        self.audit = AuditTrail(security: self.security, logger: logger)
-        self.budget = BudgetGate(security: self.security, logger: logger)
-        self.logger = logger
-        let usageSender = UsageSender(outbox: usage, security: self.security, logger: logger)
-        let store = self.store
-        let noticeSender = InboxNoticeSender(delivery: self.delivery, logger: logger) { limit in
+        let store = try JobStore(path: configuration.databasePath)
+        self.store = store
+        let usage = try UsageOutbox(path: configuration.usageOutboxPath)
+        let workers = WorkerPool(size: configuration.workers, queueLimit: configuration.queueLimit)
+        self.workers = workers
+        let throughput = ThroughputMeter()
+        self.throughput = throughput
+        self.audit = AuditTrail(security: securityClient, logger: logger)
+        let usageSender = UsageSender(outbox: usage, security: securityClient, logger: logger)
+        let noticeSender = InboxNoticeSender(delivery: deliveryClient, logger: logger) { limit in
             try await store.pendingNotices(limit: limit).map { OwedNotice(sequence: $0.sequence, recipients: $0.recipients, entryKey: $0.entryKey, entry: $0.entry) }
         } remove: { sequence in
             try await store.removeNotice(sequence)
         }
-        self.pumps = [
-            // Woken when a row is written; the interval only retries what a failure (or an earlier process) left.
-            OutboxPump(interval: .seconds(5), batchDelay: .milliseconds(250)) { await usageSender.deliver() },
-            OutboxPump(interval: .seconds(5)) { await noticeSender.deliver() },
-        ]
+        let usagePump = OutboxPump(interval: .seconds(5), batchDelay: .milliseconds(250)) { await usageSender.deliver() }
+        let noticePump = OutboxPump(interval: .seconds(5)) { await noticeSender.deliver() }
+        // Woken when a row is written; the interval only retries what a failure (or an earlier process) left.
+        self.pumps = [usagePump, noticePump]
+
+        self.preparation = RunPreparation(
+            registry: registryClient, security: securityClient, blobs: blobs, inputs: inputs, store: store,
+            budget: BudgetGate(security: securityClient, logger: logger), throughput: throughput, logger: logger
+        )
+        self.executor = RunExecutor(
+            softwareVersion: configuration.softwareVersion, blobs: blobs, inputs: inputs, registry: registryClient,
+            throughput: throughput, audit: audit, usage: usage, usagePump: usagePump, logger: logger, now: now
+        )
+        self.resultStream = ResultStream(blobs: blobs, instanceID: configuration.instanceID, softwareVersion: configuration.softwareVersion)
+        let load = self.load
+        let report: @Sendable () async -> Atrium_V1_LoadReport = {
+            await Self.loadReport(configuration: configuration, store: store, workers: workers, throughput: throughput, load: load, now: now)
+        }
+        self.coordinator = ShardCoordinator(
+            instanceID: configuration.instanceID, peers: peers, workers: workers, preparation: preparation,
+            executor: executor, stream: resultStream, loadReport: report, logger: logger
+        )
+        self.jobs = JobService(
+            instanceID: configuration.instanceID, store: store, results: results, inputs: inputs, blobs: blobs,
+            softwareVersion: configuration.softwareVersion, resultRetention: configuration.resultRetention, workers: workers,
+            throughput: throughput,
+            preparation: preparation, executor: executor, coordinator: coordinator, stream: resultStream,
+            noticePump: noticePump, logger: logger, now: now
+        )
     }
 
     /// What the process must run besides the server: the job scheduler, the outboxes and the audit trail.
     public var background: [any Service] {
-        [JobScheduler(service: self)] + pumps.map { $0 as any Service } + [audit] + (peers.map { [$0 as any Service] } ?? [])
+        [JobScheduler(jobs: jobs)] + pumps.map { $0 as any Service } + [audit] + (peers.map { [$0 as any Service] } ?? [])
     }
 
     /// Every RPC service the processing process serves.
@@ -117,13 +141,22 @@ public struct ProcessingService: Sendable {
         [.apply(load, to: .services([Atrium_V1_Processing.descriptor]))]
     }
 
-    var instanceID: String { configuration.instanceID }
-
     /// The instance's load now.
     func loadReport() async -> Atrium_V1_LoadReport {
+        await Self.loadReport(configuration: configuration, store: store, workers: workers, throughput: throughput, load: load, now: now)
+    }
+
+    private static func loadReport(
+        configuration: ProcessingConfiguration,
+        store: JobStore,
+        workers: WorkerPool,
+        throughput: ThroughputMeter,
+        load: LoadCounter,
+        now: @Sendable () -> Date
+    ) async -> Atrium_V1_LoadReport {
         let queued = (try? await store.queue().count) ?? 0
         return .with {
-            $0.instanceID = instanceID
+            $0.instanceID = configuration.instanceID
             $0.queueLength = UInt32(clamping: workers.waiting + queued)
             $0.inFlight = UInt32(clamping: workers.busy)
             $0.throughputMegapixelsPerSecond = throughput.megapixelsPerSecond
@@ -133,13 +166,7 @@ public struct ProcessingService: Sendable {
             $0.measuredAt = .init(date: now())
         }
     }
-
-    /// Writes an audit entry for an access to patient data.
-    func record(_ caller: VerifiedCaller, _ method: MethodDescriptor, resource: String, owner: String = "", patientID: String = "", outcome: String = "ok") {
-        audit.record(method, caller: caller, resource: resource, owner: owner, patientID: patientID, outcome: outcome, at: now())
-    }
 }
-
 /// Counts calls to the public processing service (`LoadReport.calls_served`); what is in flight is the worker pool's.
 final class LoadCounter: ServerInterceptor, Sendable {
     private let served = Atomic<Int>(0)
@@ -172,7 +199,7 @@ struct LoadReporter: RegistrableRPCService {
             var messages = request.messages.makeAsyncIterator()
             guard let message = try await messages.next() else { throw ProcessingError.invalidArgument("RunShard needs its request") }
             return StreamingServerResponse { writer in
-                try await service.serveShard(message, writer: writer)
+                try await service.coordinator.serveShard(message, writer: writer)
                 return [:]
             }
         }

@@ -1,8 +1,6 @@
 import SwiftProtobuf
 import AtriumAPI
 import AtriumImaging
-import GRPCCore
-import AtriumRuntime
 
 /// A validated operation: what to compute, the operation as applied (defaults filled in), and the output type.
 ///
@@ -28,7 +26,7 @@ struct OperationPlan: Sendable {
     /// The largest sigma accepted, in pixels.
     static let maximumSigma = 64.0
 
-    init(_ operation: Atrium_V1_Operation, outputType: Atrium_V1_OutputType) throws(ProcessingError) {
+    init(_ operation: Atrium_V1_Operation, outputType: Atrium_V1_OutputType) throws(EngineError) {
         var applied = operation
         switch operation.kind {
         case .smooth(let smooth):
@@ -42,7 +40,7 @@ struct OperationPlan: Sendable {
             case .rows, .columns:
                 kind = .derivative(derivative.component)
             case .UNRECOGNIZED(let value):
-                throw ProcessingError.invalidArgument("operation.derivative.component \(value) is not a known component")
+                throw EngineError.invalidInput("operation.derivative.component \(value) is not a known component")
             }
         case .laplacian:
             kind = .laplacian
@@ -52,7 +50,7 @@ struct OperationPlan: Sendable {
             try Self.check(sigma: band.sigmaLow, field: "operation.bandpass.sigma_low")
             try Self.check(sigma: band.sigmaHigh, field: "operation.bandpass.sigma_high")
             guard band.sigmaLow < band.sigmaHigh else {
-                throw ProcessingError.invalidArgument("operation.bandpass needs sigma_low < sigma_high; got sigma_low \(band.sigmaLow) and sigma_high \(band.sigmaHigh)"
+                throw EngineError.invalidInput("operation.bandpass needs sigma_low < sigma_high; got sigma_low \(band.sigmaLow) and sigma_high \(band.sigmaHigh)"
                 )
             }
             kind = .bandpass(low: Float(band.sigmaLow), high: Float(band.sigmaHigh))
@@ -73,28 +71,28 @@ struct OperationPlan: Sendable {
             applied.minip.axis = Self.axisMessage(axis)
             kind = .projection(.minimum, axis: axis)
         case nil:
-            throw ProcessingError.invalidArgument("operation is required: set one of smooth, derivative, laplacian, lines, bandpass, add, subtract, sum_projection, mip, minip")
+            throw EngineError.invalidInput("operation is required: set one of smooth, derivative, laplacian, lines, bandpass, add, subtract, sum_projection, mip, minip")
         }
         switch outputType {
         case .unspecified, .float32: self.outputType = .float32
         case .source: self.outputType = .source
-        case .UNRECOGNIZED(let value): throw ProcessingError.invalidArgument("output_type \(value) is not a known output type")
+        case .UNRECOGNIZED(let value): throw EngineError.invalidInput("output_type \(value) is not a known output type")
         }
         self.applied = applied
     }
 
-    private static func check(sigma: Double, field: String) throws(ProcessingError) {
+    private static func check(sigma: Double, field: String) throws(EngineError) {
         guard sigma.isFinite, sigma > 0, sigma <= maximumSigma else {
-            throw ProcessingError.invalidArgument("\(field) must be greater than 0 and at most \(Int(maximumSigma)) pixels; got \(sigma)")
+            throw EngineError.invalidInput("\(field) must be greater than 0 and at most \(Int(maximumSigma)) pixels; got \(sigma)")
         }
     }
 
-    private static func axis(_ projection: Atrium_V1_Operation.Projection, field: String) throws(ProcessingError) -> Int {
+    private static func axis(_ projection: Atrium_V1_Operation.Projection, field: String) throws(EngineError) -> Int {
         switch projection.axis {
         case .unspecified, .slice: 0
         case .rows: 1
         case .columns: 2
-        case .UNRECOGNIZED(let value): throw ProcessingError.invalidArgument("\(field) \(value) is not a known axis")
+        case .UNRECOGNIZED(let value): throw EngineError.invalidInput("\(field) \(value) is not a known axis")
         }
     }
 
@@ -146,14 +144,14 @@ struct OperationPlan: Sendable {
     }
 
     /// INVALID_ARGUMENT unless `count` inputs suit the operation.
-    func checkInputCount(_ count: Int) throws(ProcessingError) {
+    func checkInputCount(_ count: Int) throws(EngineError) {
         switch kind {
         case .add, .subtract:
             guard count == 2 else {
-                throw ProcessingError.invalidArgument("\(name) takes exactly two inputs (A, then B); got \(count)")
+                throw EngineError.invalidInput("\(name) takes exactly two inputs (A, then B); got \(count)")
             }
         default:
-            guard count >= 1 else { throw ProcessingError.invalidArgument("\(name) needs at least one input") }
+            guard count >= 1 else { throw EngineError.invalidInput("\(name) needs at least one input") }
         }
     }
 

@@ -3,8 +3,6 @@ import AtriumDICOM
 import AtriumImaging
 import Crypto
 import Foundation
-import GRPCCore
-import AtriumRuntime
 
 /// A result as DICOM Part 10 bytes, with what the result stream's `ResultImage` says about it.
 struct BuiltResult: Sendable {
@@ -43,9 +41,9 @@ struct ResultBuilder: Sendable {
 
     /// Writes result `index` (0-based) of `count`, made from `sources` (in input order), whose first source gives
     /// the patient, study and, for OUTPUT_TYPE_SOURCE, the pixel type and rescale.
-    func build(_ frames: [Image2D], index: Int, sources: [SourceInfo], geometry: SourceInfo?) throws(ProcessingError) -> BuiltResult {
+    func build(_ frames: [Image2D], index: Int, sources: [SourceInfo], geometry: SourceInfo?) throws(EngineError) -> BuiltResult {
         guard let first = sources.first, let shape = frames.first else {
-            throw ProcessingError.internalError("a result needs at least one source and one frame")
+            throw EngineError.internalFault("a result needs at least one source and one frame")
         }
         let sopInstanceUID = Self.uid("atrium-processing-instance", softwareVersion, derivationKey, String(index))
         var writer = DICOMWriter()
@@ -84,7 +82,7 @@ struct ResultBuilder: Sendable {
             switch plan.outputType {
             case .source:
                 guard !first.isFloat else {
-                    throw ProcessingError.invalidArgument("output_type SOURCE needs an integer first input; input 0 holds float pixels")
+                    throw EngineError.invalidInput("output_type SOURCE needs an integer first input; input 0 holds float pixels")
                 }
                 bits = first.bitsAllocated
                 try writer.set(.bitsAllocated, .US, .uint16([UInt16(bits)]))
@@ -102,11 +100,11 @@ struct ResultBuilder: Sendable {
                 try writer.set(SourceDecoder.floatPixelData, .OF, .bytes(Self.floats(frames)))
             }
         } catch let error as DICOMError {
-            throw ProcessingError.internalError("the result cannot be written as DICOM: \(error.reason)")
-        } catch let error as ProcessingError {
+            throw EngineError.internalFault("the result cannot be written as DICOM: \(error.reason)")
+        } catch let error as EngineError {
             throw error
         } catch {
-            throw ProcessingError.internalError("the result cannot be written as DICOM: \(error)")
+            throw EngineError.internalFault("the result cannot be written as DICOM: \(error)")
         }
         return BuiltResult(
             bytes: writer.partTen(implementationClassUID: Self.implementationClassUID),

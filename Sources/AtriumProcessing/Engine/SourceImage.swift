@@ -1,7 +1,5 @@
 import AtriumDICOM
 import AtriumImaging
-import GRPCCore
-import AtriumRuntime
 
 /// What a result needs to know about an input: its pixel type and rescale (for OUTPUT_TYPE_SOURCE), its place
 /// in a series, and the patient and study it belongs to.
@@ -45,16 +43,16 @@ enum SourceDecoder {
 
     /// The attributes of a parsed object, without its pixels; `elided` is the element a header read stopped at (the
     /// pixel data of an object larger than the prefix read), which counts as present.
-    static func info(of file: DICOMFile, elided: DICOMTag? = nil, label: String) throws(ProcessingError) -> SourceInfo {
+    static func info(of file: DICOMFile, elided: DICOMTag? = nil, label: String) throws(EngineError) -> SourceInfo {
         let data = file.dataset
         let isFloat = data[floatPixelData] != nil || elided == floatPixelData
         guard isFloat || data[.pixelData] != nil || elided == .pixelData else {
-            throw ProcessingError.invalidArgument("\(label) has no pixel data")
+            throw EngineError.invalidInput("\(label) has no pixel data")
         }
         let rows: Int, columns: Int, frames: Int, bitsAllocated: Int, signed: Bool
         if isFloat {
             guard let r = data.integer(.rows), let c = data.integer(.columns), (1...65535).contains(r), (1...65535).contains(c) else {
-                throw ProcessingError.invalidArgument("\(label): Rows and Columns must be 1 to 65535")
+                throw EngineError.invalidInput("\(label): Rows and Columns must be 1 to 65535")
             }
             (rows, columns, frames, bitsAllocated, signed) = (r, c, max(1, data.integer(.numberOfFrames) ?? 1), 32, true)
         } else {
@@ -62,17 +60,17 @@ enum SourceDecoder {
             do {
                 layout = try PixelLayout(data)
             } catch {
-                throw ProcessingError.invalidArgument("\(label) is not a processable image: \(error.description)")
+                throw EngineError.invalidInput("\(label) is not a processable image: \(error.description)")
             }
             guard layout.samplesPerPixel == 1 else {
-                throw ProcessingError.invalidArgument("\(label) is a colour image (\(layout.photometricInterpretation)); processing takes grayscale images")
+                throw EngineError.invalidInput("\(label) is a colour image (\(layout.photometricInterpretation)); processing takes grayscale images")
             }
             (rows, columns, frames, bitsAllocated, signed) = (layout.rows, layout.columns, layout.frames, layout.bitsAllocated, layout.signed)
         }
         let slope = data.double(.rescaleSlope) ?? 1
         let intercept = data.double(.rescaleIntercept) ?? 0
         guard slope.isFinite, slope != 0, intercept.isFinite else {
-            throw ProcessingError.invalidArgument("\(label) has an unusable Rescale Slope/Intercept (\(slope), \(intercept))")
+            throw EngineError.invalidInput("\(label) has an unusable Rescale Slope/Intercept (\(slope), \(intercept))")
         }
         func triple(_ tag: DICOMTag, _ count: Int) -> [Double]? {
             let values = data.doubles(tag)
@@ -102,27 +100,27 @@ enum SourceDecoder {
     }
 
     /// Parses a whole DICOM Part 10 object.
-    static func parse(_ bytes: [UInt8], label: String) throws(ProcessingError) -> DICOMFile {
+    static func parse(_ bytes: [UInt8], label: String) throws(EngineError) -> DICOMFile {
         do {
             return try DICOMReader.read(bytes)
         } catch {
-            throw ProcessingError.invalidArgument("\(label) is not a readable DICOM object: \(error.description)")
+            throw EngineError.invalidInput("\(label) is not a readable DICOM object: \(error.description)")
         }
     }
 
     /// The attributes of an object from its first bytes (the pixel data need not be there).
-    static func header(_ prefix: [UInt8], totalLength: Int, label: String) throws(ProcessingError) -> SourceInfo {
+    static func header(_ prefix: [UInt8], totalLength: Int, label: String) throws(EngineError) -> SourceInfo {
         let header: DICOMHeader
         do {
             header = try DICOMReader.readHeader(prefix, totalLength: totalLength)
         } catch {
-            throw ProcessingError.invalidArgument("\(label) is not a readable DICOM object: \(error.description)")
+            throw EngineError.invalidInput("\(label) is not a readable DICOM object: \(error.description)")
         }
         return try info(of: header.file, elided: header.elided?.tag, label: label)
     }
 
     /// Decodes a whole object: every frame as a Float32 image, `stored × slope + intercept`.
-    static func decode(_ bytes: [UInt8], label: String) throws(ProcessingError) -> SourceImage {
+    static func decode(_ bytes: [UInt8], label: String) throws(EngineError) -> SourceImage {
         let file = try parse(bytes, label: label)
         let info = try info(of: file, label: label)
         let plane = info.rows * info.columns
@@ -131,7 +129,7 @@ enum SourceDecoder {
         do {
             if info.isFloat {
                 guard let raw = file.dataset.bytes(floatPixelData), raw.count >= plane * 4 * info.frames else {
-                    throw ProcessingError.invalidArgument("\(label): Float Pixel Data is shorter than \(info.rows)×\(info.columns)×\(info.frames) values")
+                    throw EngineError.invalidInput("\(label): Float Pixel Data is shorter than \(info.rows)×\(info.columns)×\(info.frames) values")
                 }
                 let values: [Float] = raw.withUnsafeBytes { buffer in
                     (0..<(plane * info.frames)).map { Float(bitPattern: UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
@@ -147,13 +145,13 @@ enum SourceDecoder {
                 frames.append(try image(pixels, from: start, layout: layout, slope: info.slope, intercept: info.intercept))
             }
         } catch let error as PixelError {
-            throw ProcessingError.invalidArgument("\(label): the pixels cannot be decoded: \(error.description)")
+            throw EngineError.invalidInput("\(label): the pixels cannot be decoded: \(error.description)")
         } catch let error as ImagingError {
-            throw ProcessingError.invalidArgument("\(label): \(error.detail)")
-        } catch let error as ProcessingError {
+            throw EngineError.invalidInput("\(label): \(error.detail)")
+        } catch let error as EngineError {
             throw error
         } catch {
-            throw ProcessingError.internalError("\(label): \(error)")
+            throw EngineError.internalFault("\(label): \(error)")
         }
         return SourceImage(frames: frames, info: info)
     }

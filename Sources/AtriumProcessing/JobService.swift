@@ -10,11 +10,38 @@ import ServiceLifecycle
 import Synchronization
 import AtriumBackend
 
-/// Jobs asked to stop, by ID (Cancel of a running job); the run stops at its next input.
-private let cancelledJobs = Mutex<Set<String>>([])
+/// The job service: `Submit` and the job RPCs over this instance's job store, and the runs of queued jobs. A job
+/// is a prepared run kept durably; it runs on a worker the scheduler holds for it, through the shard coordinator
+/// or the executor, writes its results as it goes, resumes from them after a restart, and ends with its notice.
+struct JobService: Sendable {
+    let instanceID: String
+    let store: JobStore
+    /// This instance's result store (results that were not registered), input store and the registry's blob store.
+    let results: BlobStore
+    let inputs: BlobStore
+    let blobs: BlobStore
+    let softwareVersion: String
+    /// How long a finished job's results are kept.
+    let resultRetention: Duration
+    let workers: WorkerPool
+    /// What workers have done lately, for a queued job's ETA.
+    let throughput: ThroughputMeter
+    let preparation: RunPreparation
+    let executor: RunExecutor
+    let coordinator: ShardCoordinator
+    let stream: ResultStream
+    /// Sends the notice outbox; woken when a job's notice is written.
+    let noticePump: OutboxPump
+    /// Rung when a job is queued: the scheduler waits on it instead of polling the job store.
+    let jobQueued = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    /// Jobs asked to stop, by ID (Cancel of a running job); the run stops at its next input.
+    let cancelledJobs = Shared(Set<String>())
+    let logger: Logger
+    let now: @Sendable () -> Date
+}
 
-extension ProcessingService {
-    static func micros(_ date: Date = Date()) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
+extension JobService {
+    static func micros(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
     static func timestamp(_ micros: Int64) -> Google_Protobuf_Timestamp {
         Google_Protobuf_Timestamp(seconds: micros / 1_000_000, nanos: Int32(micros % 1_000_000) * 1000)
     }
@@ -34,7 +61,7 @@ extension ProcessingService {
             submitterID: run.caller.subscriberID,
             header: try header.serializedBytes(),
             state: JobState.queued,
-            createdAt: Self.micros(),
+            createdAt: Self.micros(now()),
             inputCount: run.inputs.count,
             inputsDone: 0,
             megapixels: run.inputs.reduce(0) { $0 + $1.megapixels },
@@ -53,7 +80,7 @@ extension ProcessingService {
             jobQueued.continuation.yield()
         } catch {
             logger.error("cannot record a job", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(run.caller.requestID)"])
-            await discardSpooled(run.inputs)
+            await preparation.discardSpooled(run.inputs)
             throw ProcessingError.unavailable("the job cannot be recorded right now; nothing was queued, try again")
         }
         logger.info("job queued", metadata: ["job": "\(id)", LogKey.requestID: "\(run.caller.requestID)", "operation": "\(run.plan.summary)", "inputs": "\(run.inputs.count)"])
@@ -141,7 +168,7 @@ extension ProcessingService {
             let state = Atrium_V1_ProcessingJob.State(rawValue: job.state).map { "\($0)" } ?? "\(job.state)"
             throw ProcessingError.failedPrecondition("job '\(id)' has no result: it is \(state.uppercased())")
         }
-        guard let expiry = job.resultsExpireAt, expiry > Self.micros() else {
+        guard let expiry = job.resultsExpireAt, expiry > Self.micros(now()) else {
             throw ProcessingError.notFound("the results of job '\(id)' have expired; registered result images stay in the registry")
         }
         let results = try await store.results(of: id)
@@ -163,7 +190,7 @@ extension ProcessingService {
                     $0.inputImageIds = job.inputImageIDs.split(separator: " ").map(String.init)
                     $0.inputCount = UInt32(job.inputCount)
                     $0.instanceIds = [instanceID]
-                    $0.softwareVersion = configuration.softwareVersion
+                    $0.softwareVersion = softwareVersion
                     $0.resultCount = UInt32(results.count)
                     $0.jobID = job.id
                 }
@@ -195,7 +222,7 @@ extension ProcessingService {
             }
             // The digest is the one the bytes were stored under, not computed again: the SDK checks every result
             // against it, so damage in the store is reported to the client as DATA_LOSS.
-            try await Self.writeChunks(of: reader, chunkSize: chunkSize, to: writer)
+            try await ResultStream.writeChunks(of: reader, chunkSize: chunkSize, to: writer)
             try await writer.write(.with { $0.digest = .with { $0.sha256 = result.sha256; $0.sizeBytes = UInt64(result.size) } })
         }
         try await writer.write(
@@ -218,9 +245,9 @@ extension ProcessingService {
         guard request.reason.utf8.count <= 1024 else { throw ProcessingError.invalidArgument("reason must be at most 1024 bytes") }
         let job = try await ownJob(request.jobID, caller: caller)
         let reason = request.reason.isEmpty ? "cancelled by \(caller.subscriberID)" : request.reason
-        if job.state == JobState.running { cancelledJobs.withLock { _ = $0.insert(job.id) } }
-        guard try await store.finish(job.id, state: JobState.cancelled, at: Self.micros(), code: 1, reason: reason) else {
-            cancelledJobs.withLock { _ = $0.remove(job.id) }
+        if job.state == JobState.running { cancelledJobs.value.withLock { _ = $0.insert(job.id) } }
+        guard try await store.finish(job.id, state: JobState.cancelled, at: Self.micros(now()), code: 1, reason: reason) else {
+            cancelledJobs.value.withLock { _ = $0.remove(job.id) }
             let current = try await ownJob(job.id, caller: caller)
             let state = Atrium_V1_ProcessingJob.State(rawValue: current.state).map { "\($0)" } ?? "\(current.state)"
             throw ProcessingError.failedPrecondition("job '\(job.id)' cannot be cancelled: it is already \(state.uppercased())")
@@ -273,7 +300,7 @@ extension ProcessingService {
                 }
             } else {
                 // Visibility is checked again: a share revoked since Submit stops the job.
-                inputs = try await resolveStored(header, plan: plan, caller: caller)
+                inputs = try await preparation.resolveStored(header, plan: plan, caller: caller)
             }
             let run = PreparedRun(
                 caller: caller,
@@ -290,7 +317,8 @@ extension ProcessingService {
             let store = self.store
             let results = self.results
             let id = job.id
-            let shouldStop: @Sendable () -> Bool = { cancelledJobs.withLock { $0.contains(id) } }
+            let cancelledJobs = self.cancelledJobs
+            let shouldStop: @Sendable () -> Bool = { cancelledJobs.value.withLock { $0.contains(id) } }
             // Progress is written at most four times a second: each write is a durable commit.
             let lastProgress = Shared(ContinuousClock.now - .seconds(1))
             let progress: @Sendable (RunTotals) async throws -> Void = { totals in
@@ -342,28 +370,28 @@ extension ProcessingService {
             // A fresh job may be split across the serving instances (each records the usage of its shard); a
             // resumed one finishes here, after the results it kept.
             let totals: RunTotals
-            if done.isEmpty, let shards = try await shardPlan(for: run) {
-                totals = try await executeSplit(run, shards: shards, holdsWorker: true, shouldStop: shouldStop, progress: progress, emit: emit).totals
+            if done.isEmpty, let shards = try await coordinator.shardPlan(for: run) {
+                totals = try await coordinator.executeSplit(run, shards: shards, holdsWorker: true, shouldStop: shouldStop, progress: progress, emit: emit).totals
                 try await flush(true)
             } else {
-                totals = try await execute(run, skip: done, shouldStop: shouldStop, progress: progress, emit: emit)
+                totals = try await executor.execute(run, skip: done, shouldStop: shouldStop, progress: progress, emit: emit)
                 try await flush(true)
                 // One event for the whole job: an interrupted attempt recorded none, and its CPU is in the job row.
                 var whole = totals
                 whole.cpuSeconds += job.cpuSeconds
-                try meter(run, images: run.inputs.count, totals: whole)
+                try executor.meter(run, images: run.inputs.count, totals: whole)
             }
             let stored = try await store.results(of: job.id)
             let refs = stored.filter { !$0.imageID.isEmpty }.map { row in Atrium_V1_ImageRef.with { $0.imageID = row.imageID; $0.sha256 = row.sha256 } }
             let recipients = header.destinationIds.isEmpty ? [caller.subscriberID] : header.destinationIds
-            let finished = Self.micros()
+            let finished = Self.micros(now())
             let succeeded = try await store.succeed(
                 job.id,
                 at: finished,
-                expiresAt: finished + configuration.resultRetention.components.seconds * 1_000_000,
+                expiresAt: finished + resultRetention.components.seconds * 1_000_000,
                 resultCount: stored.count,
                 cpuSeconds: job.cpuSeconds + totals.cpuSeconds,
-                notice: try notice(for: run, imageRefs: refs, jobID: job.id, recipients: recipients)
+                notice: try executor.notice(for: run, imageRefs: refs, jobID: job.id, recipients: recipients)
             )
             if succeeded {
                 noticePump.wake()
@@ -374,7 +402,7 @@ extension ProcessingService {
             // The instance is shutting down: the job stays RUNNING and resumes at the next start.
             logger.info("job interrupted by shutdown; it resumes at the next start", metadata: ["job": "\(job.id)"])
         } catch let error as any RPCErrorConvertible where error.rpcErrorCode == .cancelled {
-            cancelledJobs.withLock { _ = $0.remove(job.id) }
+            cancelledJobs.value.withLock { _ = $0.remove(job.id) }
         } catch let error as any RPCErrorConvertible {
             await fail(job.id, code: error.rpcErrorCode.rawValue, reason: error.rpcErrorMessage)
         } catch {
@@ -385,7 +413,7 @@ extension ProcessingService {
     private func fail(_ id: String, code: Int, reason: String) async {
         logger.warning("job failed", metadata: ["job": "\(id)", "reason": "\(reason)"])
         do {
-            _ = try await store.finish(id, state: JobState.failed, at: Self.micros(), code: code, reason: reason)
+            _ = try await store.finish(id, state: JobState.failed, at: Self.micros(now()), code: code, reason: reason)
         } catch {
             logger.error("cannot record a job's failure; it will be retried at the next start", metadata: ["job": "\(id)", LogKey.error: "\(error)"])
         }
@@ -411,7 +439,7 @@ extension ProcessingService {
     /// Removes results past their retention.
     func expireResults() async {
         do {
-            let (resultBlobs, inputBlobs) = try await store.expire(before: Self.micros())
+            let (resultBlobs, inputBlobs) = try await store.expire(before: Self.micros(now()))
             for sha256 in resultBlobs { try? results.remove(sha256) }
             for sha256 in inputBlobs { try? inputs.remove(sha256) }
             if !resultBlobs.isEmpty { logger.info("expired job results removed", metadata: ["blobs": "\(resultBlobs.count)"]) }
@@ -425,27 +453,27 @@ extension ProcessingService {
 /// shutdown it stops taking jobs; a running job stops at its next input and stays RUNNING, to resume at the
 /// next start from the results it recorded.
 struct JobScheduler: Service {
-    let service: ProcessingService
+    let jobs: JobService
 
     func run() async throws {
-        try await service.recoverJobs()
+        try await jobs.recoverJobs()
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask {
                     while !Task.isCancelled {
-                        await service.expireResults()
+                        await jobs.expireResults()
                         try? await Task.sleep(for: .seconds(3600))
                     }
                 }
-                var queued = service.jobQueued.stream.makeAsyncIterator()
+                var queued = jobs.jobQueued.stream.makeAsyncIterator()
                 while !Task.isCancelled {
                     // Wait for a worker only when a job is queued, so that an idle scheduler is not counted as
                     // waiting work in the load it reports; with nothing queued, wait (without waking) for a Submit.
                     let waiting: Bool
                     do {
-                        waiting = try await service.store.nextQueued() != nil
+                        waiting = try await jobs.store.nextQueued() != nil
                     } catch {
-                        service.logger.warning("cannot read the job queue; trying again", metadata: [LogKey.error: "\(error)"])
+                        jobs.logger.warning("cannot read the job queue; trying again", metadata: [LogKey.error: "\(error)"])
                         try? await Task.sleep(for: .seconds(1))
                         continue
                     }
@@ -454,20 +482,20 @@ struct JobScheduler: Service {
                         continue
                     }
                     do {
-                        try await service.workers.acquire()
+                        try await jobs.workers.acquire()
                     } catch {
                         break
                     }
                     // The oldest queued job, moved to RUNNING before another worker can take it.
-                    guard let job = try? await service.store.nextQueued(),
-                        (try? await service.store.start(job.id, at: ProcessingService.micros())) == true
+                    guard let job = try? await jobs.store.nextQueued(),
+                        (try? await jobs.store.start(job.id, at: JobService.micros(jobs.now()))) == true
                     else {
-                        service.workers.release()
+                        jobs.workers.release()
                         continue
                     }
                     group.addTask {
-                        await service.runJob(job)
-                        service.workers.release()
+                        await jobs.runJob(job)
+                        jobs.workers.release()
                     }
                 }
                 group.cancelAll()

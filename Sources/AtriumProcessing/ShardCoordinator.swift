@@ -100,7 +100,24 @@ final class ResultQueue: Sendable {
     }
 }
 
-extension ProcessingService {
+/// The shard coordinator: splits a batch of stored images across the serving processing instances in proportion
+/// to their spare capacity, runs this instance's part on the executor and the others' through
+/// `ProcessingInternal/RunShard`, merges what comes back in result order (a projection's partial states exactly),
+/// and runs a failed shard again elsewhere. It also serves the shards other instances send here.
+struct ShardCoordinator: Sendable {
+    let instanceID: String
+    /// The other processing instances (and this one); `nil` when none are configured, and then nothing is split.
+    let peers: ProcessingPool?
+    let workers: WorkerPool
+    let preparation: RunPreparation
+    let executor: RunExecutor
+    let stream: ResultStream
+    /// This instance's load now, to weigh its share against the peers'.
+    let loadReport: @Sendable () async -> Atrium_V1_LoadReport
+    let logger: Logger
+}
+
+extension ShardCoordinator {
     // MARK: - Planning
 
     /// How to split `run` across the serving instances, or `nil` to run it here unsplit: only batches of stored
@@ -215,10 +232,10 @@ extension ProcessingService {
                 } else {
                     logger.info("projection sum not exact when split; computing it unsplit", metadata: ["run": "\(run.key)", "exact": "\(exact)"])
                     let local = holdsWorker
-                        ? try await execute(run, shouldStop: shouldStop, progress: progress, emit: emit)
-                        : try await workers.withWorker { try await self.execute(run, shouldStop: shouldStop, progress: progress, emit: emit) }
+                        ? try await executor.execute(run, shouldStop: shouldStop, progress: progress, emit: emit)
+                        : try await workers.withWorker { try await executor.execute(run, shouldStop: shouldStop, progress: progress, emit: emit) }
                     // The shards recorded their images; this records the CPU the unsplit pass cost.
-                    try self.meter(run.shard(shards.count), images: 0, totals: local)
+                    try executor.meter(run.shard(shards.count), images: 0, totals: local)
                     merged.cpuSeconds += local.cpuSeconds
                 }
                 return (merged, instances.value.withLock { $0 })
@@ -274,7 +291,7 @@ extension ProcessingService {
     private func runLocal(_ index: Int, range: Range<Int>, of run: PreparedRun, queue: ResultQueue, totals: Shared<RunTotals>, projection: Bool, holdsWorker: Bool) async throws {
         let shardRun = run.shard(index)
         let work: @Sendable () async throws -> RunTotals = {
-            try await self.execute(shardRun, range: range, partial: projection) { produced in
+            try await executor.execute(shardRun, range: range, partial: projection) { produced in
                 queue.put(
                     projection ? index : produced.index,
                     .init(
@@ -286,7 +303,7 @@ extension ProcessingService {
             }
         }
         let local = holdsWorker ? try await work() : try await workers.withWorker { try await work() }
-        try meter(shardRun, images: range.count, totals: local)
+        try executor.meter(shardRun, images: range.count, totals: local)
         totals.value.withLock {
             $0.cpuSeconds += local.cpuSeconds
             $0.megapixels += local.megapixels
@@ -384,9 +401,9 @@ extension ProcessingService {
     /// Merges the shards' partial states in order into the result, registered like an unsplit run's; `nil` when
     /// a sum was not exact (the caller then computes it unsplit).
     private func mergeProjection(_ run: PreparedRun, partials: [ProjectionAccumulator.Partial], totals: inout RunTotals) async throws -> (Bool, Produced?) {
-        let builder = ResultBuilder(plan: run.plan, derivationKey: run.derivationKey, softwareVersion: configuration.softwareVersion)
+        let builder = ResultBuilder(plan: run.plan, derivationKey: run.derivationKey, softwareVersion: executor.softwareVersion)
         let first = run.inputs[0]
-        let (blobs, inputs) = (self.blobs, self.inputs)
+        let (blobs, inputs) = (executor.blobs, executor.inputs)
         let outcome: (exact: Bool, built: BuiltResult?, cpu: Double, patientID: String) = try await offload {
             let start = threadCPUSeconds()
             var merged: ProjectionAccumulator
@@ -398,13 +415,13 @@ extension ProcessingService {
             }
             guard merged.isExact else { return (false, nil, threadCPUSeconds() - start, "") }
             // The first input's attributes (patient, study, pixel type) from its header; every input by its record.
-            let label = Self.label(0, first)
-            let reader = try Self.open(first, blobs: blobs, inputs: inputs, label: label)
+            let label = first.label(0)
+            let reader = try first.open(blobs: blobs, inputs: inputs, label: label)
             let prefix = [UInt8](try reader.read(offset: 0, length: Int(min(reader.size, 256 << 10))))
             let info = prefix.count == Int(reader.size)
                 ? try SourceDecoder.info(of: SourceDecoder.parse(prefix, label: label), label: label)
                 : try SourceDecoder.header(prefix, totalLength: Int(reader.size), label: label)
-            let sources = run.inputs.map { Self.reference(info, $0) }
+            let sources = run.inputs.map { RunExecutor.reference(info, $0) }
             let image: Image2D
             do {
                 image = try merged.result()
@@ -415,8 +432,8 @@ extension ProcessingService {
         }
         totals.cpuSeconds += outcome.cpu
         guard let built = outcome.built else { return (false, nil) }
-        let registered = run.register ? try await register(built, run: run, derivedFrom: run.inputImageIDs) : nil
-        recordAccess(run, input: first, patientID: outcome.patientID)
+        let registered = run.register ? try await executor.register(built, run: run, derivedFrom: run.inputImageIDs) : nil
+        executor.recordAccess(run, input: first, patientID: outcome.patientID)
         totals.inputsDone = run.inputs.count
         return (true, Produced(index: 0, inputIndices: Array(run.inputs.indices), built: built, imageID: registered?.imageID ?? "", sha256: registered?.sha256 ?? ""))
     }
@@ -440,7 +457,7 @@ extension ProcessingService {
         // Only this shard's inputs are resolved (visibility is checked again here); the rest keep their place.
         var partHeader = header
         partHeader.imageIds = .with { $0.imageIds = Array(list.imageIds[range]) }
-        let part = try await resolveStored(partHeader, plan: plan, caller: caller)
+        let part = try await preparation.resolveStored(partHeader, plan: plan, caller: caller)
         var inputs = list.imageIds.map { id in RunInput.stored(.with { $0.imageID = id }) }
         for (offset, input) in part.enumerated() { inputs[range.lowerBound + offset] = input }
         let run = PreparedRun(
@@ -457,15 +474,15 @@ extension ProcessingService {
         if case .projection = plan.kind { projection = true } else { projection = false }
         let started = ContinuousClock.now
         try await writer.write(.with {
-            $0.header = resultHeader(run, jobID: "", resultCount: projection ? 1 : range.count)
+            $0.header = stream.header(run, jobID: "", resultCount: projection ? 1 : range.count)
             $0.header.shard = shard
         })
         let totals = try await workers.withWorker {
-            try await execute(run, range: range, partial: projection) { produced in
-                try await self.write(produced, bytes: !(request.registeredByReference && produced.registered), to: writer)
+            try await executor.execute(run, range: range, partial: projection) { produced in
+                try await stream.write(produced, bytes: !(request.registeredByReference && produced.registered), to: writer)
             }
         }
-        try meter(run, images: range.count, totals: totals)
+        try executor.meter(run, images: range.count, totals: totals)
         try await writer.write(.with {
             $0.summary = .with {
                 $0.cpuSeconds = totals.cpuSeconds
