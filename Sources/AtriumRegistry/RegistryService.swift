@@ -105,16 +105,74 @@ public struct RegistryService: Sendable {
         case unexpected
     }
 
-    /// Registers one object: streams the upload into a temp blob while hashing, parses what was stored,
-    /// settles idempotency, reserves quota, makes the blob durable and commits the record. Returns only once
-    /// both are durable. Malformed input is refused before anything is stored. `method` names the call in the audit
-    /// log: `Register` (over gRPC or the byte path) or `RegisterFor` (a processing result).
+    /// Registers one object in four steps: ``receiveUpload(_:from:registrant:)`` streams it into a temp blob
+    /// while hashing, ``parseUpload(_:header:registrant:method:)`` parses what was stored and settles idempotency,
+    /// ``reserve(_:registrant:)`` draws the quota, and ``commitUpload(_:parsed:draw:header:registrant:method:)``
+    /// makes the blob durable and commits the record. Returns only once both are durable. Malformed input is refused
+    /// before anything is stored. `method` names the call in the audit log: `Register` (over gRPC or the byte path)
+    /// or `RegisterFor` (a processing result).
     func register(
         registrant: VerifiedCaller,
         header: Atrium_V1_RegisterHeader,
         method: MethodDescriptor = Atrium_V1_Registry.Method.Register.descriptor,
         next: () async throws -> UploadPart?
     ) async throws -> Atrium_V1_RegisterResponse {
+        var upload = try await receiveUpload(header, from: next, registrant: registrant)
+        // Whatever happens below, a writer that was not committed deletes its temp file (after the writes queued).
+        defer { upload.held.abandon() }
+        let parsed: ParsedUpload
+        do {
+            switch try await parseUpload(upload, header: header, registrant: registrant, method: method) {
+            case .answered(let answer):
+                await upload.giveBackEarlyDraw(to: leases, registrant: registrant)
+                return answer
+            case .parsed(let result):
+                parsed = result
+            }
+        } catch {
+            await upload.giveBackEarlyDraw(to: leases, registrant: registrant)
+            throw error
+        }
+        upload.stages.mark("parse")
+        let draw = try await reserve(upload, registrant: registrant)
+        upload.stages.mark("reserve")
+        return try await commitUpload(&upload, parsed: parsed, draw: draw, header: header, registrant: registrant, method: method)
+    }
+
+    /// An upload received into a temp blob, not yet durable.
+    struct ReceivedUpload {
+        /// The blob being written.
+        var held: HeldUpload
+        /// The object the registry wraps raw pixels in, when the upload is raw pixels.
+        var wrapper: RawPixelsWrapper?
+        /// The quota drawn before the bytes arrived, when the size was known up front.
+        var earlyDraw: StorageLeases.Draw?
+        /// How long each step took, for the log.
+        var stages: StageClock
+
+        /// Gives back an early draw when the upload goes no further.
+        func giveBackEarlyDraw(to leases: StorageLeases, registrant: VerifiedCaller) async {
+            if let earlyDraw { await leases.giveBack(earlyDraw, subscriberID: registrant.subscriberID, requestID: registrant.requestID) }
+        }
+    }
+
+    /// What parsing a stored upload found: the object's metadata and thumbnail, and the acquisition conditions to
+    /// record (the object's, merged with the header's).
+    struct ParsedUpload {
+        var image: ParsedImage
+        var conditions: Data
+    }
+
+    /// The outcome of parsing: the upload to commit, or the answer already given for the same object.
+    enum ParseOutcome {
+        case parsed(ParsedUpload)
+        case answered(Atrium_V1_RegisterResponse)
+    }
+
+    /// Step 1, receive: checks the header and its provenance, starts the blob, draws the quota early when the size is
+    /// known (an upload over quota is refused before it is sent), and writes every chunk as it comes. On failure
+    /// nothing stays: the temp blob is abandoned and an early draw given back.
+    private func receiveUpload(_ header: Atrium_V1_RegisterHeader, from next: () async throws -> UploadPart?, registrant: VerifiedCaller) async throws -> ReceivedUpload {
         try validate(header)
         // Provenance names only images the registrant may see.
         for source in header.derivedFromImageIds { _ = try visibleImage(id: source, caller: registrant) }
@@ -129,87 +187,93 @@ public struct RegistryService: Sendable {
             logger.error("cannot start a blob", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
             throw RegistryError.storageUnavailable()
         }
-        let held = HeldUpload(writer: writer)
-        // Whatever happens below, a writer that was not committed deletes its temp file (after the writes queued).
-        defer { held.abandon() }
-        var stages = StageClock()
-        // When the size is known up front, the quota is drawn before the bytes arrive: an upload over quota is
-        // refused before it is sent. A draw is local while the subscriber's lease lasts (``StorageLeases``).
-        let knownSize: UInt64? = wrapper.map { UInt64($0.prefix.count) + $0.pixelBytes + $0.pixelBytes % 2 } ?? (header.sizeBytes > 0 ? header.sizeBytes : nil)
-        var early: StorageLeases.Draw? = nil
-        if let knownSize { early = try await leases.draw(knownSize, for: registrant.subscriberID, requestID: registrant.requestID) }
-        /// Gives back an early draw when the upload goes no further.
-        func abandon() async {
-            if let early { await leases.giveBack(early, subscriberID: registrant.subscriberID, requestID: registrant.requestID) }
-        }
-        let parsed: ParsedImage
-        let conditions: Data
+        var upload = ReceivedUpload(held: HeldUpload(writer: writer), wrapper: wrapper, earlyDraw: nil, stages: StageClock())
         do {
+            // A draw is local while the subscriber's lease lasts (``StorageLeases``).
+            let knownSize: UInt64? = wrapper.map { UInt64($0.prefix.count) + $0.pixelBytes + $0.pixelBytes % 2 } ?? (header.sizeBytes > 0 ? header.sizeBytes : nil)
+            if let knownSize { upload.earlyDraw = try await leases.draw(knownSize, for: registrant.subscriberID, requestID: registrant.requestID) }
+            let held = upload.held
             if let wrapper { try await write(Data(wrapper.prefix), to: held, requestID: registrant.requestID) }
             let rawDigest = try await receive(next, into: held, wrapper: wrapper, header: header, requestID: registrant.requestID)
             if let wrapper, wrapper.pixelBytes % 2 == 1 { try await write(Data([0]), to: held, requestID: registrant.requestID) }
-            stages.mark("receive")
             // The header's digest describes what the caller sent: for raw pixels, the pixels (checked here), not the
-            // object the registry wraps them in; for an object, the object (checked on its queue once every byte
-            // is written, before the fsync).
+            // object the registry wraps them in; for an object, the object (checked when it is stored).
             if let rawDigest, !header.sha256.isEmpty, rawDigest != header.sha256 {
                 throw RegistryError.invalidArgument("the upload does not match header.sha256: expected \(header.sha256), received \(rawDigest)")
             }
-            let expected = wrapper == nil && !header.sha256.isEmpty ? header.sha256 : nil
-            parsed = try await store(held, expectingSHA256: expected, requestID: registrant.requestID)
-            stages.mark("parse")
-            guard let sop = parsed.metadata.sopInstanceUID else { throw RegistryError.invalidArgument("the object has no SOP Instance UID") }
-            // The common idempotent case is answered before the record is written; the commit checks again.
-            if let current = try readIndex(registrant.requestID, { try store.currentImage(registrantID: registrant.subscriberID, sopInstanceUID: sop) }),
-                let answer = try idempotent(current, sha256: writer.sha256, supersede: header.supersede, registrant: registrant, method: method)
-            {
-                await abandon()
-                return answer
-            }
-            conditions = try Conditions.merge(parsed.conditions, header.conditions).serializedData()
         } catch {
-            await abandon()
+            await upload.giveBackEarlyDraw(to: leases, registrant: registrant)
+            upload.held.abandon()
             throw error
         }
-        let draw: StorageLeases.Draw
-        if let early {
-            draw = early
-        } else {
-            draw = try await leases.draw(writer.byteCount, for: registrant.subscriberID, requestID: registrant.requestID)
+        upload.stages.mark("receive")
+        return upload
+    }
+
+    /// Step 2, parse: finishes the blob's writes (checking an object's digest against the header's) while parsing
+    /// it, then answers at once when the registrant already holds the same object (the common idempotent case; the
+    /// commit checks again).
+    private func parseUpload(_ upload: ReceivedUpload, header: Atrium_V1_RegisterHeader, registrant: VerifiedCaller, method: MethodDescriptor) async throws -> ParseOutcome {
+        let expected = upload.wrapper == nil && !header.sha256.isEmpty ? header.sha256 : nil
+        let parsed = try await store(upload.held, expectingSHA256: expected, requestID: registrant.requestID)
+        guard let sop = parsed.metadata.sopInstanceUID else { throw RegistryError.invalidArgument("the object has no SOP Instance UID") }
+        if let current = try readIndex(registrant.requestID, { try store.currentImage(registrantID: registrant.subscriberID, sopInstanceUID: sop) }),
+            let answer = try idempotent(current, sha256: upload.held.writer.sha256, supersede: header.supersede, registrant: registrant, method: method)
+        {
+            return .answered(answer)
         }
-        stages.mark("reserve")
+        return .parsed(ParsedUpload(image: parsed, conditions: try Conditions.merge(parsed.conditions, header.conditions).serializedData()))
+    }
+
+    /// Step 3, reserve: the quota for the stored size, or the draw taken before the bytes arrived.
+    private func reserve(_ upload: ReceivedUpload, registrant: VerifiedCaller) async throws -> StorageLeases.Draw {
+        if let early = upload.earlyDraw { return early }
+        return try await leases.draw(upload.held.writer.byteCount, for: registrant.subscriberID, requestID: registrant.requestID)
+    }
+
+    /// Step 4, commit: makes the blob durable, then commits the record with its conditions, thumbnail and the
+    /// quota settlement in one transaction. A concurrent registration of the same object that committed first is
+    /// answered as a repeat. The draw is given back whenever nothing was stored.
+    private func commitUpload(
+        _ upload: inout ReceivedUpload,
+        parsed: ParsedUpload,
+        draw: StorageLeases.Draw,
+        header: Atrium_V1_RegisterHeader,
+        registrant: VerifiedCaller,
+        method: MethodDescriptor
+    ) async throws -> Atrium_V1_RegisterResponse {
         /// Gives the draw back when the upload stored nothing.
         func giveBack() async { await leases.giveBack(draw, subscriberID: registrant.subscriberID, requestID: registrant.requestID) }
         let commit: BlobCommit
         do {
-            commit = try await commitOrFail(writer, requestID: registrant.requestID)
+            commit = try await commitOrFail(upload.held.writer, requestID: registrant.requestID)
         } catch {
             await giveBack()
             throw error
         }
-        stages.mark("blob")
+        upload.stages.mark("blob")
         let now = self.now()
         let row = ImageRow(
             id: Identifier.make(prefix: "img"),
             registrant: registrant.subscriberID,
-            metadata: parsed.metadata,
+            metadata: parsed.image.metadata,
             header: header,
             commit: commit,
-            conditions: conditions,
-            thumbnailSHA256: parsed.thumbnail?.sha256,
-            pixelNote: parsed.pixelNote,
+            conditions: parsed.conditions,
+            thumbnailSHA256: parsed.image.thumbnail?.sha256,
+            pixelNote: parsed.image.pixelNote,
             registeredAt: now
         )
         let first = ConditionsRow(imageID: row.id, version: 1, conditions: row.conditions, recordedBy: registrant.subscriberID, recordedAt: now, reason: "registered")
         let outcome: CommitOutcome
         do {
-            outcome = try await store.commit(row, conditions: first, thumbnail: parsed.thumbnail, draw: draw, supersede: header.supersede)
+            outcome = try await store.commit(row, conditions: first, thumbnail: parsed.image.thumbnail, draw: draw, supersede: header.supersede)
         } catch {
             logger.error("cannot commit an image record", metadata: [LogKey.error: "\(error)", LogKey.requestID: "\(registrant.requestID)"])
             await giveBack()
             throw RegistryError.storageUnavailable()
         }
-        stages.mark("index")
+        upload.stages.mark("index")
         let alreadyHad: Bool
         switch outcome {
         case .inserted(let had):
@@ -228,7 +292,7 @@ public struct RegistryService: Sendable {
             LogKey.imageID: "\(row.id)", LogKey.subscriberID: "\(registrant.subscriberID)", LogKey.requestID: "\(registrant.requestID)",
             "bytes": "\(commit.size)",
         ]
-        for (stage, milliseconds) in stages.laps { metadata["ms.\(stage)"] = "\(milliseconds)" }
+        for (stage, milliseconds) in upload.stages.laps { metadata["ms.\(stage)"] = "\(milliseconds)" }
         logger.info("registered", metadata: metadata)
         return .with {
             $0.imageID = row.id
