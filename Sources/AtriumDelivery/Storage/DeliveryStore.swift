@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 
 /// A row of `print_job`: one film sheet handed to a printer.
-struct PrintJobRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct PrintJobRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "print_job"
     var id: String
     /// Submission order: the order a printer receives its jobs in.
@@ -24,17 +24,12 @@ struct PrintJobRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var submittedAt: Date
     var completedAt: Date?
 
-    enum CodingKeys: String, CodingKey {
-        case id, sequence, submitterID = "submitter_id", submitter, printerID = "printer_id", filmBox = "film_box",
-            imageIDs = "image_ids", copies, state, failureReason = "failure_reason", submittedAt = "submitted_at",
-            completedAt = "completed_at"
-    }
 
     var images: [String] { imageIDs.split(separator: " ").map(String.init) }
 }
 
 /// A row of `inbox_entry`: something delivered to a subscriber, kept until acknowledged.
-struct InboxRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct InboxRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "inbox_entry"
     var subscriberID: String
     var cursor: Int64
@@ -45,13 +40,10 @@ struct InboxRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var entry: Data
     var createdAt: Date
 
-    enum CodingKeys: String, CodingKey {
-        case subscriberID = "subscriber_id", cursor, entryKey = "entry_key", source, kind, entry, createdAt = "created_at"
-    }
 }
 
 /// A row of `variant`: an image's bytes in another encoding, cached in delivery's own blob store.
-struct VariantRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct VariantRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "variant"
     var sourceSHA256: String
     /// `Encoding` raw value: the encoding asked for.
@@ -67,10 +59,6 @@ struct VariantRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var note: String
     var createdAt: Date
 
-    enum CodingKeys: String, CodingKey {
-        case sourceSHA256 = "source_sha256", encoding, deliveredEncoding = "delivered_encoding", sha256, sizeBytes = "size_bytes",
-            transferSyntaxUID = "transfer_syntax_uid", note, createdAt = "created_at"
-    }
 }
 
 /// Delivery's own state, in one SQLite file (WAL, fsync on commit): print jobs, inboxes and the index of cached

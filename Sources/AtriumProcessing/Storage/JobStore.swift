@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 
 /// A row of `job`: one submitted job, from QUEUED to SUCCEEDED, FAILED or CANCELLED.
-struct JobRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct JobRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "job"
     var id: String
     /// The submitter's identity (a serialized `CallerIdentity`).
@@ -29,29 +29,22 @@ struct JobRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     /// Stored input image IDs in the order used (series resolved), space-separated; empty for inline inputs.
     var inputImageIDs: String
 
-    enum CodingKeys: String, CodingKey {
-        case id, submitter, submitterID = "submitter_id", header, state, createdAt = "created_at", startedAt = "started_at",
-            finishedAt = "finished_at", resultsExpireAt = "results_expire_at", inputCount = "input_count", inputsDone = "inputs_done",
-            megapixels, failureCode = "failure_code", failureReason = "failure_reason", resultCount = "result_count",
-            cpuSeconds = "cpu_seconds", inputImageIDs = "input_image_ids"
-    }
 }
 
 /// A row of `job_input`: an inline input of a job, kept in the instance's input store until the job ends.
-struct JobInputRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct JobInputRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "job_input"
     var jobID: String
     var index: Int
     var sha256: String
     var size: Int64
 
-    enum CodingKeys: String, CodingKey {
-        case jobID = "job_id", index = "idx", sha256, size
-    }
+    /// Columns named by abbreviation (see ``SnakeCaseColumns``).
+    static let columnRenames = ["index": "idx"]
 }
 
 /// A row of `job_result`: one result of a job, its bytes in the instance's result store.
-struct JobResultRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct JobResultRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "job_result"
     var jobID: String
     var index: Int
@@ -64,10 +57,8 @@ struct JobResultRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     /// Input indices, space-separated.
     var inputIndices: String
 
-    enum CodingKeys: String, CodingKey {
-        case jobID = "job_id", index = "idx", sha256, size, imageID = "image_id", rows, columns, bitsAllocated = "bits_allocated",
-            inputIndices = "input_indices"
-    }
+    /// Columns named by abbreviation (see ``SnakeCaseColumns``).
+    static let columnRenames = ["index": "idx"]
 }
 
 /// An inbox entry owed to destinations, committed with the work it reports and sent to delivery afterwards.

@@ -2,9 +2,10 @@ import SwiftProtobuf
 import AtriumAPI
 import Foundation
 import GRDB
+import AtriumStorage
 
 /// A row of `image`: the index record of one stored image. Queries read only this table, never blobs.
-struct ImageRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct ImageRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "image"
     var id: String
     var registrantID: String
@@ -44,20 +45,10 @@ struct ImageRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     /// The order of listings: acquisition time in ms since 1970, else registration time.
     var orderTime: Int64
 
-    enum CodingKeys: String, CodingKey {
-        case id, registrantID = "registrant_id", patientID = "patient_id", patientName = "patient_name",
-            studyUID = "study_uid", seriesUID = "series_uid", sopInstanceUID = "sop_instance_uid",
-            sopClassUID = "sop_class_uid", modality, acquiredAt = "acquired_at", deviceID = "device_id",
-            bodyPart = "body_part", comment, rows, columns, bitsAllocated = "bits_allocated", frames,
-            transferSyntaxUID = "transfer_syntax_uid", sizeBytes = "size_bytes", sha256, registeredAt = "registered_at",
-            instanceNumber = "instance_number", slicePosition = "slice_position", conditions,
-            conditionsVersion = "conditions_version", supersedesImageID = "supersedes_image_id", supersededBy = "superseded_by",
-            derivedFrom = "derived_from", thumbnailSHA256 = "thumbnail_sha256", pixelNote = "pixel_note", orderTime = "order_time"
-    }
 }
 
 /// A row of `conditions_version`: one version of an image's acquisition conditions. Never updated.
-struct ConditionsRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct ConditionsRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "conditions_version"
     var imageID: String
     var version: Int
@@ -66,9 +57,6 @@ struct ConditionsRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var recordedAt: Date
     var reason: String
 
-    enum CodingKeys: String, CodingKey {
-        case imageID = "image_id", version, conditions, recordedBy = "recorded_by", recordedAt = "recorded_at", reason
-    }
 }
 
 /// A row of `thumbnail`: a PNG, keyed by its SHA-256 (identical thumbnails are kept once).
@@ -82,7 +70,7 @@ struct ThumbnailRow: Codable, FetchableRecord, PersistableRecord, Sendable {
 
 /// A row of `share_grant`: the grantor's images of one patient, or of the studies in `share_grant_study`, are
 /// visible to the receiver until the expiry or the revocation.
-struct ShareGrantRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct ShareGrantRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "share_grant"
     var id: String
     var grantorID: String
@@ -96,21 +84,14 @@ struct ShareGrantRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     /// rather than the studies in `share_grant_study`.
     var imageScoped: Bool? = nil
 
-    enum CodingKeys: String, CodingKey {
-        case id, grantorID = "grantor_id", receiverID = "receiver_id", patientID = "patient_id", expiresAt = "expires_at",
-            createdAt = "created_at", revokedAt = "revoked_at", imageScoped = "image_scoped"
-    }
 }
 
 /// A row of `share_grant_study`: one study of a study-scoped grant.
-struct ShareStudyRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct ShareStudyRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "share_grant_study"
     var grantID: String
     var studyUID: String
 
-    enum CodingKeys: String, CodingKey {
-        case grantID = "grant_id", studyUID = "study_uid"
-    }
 }
 
 /// The registry database's migrations, in order. Never edit one that has landed; add a new one.
@@ -244,7 +225,7 @@ enum RegistryMigrations {
 /// A row of `settlement`: what security is owed. A committed image's draw on a storage lease (the bytes it took
 /// off the lease and the bytes it added), or a release of lease bytes no upload will use (`commits` false).
 /// Rows from before leases name a reservation of their own and no lease.
-struct SettlementRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct SettlementRow: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "settlement"
     /// The draw's ID (settling is idempotent by it).
     var reservationID: String
@@ -255,10 +236,6 @@ struct SettlementRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var drawnBytes: Int64
     var commits: Bool
 
-    enum CodingKeys: String, CodingKey {
-        case reservationID = "reservation_id", subscriberID = "subscriber_id", committedBytes = "committed_bytes", createdAt = "created_at"
-        case leaseID = "lease_id", drawnBytes = "drawn_bytes", commits
-    }
 
     /// What security is sent for this row.
     var request: Atrium_V1_SettleReservationRequest {

@@ -1,8 +1,9 @@
 import Foundation
 import GRDB
+import AtriumStorage
 
 /// A row of `subscriber`.
-struct SubscriberRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct SubscriberRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "subscriber"
     var id: String
     var displayName: String
@@ -14,14 +15,10 @@ struct SubscriberRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     var createdAt: Date
     var statusChangedAt: Date
 
-    enum CodingKeys: String, CodingKey {
-        case id, displayName = "display_name", kind, status, externalID = "external_id", createdAt = "created_at",
-            statusChangedAt = "status_changed_at"
-    }
 }
 
 /// A row of `contract`: one row per version; the highest version is in force.
-struct ContractRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct ContractRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "contract"
     var subscriberID: String
     var version: Int
@@ -31,13 +28,10 @@ struct ContractRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     var terms: Data
     var effectiveFrom: Date
 
-    enum CodingKeys: String, CodingKey {
-        case subscriberID = "subscriber_id", version, roles, terms, effectiveFrom = "effective_from"
-    }
 }
 
 /// A row of `api_key`: never the secret, only its salted hash.
-struct ApiKeyRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct ApiKeyRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "api_key"
     var prefix: String
     var subscriberID: String
@@ -48,23 +42,18 @@ struct ApiKeyRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     var expiresAt: Date?
     var revokedAt: Date?
 
-    enum CodingKeys: String, CodingKey {
-        case prefix, subscriberID = "subscriber_id", label, salt, hash, createdAt = "created_at", expiresAt = "expires_at",
-            revokedAt = "revoked_at"
-    }
 }
 
 /// A row of `subscriber_patient`: an individual subscriber linked to a patient ID.
-struct SubscriberPatientRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct SubscriberPatientRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "subscriber_patient"
     var subscriberID: String
     var patientID: String
 
-    enum CodingKeys: String, CodingKey { case subscriberID = "subscriber_id", patientID = "patient_id" }
 }
 
 /// A row of `enrollment_token`: only the SHA-256 of the token is kept.
-struct EnrollmentTokenRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct EnrollmentTokenRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "enrollment_token"
     var tokenHash: Data
     var subscriberID: String
@@ -72,13 +61,10 @@ struct EnrollmentTokenRecord: Codable, FetchableRecord, PersistableRecord, Senda
     var expiresAt: Date
     var usedAt: Date?
 
-    enum CodingKeys: String, CodingKey {
-        case tokenHash = "token_hash", subscriberID = "subscriber_id", createdAt = "created_at", expiresAt = "expires_at", usedAt = "used_at"
-    }
 }
 
 /// A row of `certificate`: a client certificate the Atrium CA issued at enrolment.
-struct CertificateRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct CertificateRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "certificate"
     /// Lower-case hex serial number.
     var serial: String
@@ -89,26 +75,20 @@ struct CertificateRecord: Codable, FetchableRecord, PersistableRecord, Sendable 
     var notAfter: Date
     var revokedAt: Date?
 
-    enum CodingKeys: String, CodingKey {
-        case serial, subscriberID = "subscriber_id", sha256, notBefore = "not_before", notAfter = "not_after", revokedAt = "revoked_at"
-    }
 }
 
 /// A row of `storage_account`: committed bytes now.
-struct StorageAccountRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct StorageAccountRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "storage_account"
     var subscriberID: String
     var usedBytes: Int64
     var lastChangeAt: Date
     var warning: Bool
 
-    enum CodingKeys: String, CodingKey {
-        case subscriberID = "subscriber_id", usedBytes = "used_bytes", lastChangeAt = "last_change_at", warning
-    }
 }
 
 /// A row of `storage_reservation`: bytes held for an upload in progress.
-struct StorageReservationRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct StorageReservationRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "storage_reservation"
     var id: String
     var subscriberID: String
@@ -116,20 +96,18 @@ struct StorageReservationRecord: Codable, FetchableRecord, PersistableRecord, Se
     var expiresAt: Date
     var settledAt: Date?
 
-    enum CodingKeys: String, CodingKey { case id, subscriberID = "subscriber_id", bytes, expiresAt = "expires_at", settledAt = "settled_at" }
 }
 
 /// A row of `storage_period`: stored bytes integrated over one calendar month.
-struct StoragePeriodRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct StoragePeriodRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "storage_period"
     var subscriberID: String
     var period: String
     var gigaByteMilliseconds: Int64
     var remainderByteMilliseconds: Int64
 
-    enum CodingKeys: String, CodingKey {
-        case subscriberID = "subscriber_id", period, gigaByteMilliseconds = "giga_byte_ms", remainderByteMilliseconds = "remainder_byte_ms"
-    }
+    /// Columns named by abbreviation (see ``SnakeCaseColumns``).
+    static let columnRenames = ["gigaByteMilliseconds": "giga_byte_ms", "remainderByteMilliseconds": "remainder_byte_ms"]
 
     /// The integral in byte-milliseconds.
     var byteMilliseconds: Int128 { Int128(gigaByteMilliseconds) * 1_000_000_000 + Int128(remainderByteMilliseconds) }
@@ -143,7 +121,7 @@ struct StoragePeriodRecord: Codable, FetchableRecord, PersistableRecord, Sendabl
 }
 
 /// A row of `usage_event`: one metered event, kept once per event ID.
-struct UsageEventRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct UsageEventRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "usage_event"
     var eventID: String
     var subscriberID: String
@@ -156,11 +134,6 @@ struct UsageEventRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     var processedBytes: Int64 = 0
     var cpuMilliseconds: Int64 = 0
 
-    enum CodingKeys: String, CodingKey {
-        case eventID = "event_id", subscriberID = "subscriber_id", period, time, storedBytesDelta = "stored_bytes_delta",
-            deliveries, deliveredBytes = "delivered_bytes", processedImages = "processed_images", processedBytes = "processed_bytes",
-            cpuMilliseconds = "cpu_milliseconds"
-    }
 }
 
 extension UsageEventRecord {
@@ -185,7 +158,7 @@ extension UsageEventRecord {
 }
 
 /// A row of `notification`.
-struct NotificationRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct NotificationRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "notification"
     var id: String
     var subscriberID: String
@@ -193,11 +166,10 @@ struct NotificationRecord: Codable, FetchableRecord, PersistableRecord, Sendable
     var message: String
     var createdAt: Date
 
-    enum CodingKeys: String, CodingKey { case id, subscriberID = "subscriber_id", kind, message, createdAt = "created_at" }
 }
 
 /// A row of `audit`.
-struct AuditRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct AuditRecord: Codable, SnakeCaseColumns, FetchableRecord, PersistableRecord, Sendable {
     static let databaseTableName = "audit"
     var sequence: Int64
     var timeMilliseconds: Int64
@@ -210,8 +182,6 @@ struct AuditRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     var requestID: String
     var hash: String
 
-    enum CodingKeys: String, CodingKey {
-        case sequence, timeMilliseconds = "time_ms", subscriberID = "subscriber_id", method, resourceID = "resource_id",
-            resourceOwnerID = "resource_owner_id", patientID = "patient_id", outcome, requestID = "request_id", hash
-    }
+    /// Columns named by abbreviation (see ``SnakeCaseColumns``).
+    static let columnRenames = ["timeMilliseconds": "time_ms"]
 }
