@@ -22,7 +22,7 @@ PROTOS         := $(sort $(wildcard proto/atrium/v1/*.proto)) proto/grpc/health/
 APT_PACKAGES   ?= libsqlite3-dev protobuf-compiler zlib1g-dev libcharls-dev dcmtk curl
 PIP_PACKAGES   ?= jsonschema pyyaml pydicom numpy scipy pylibjpeg pylibjpeg-libjpeg
 
-.PHONY: run up test bench benchdeps proto proto-check compose-check module-check lint build deps pydeps plugins clean fuzz
+.PHONY: run up test bench benchdeps proto proto-check compose-check module-check doc-check lint build deps pydeps plugins clean fuzz
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -45,7 +45,7 @@ run: build up
 up:
 	$(BIN) up
 
-test: deps pydeps compose-check module-check
+test: deps pydeps compose-check module-check doc-check
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	ATRIUM_BINARY=$(CURDIR)/.build/debug/atrium $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
@@ -98,7 +98,11 @@ compose-check: pydeps
 module-check: deps
 	$(PYTHON) scripts/module_check.py
 
-lint: proto-check compose-check module-check
+# Every public and package declaration of the SDK and the DICOM library has a documentation comment.
+doc-check:
+	$(PYTHON) scripts/doc_check.py
+
+lint: proto-check compose-check module-check doc-check
 	$(SWIFT) build -Xswiftc -warnings-as-errors
 
 clean:

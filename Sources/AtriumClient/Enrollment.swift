@@ -16,8 +16,11 @@ public struct EnrolledIdentity: Sendable, Hashable {
     /// The subscriber the certificate names.
     public var subscriberID: String
 
+    /// The subscriber certificate (PEM): `subscriber.pem` in `directory`.
     public var certificatePath: String { "\(directory)/subscriber.pem" }
+    /// The certificate's P-256 private key (PEM, mode 0600): `subscriber.key` in `directory`.
     public var keyPath: String { "\(directory)/subscriber.key" }
+    /// The certificate of Atrium's CA, which issued the subscriber certificate (PEM): `ca.pem` in `directory`.
     public var caPath: String { "\(directory)/ca.pem" }
 
     /// The identity stored in `directory` by an earlier enrolment, if there is one.

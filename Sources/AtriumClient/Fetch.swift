@@ -19,12 +19,15 @@ public struct FetchOptions: Sendable {
     public var maxAttempts: Int
     /// The pause before the first retry; it doubles, up to `maxBackoff`, with jitter.
     public var initialBackoff: Duration
+    /// The longest pause between retries, however many times the backoff has doubled.
     public var maxBackoff: Duration
     /// For printers: the open print job whose capability allows the fetch.
     public var printJobID: String
     /// How the bytes travel: gRPC by default; the byte path (HTTPS from the data plane) on request.
     public var transport: FetchTransport
 
+    /// Options with the defaults: the stored bytes (`.original`) over gRPC, a new fetch ID, 6 attempts,
+    /// and a backoff from 200 ms up to 5 s.
     public init(
         encoding: Atrium_V1_Encoding = .original,
         fetchID: String? = nil,
@@ -53,6 +56,7 @@ public protocol FetchDestination: AnyObject {
     func rehash(into hasher: inout SHA256) throws
     /// Drops every held byte (the object changed, or the held bytes were wrong).
     func reset() throws
+    /// Adds the next bytes of the object, in order, after those already held.
     func append(_ data: Data) throws
     /// The object is complete and verified.
     func finish(_ image: FetchedImage) throws
@@ -65,9 +69,13 @@ public protocol FetchDestination: AnyObject {
 
 /// A fetched, verified image.
 public struct FetchedImage: Sendable {
+    /// The ID of the image, as asked for.
     public var imageID: String
+    /// The SHA-256 and size of the whole object, as the server sent them (the received bytes match).
     public var digest: Atrium_V1_Digest
+    /// The transfer syntax UID of the delivered bytes.
     public var transferSyntaxUID: String
+    /// The encoding delivered; it may differ from the one asked for (``encodingNote`` says why).
     public var encoding: Atrium_V1_Encoding
     /// Why the encoding differs from the one asked for; empty when it does not.
     public var encodingNote: String
@@ -77,6 +85,7 @@ public struct FetchedImage: Sendable {
 
 /// How one image of a fetch ended.
 public enum FetchOutcome: Sendable {
+    /// Delivered and verified against the server's digest.
     case fetched(FetchedImage)
     /// Not delivered: not found or not visible (the two are not distinguished), with the server's status.
     case refused(imageID: String, code: RPCError.Code, message: String)
@@ -84,10 +93,15 @@ public enum FetchOutcome: Sendable {
 
 /// Progress of a fetch, reported after each chunk.
 public struct FetchProgress: Sendable {
+    /// The image the latest chunk belongs to.
     public var imageID: String
+    /// Bytes of that image held so far, counting any kept from an earlier run.
     public var receivedBytes: UInt64
+    /// The size of that image's delivered object, in bytes.
     public var totalBytes: UInt64
+    /// Images finished so far, fetched or refused.
     public var imagesDone: Int
+    /// The number of distinct images the fetch asks for.
     public var imagesTotal: Int
 }
 
@@ -437,15 +451,24 @@ final class StreamDestination: FetchDestination {
 public final class MemoryDestination: FetchDestination {
     /// The bytes received so far; the whole verified object once ``finished``.
     public private(set) var data = Data()
+    /// Whether the object is complete and verified (``finish(_:)`` was called).
     public private(set) var finished = false
 
+    /// An empty destination.
     public init() {}
+    /// Always 0: memory holds nothing across runs.
     public var resumableBytes: UInt64 { 0 }
+    /// Does nothing: there are never held bytes to hash.
     public func rehash(into hasher: inout SHA256) {}
+    /// Drops the bytes received so far.
     public func reset() { data.removeAll() }
+    /// Appends the bytes to ``data``.
     public func append(_ data: Data) { self.data.append(data) }
+    /// Marks the object finished; ``data`` then holds it whole.
     public func finish(_ image: FetchedImage) { finished = true }
+    /// Does nothing: the bytes received so far stay in ``data``.
     public func abandon() {}
+    /// Drops the bytes received so far.
     public func discard() { data.removeAll() }
 }
 
@@ -454,6 +477,7 @@ public final class FileDestination: FetchDestination {
     private let path: String
     private let partPath: String
     private let handle: FileHandle
+    /// The size of `<path>.part` when it was opened: the bytes kept from an earlier run.
     public let resumableBytes: UInt64
 
     /// Opens `<path>.part`, keeping what it holds from an earlier run.
@@ -469,30 +493,36 @@ public final class FileDestination: FetchDestination {
 
     deinit { try? handle.close() }
 
+    /// Reads `<path>.part` from its start into `hasher`.
     public func rehash(into hasher: inout SHA256) throws {
         try handle.seek(toOffset: 0)
         while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty { hasher.update(data: data) }
         _ = try handle.seekToEnd()
     }
 
+    /// Empties `<path>.part`.
     public func reset() throws {
         try handle.truncate(atOffset: 0)
     }
 
+    /// Appends the bytes to `<path>.part`.
     public func append(_ data: Data) throws { try handle.write(contentsOf: data) }
 
+    /// Fsyncs `<path>.part`, then renames it to `path`, replacing any file already there.
     public func finish(_ image: FetchedImage) throws {
         try handle.synchronize()
         if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
         try FileManager.default.moveItem(atPath: partPath, toPath: path)
     }
 
+    /// Fsyncs `<path>.part` and keeps it for a later resume; an empty one is removed.
     public func abandon() {
         try? handle.synchronize()
         // An empty partial file holds nothing to resume.
         if handle.offsetInFile == 0 { discard() }
     }
 
+    /// Closes and removes `<path>.part`.
     public func discard() {
         try? handle.close()
         try? FileManager.default.removeItem(atPath: partPath)

@@ -17,12 +17,16 @@ public enum ProcessingInputs: Sendable {
 
 /// What to process and how: the operation, its inputs, the result type and who else receives the results.
 public struct ProcessingRequest: Sendable {
+    /// The operation to run, with its parameters.
     public var operation: Atrium_V1_Operation
+    /// The images to process: stored images, a series, or files sent with the request.
     public var inputs: ProcessingInputs
+    /// The results' pixel type: 32-bit float (the default) or the first input's stored integer type.
     public var outputType: Atrium_V1_OutputType
     /// Subscribers whose inboxes receive the results (each must hold the `receive` role).
     public var destinations: [String]
 
+    /// A request for `operation` on `inputs`; by default the results are 32-bit float, sent to no other subscriber.
     public init(operation: Atrium_V1_Operation, inputs: ProcessingInputs, outputType: Atrium_V1_OutputType = .float32, destinations: [String] = []) {
         self.operation = operation
         self.inputs = inputs
@@ -46,13 +50,19 @@ public struct ProcessingRequest: Sendable {
 
 /// One result of a run or job, verified against the digest the server sent.
 public struct ProcessingResult: Sendable {
+    /// The result's index in its stream, from 0, in input order.
     public var index: Int
+    /// The inputs this result was made from, as 0-based indices into the request's inputs.
     public var inputIndices: [Int]
     /// The registered image ID, when the results were registered.
     public var imageID: String
+    /// The result's height in pixels.
     public var rows: Int
+    /// The result's width in pixels.
     public var columns: Int
+    /// Bits per pixel: 32 for float results, else the source's Bits Allocated.
     public var bitsAllocated: Int
+    /// The SHA-256 and size of the result's DICOM bytes, as the server sent them (the bytes match).
     public var digest: Atrium_V1_Digest
     /// Where the DICOM object was written, when a directory was given.
     public var path: String?
@@ -62,8 +72,11 @@ public struct ProcessingResult: Sendable {
 
 /// A whole result stream: what was applied, the results, and what it cost.
 public struct ProcessingOutcome: Sendable {
+    /// What was applied: the operation with its defaults filled in, the output type, the inputs used.
     public var header: Atrium_V1_RunResultHeader
+    /// Every result, in the order the stream sent them.
     public var results: [ProcessingResult]
+    /// What the run cost: CPU seconds, wall-clock time and megapixels processed.
     public var summary: Atrium_V1_RunSummary
 }
 

@@ -18,6 +18,8 @@ public struct DICOMCharacterSet: Sendable, Hashable {
 
     let kind: Kind
 
+    /// The default repertoire (ASCII, bytes above 127 read as Latin-1), in force when a data set has no
+    /// Specific Character Set (0008,0005).
     public static let `default` = DICOMCharacterSet(kind: .ascii)
 
     /// The character set named by the values of (0008,0005).

@@ -1,19 +1,29 @@
 /// A transfer syntax: how a data set's bytes are laid out.
 public struct TransferSyntax: Hashable, Sendable {
+    /// The transfer syntax UID, e.g. `1.2.840.10008.1.2.1`.
     public let uid: String
+    /// Whether elements state their VR; `false` for implicit VR, where ``DataDictionary`` gives it.
     public let explicitVR: Bool
+    /// Whether binary values are little endian; `false` only for explicit VR big endian.
     public let littleEndian: Bool
     /// The data set after the file meta is a raw deflate stream.
     public let deflated: Bool
     /// Pixel data is encapsulated (compressed fragments).
     public let encapsulated: Bool
 
+    /// Implicit VR Little Endian (1.2.840.10008.1.2), DICOM's default transfer syntax.
     public static let implicitLittleEndian = TransferSyntax(uid: "1.2.840.10008.1.2", explicitVR: false, littleEndian: true, deflated: false, encapsulated: false)
+    /// Explicit VR Little Endian (1.2.840.10008.1.2.1).
     public static let explicitLittleEndian = TransferSyntax(uid: "1.2.840.10008.1.2.1", explicitVR: true, littleEndian: true, deflated: false, encapsulated: false)
+    /// Deflated Explicit VR Little Endian (1.2.840.10008.1.2.1.99): the data set is a raw deflate stream.
     public static let deflatedExplicitLittleEndian = TransferSyntax(uid: "1.2.840.10008.1.2.1.99", explicitVR: true, littleEndian: true, deflated: true, encapsulated: false)
+    /// Explicit VR Big Endian (1.2.840.10008.1.2.2), retired from the standard but still read.
     public static let explicitBigEndian = TransferSyntax(uid: "1.2.840.10008.1.2.2", explicitVR: true, littleEndian: false, deflated: false, encapsulated: false)
+    /// The UID of RLE Lossless (1.2.840.10008.1.2.5), whose pixel data ``PixelDecoder`` decodes.
     public static let rleLossless = "1.2.840.10008.1.2.5"
+    /// The UID of JPEG-LS Lossless (1.2.840.10008.1.2.4.80), which ``PixelDecoder`` decodes and ``Transcoder`` writes.
     public static let jpegLSLossless = "1.2.840.10008.1.2.4.80"
+    /// The UID of JPEG-LS Near-Lossless (1.2.840.10008.1.2.4.81), which ``PixelDecoder`` decodes (not written).
     public static let jpegLSNearLossless = "1.2.840.10008.1.2.4.81"
 
     /// The syntax named by `uid`. Every UID outside the four native ones is explicit VR little endian with
@@ -54,6 +64,7 @@ public struct TransferSyntax: Hashable, Sendable {
 
 /// One element of a data set.
 public struct DataElement: Sendable {
+    /// The value of an element, as read.
     public enum Value: Sendable {
         /// The value bytes as stored (in the data set's byte order).
         case bytes(ArraySlice<UInt8>)
@@ -63,8 +74,12 @@ public struct DataElement: Sendable {
         case fragments(offsetTable: ArraySlice<UInt8>, fragments: [ArraySlice<UInt8>])
     }
 
+    /// The attribute this element holds.
     public let tag: DICOMTag
+    /// The value representation: as stored in explicit VR, else from ``DataDictionary`` (`UN` for an
+    /// unknown tag).
     public let vr: VR
+    /// The value: bytes as stored, sequence items, or encapsulated fragments.
     public let value: Value
     /// Where the element starts in the bytes it was read from.
     public let offset: Int
@@ -72,7 +87,9 @@ public struct DataElement: Sendable {
 
 /// A DICOM data set: elements by tag, in the order they were read.
 public struct DataSet: Sendable {
+    /// Every element, by tag (the last one read wins when a tag repeats).
     public private(set) var elements: [DICOMTag: DataElement] = [:]
+    /// The tags of ``elements`` in the order they were first read.
     public private(set) var tags: [DICOMTag] = []
     /// The byte order of binary values.
     public let littleEndian: Bool
@@ -88,6 +105,7 @@ public struct DataSet: Sendable {
         if elements.updateValue(element, forKey: element.tag) == nil { tags.append(element.tag) }
     }
 
+    /// The element with `tag`; `nil` when absent.
     public subscript(tag: DICOMTag) -> DataElement? { elements[tag] }
 
     /// The raw value bytes of `tag`, if it holds bytes.

@@ -53,6 +53,7 @@ public struct FilmError: Error, Sendable, CustomStringConvertible {
     /// The same error, its detail prefixed with the 1-based image number it concerns.
     func concerning(image index: Int) -> Self { Self(code, "image \(index + 1): \(detail)", file: file, line: line) }
 
+    /// The ``detail``: what was wrong, naming the offending value.
     public var description: String { detail }
 }
 
@@ -63,17 +64,29 @@ extension FilmError: Equatable {
 
 /// Film Size ID (2010,0050): the defined terms of PS3.3 C.13.5.1.
 public enum FilmSize: String, Sendable, CaseIterable {
+    /// 8 × 10 inches (`8INX10IN`).
     case inch8x10 = "8INX10IN"
+    /// 8.5 × 11 inches (`8_5INX11IN`).
     case inch8_5x11 = "8_5INX11IN"
+    /// 10 × 12 inches (`10INX12IN`).
     case inch10x12 = "10INX12IN"
+    /// 10 × 14 inches (`10INX14IN`).
     case inch10x14 = "10INX14IN"
+    /// 11 × 14 inches (`11INX14IN`).
     case inch11x14 = "11INX14IN"
+    /// 11 × 17 inches (`11INX17IN`).
     case inch11x17 = "11INX17IN"
+    /// 14 × 14 inches (`14INX14IN`).
     case inch14x14 = "14INX14IN"
+    /// 14 × 17 inches (`14INX17IN`), the size used when none is named.
     case inch14x17 = "14INX17IN"
+    /// 24 × 24 cm (`24CMX24CM`).
     case cm24x24 = "24CMX24CM"
+    /// 24 × 30 cm (`24CMX30CM`).
     case cm24x30 = "24CMX30CM"
+    /// ISO A4, 210 × 297 mm (`A4`).
     case a4 = "A4"
+    /// ISO A3, 297 × 420 mm (`A3`).
     case a3 = "A3"
 
     /// The size named by a Film Size ID (padding ignored, any case); empty means 14INX17IN.

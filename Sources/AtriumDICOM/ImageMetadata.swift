@@ -2,22 +2,35 @@ public import Foundation
 
 /// What the registry indexes about an image, read from its data set (ARCHITECTURE.md §4).
 public struct ImageMetadata: Sendable, Equatable {
+    /// Patient ID (0010,0020); `nil` when absent or empty.
     public var patientID: String?
+    /// Patient's Name (0010,0010), decoded with the data set's character set; `nil` when absent or empty.
     public var patientName: String?
+    /// Study Instance UID (0020,000D); `nil` when absent or empty.
     public var studyInstanceUID: String?
+    /// Series Instance UID (0020,000E); `nil` when absent or empty.
     public var seriesInstanceUID: String?
+    /// SOP Instance UID (0008,0018), else the file meta's Media Storage SOP Instance UID (0002,0003).
     public var sopInstanceUID: String?
+    /// SOP Class UID (0008,0016), else the file meta's Media Storage SOP Class UID (0002,0002).
     public var sopClassUID: String?
+    /// Modality (0008,0060), e.g. `CT` or `MR`; `nil` when absent or empty.
     public var modality: String?
     /// From Acquisition DateTime, else Acquisition Date + Time, else Content, else Study (no time zone: UTC).
     public var acquiredAt: Date?
     /// Station Name, else Device Serial Number.
     public var deviceID: String?
+    /// Body Part Examined (0018,0015), e.g. `CHEST`; `nil` when absent or empty.
     public var bodyPart: String?
+    /// Rows (0028,0010): the image height in pixels; `nil` when absent.
     public var rows: Int?
+    /// Columns (0028,0011): the image width in pixels; `nil` when absent.
     public var columns: Int?
+    /// Bits Allocated (0028,0100): bits per sample; `nil` when absent.
     public var bitsAllocated: Int?
+    /// Number of Frames (0028,0008), 1 when absent; `nil` when the object has no Pixel Data (7FE0,0010).
     public var frames: Int?
+    /// The UID of the transfer syntax the object was read in (implicit VR little endian for a bare data set).
     public var transferSyntaxUID: String
     /// Instance Number (0020,0013).
     public var instanceNumber: Int?

@@ -2,6 +2,7 @@
 public struct PixelError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The transfer syntax is stored and delivered but not decoded here (the message names it).
     public let unsupported: Bool
+    /// What cannot be decoded, naming the attribute or transfer syntax at fault.
     public let description: String
 
     static func unsupported(_ what: String) -> Self { Self(unsupported: true, description: what) }
@@ -10,15 +11,24 @@ public struct PixelError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// The image pixel module (group 0028) of a data set, validated.
 public struct PixelLayout: Sendable, Equatable {
+    /// Rows (0028,0010): the image height in pixels, 1 to 65535.
     public var rows: Int
+    /// Columns (0028,0011): the image width in pixels, 1 to 65535.
     public var columns: Int
+    /// Samples per Pixel (0028,0002): 1 (monochrome or palette) or 3 (colour); 1 when absent.
     public var samplesPerPixel: Int
+    /// Bits Allocated (0028,0100): 8, 16 or 32 bits per sample.
     public var bitsAllocated: Int
+    /// Bits Stored (0028,0101), 1 to ``bitsAllocated``; ``bitsAllocated`` when absent.
     public var bitsStored: Int
+    /// Whether samples are two's complement: Pixel Representation (0028,0103) is 1.
     public var signed: Bool
+    /// Photometric Interpretation (0028,0004), e.g. `MONOCHROME2`; when absent, `MONOCHROME2` for one
+    /// sample per pixel and `RGB` for three.
     public var photometricInterpretation: String
     /// 0: interleaved (R1 G1 B1 R2 ...); 1: planar (all R, all G, all B), per frame.
     public var planarConfiguration: Int
+    /// Number of Frames (0028,0008), 1 to 100000; 1 when absent.
     public var frames: Int
 
     /// Bytes per sample.

@@ -2,13 +2,16 @@
 public struct DICOMError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Byte offset in the input (for a deflated data set: in the inflated bytes, after the file meta).
     public let offset: Int
+    /// What is wrong with the bytes, in words.
     public let reason: String
 
+    /// An error at byte `offset` of the input, for `reason`.
     public init(offset: Int, reason: String) {
         self.offset = offset
         self.reason = reason
     }
 
+    /// The offset and the reason: `at byte <offset>: <reason>`.
     public var description: String { "at byte \(offset): \(reason)" }
 }
 
@@ -16,7 +19,9 @@ public struct DICOMError: Error, Sendable, Equatable, CustomStringConvertible {
 public struct DICOMFile: Sendable {
     /// The file meta group (0002); empty for a bare data set.
     public var meta: DataSet
+    /// The data set after the file meta (inflated first for a deflated transfer syntax).
     public var dataset: DataSet
+    /// The transfer syntax of ``dataset``, from (0002,0010); implicit VR little endian for a bare data set.
     public var transferSyntax: TransferSyntax
     /// Whether the input had the 128-byte preamble and `DICM`.
     public var hasPreamble: Bool
@@ -29,6 +34,8 @@ public enum DICOMReader {
     /// How deep sequences may nest.
     public static let maximumDepth = 32
 
+    /// Parses a whole object: a Part 10 file (with or without the 128-byte preamble), or a bare implicit VR
+    /// little endian data set. A deflated data set is inflated first.
     public static func read(_ input: [UInt8]) throws(DICOMError) -> DICOMFile {
         if input.count >= 132, input[128..<132].elementsEqual("DICM".utf8) {
             return try readPartTen(input, metaStart: 132, hasPreamble: true)
@@ -117,7 +124,9 @@ public enum DICOMReader {
 public struct DICOMHeader: Sendable {
     /// A top-level element whose value was not read because it runs past the bytes given.
     public struct Elided: Sendable, Equatable {
+        /// The element's tag, most often Pixel Data (7FE0,0010).
         public var tag: DICOMTag
+        /// The element's VR (`OB` for encapsulated pixel data stored as `UN`).
         public var vr: VR
         /// Where its value starts in the whole object.
         public var valueOffset: Int
@@ -127,6 +136,7 @@ public struct DICOMHeader: Sendable {
 
     /// The meta and every top-level element before the elided one.
     public var file: DICOMFile
+    /// The element where parsing stopped; `nil` when every top-level element lies within the prefix.
     public var elided: Elided?
 
     /// The header with `frame` as its pixel data and one frame: what a thumbnail needs of a native object

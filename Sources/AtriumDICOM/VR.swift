@@ -1,5 +1,6 @@
 /// A DICOM value representation.
 public enum VR: String, Sendable, CaseIterable {
+    /// The two-letter VRs of PS3.5 Table 6.2-1; each raw value is the code as it is encoded.
     case AE, AS, AT, CS, DA, DS, DT, FD, FL, IS, LO, LT, OB, OD, OF, OL, OV, OW, PN, SH, SL, SQ, SS, ST, SV, TM, UC, UI, UL, UN, UR, US, UT, UV
 
     /// The VR from its two ASCII bytes, if they name one.

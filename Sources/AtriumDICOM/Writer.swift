@@ -4,10 +4,15 @@
 public struct DICOMWriter: Sendable {
     /// One element to write.
     public enum Value: Sendable {
+        /// Text, padded to even length with a space (NUL for `UI`).
         case text(String)
+        /// 16-bit numbers (e.g. `US`, `SS`), written little endian.
         case uint16([UInt16])
+        /// 32-bit numbers (e.g. `UL`, `SL`), written little endian.
         case uint32([UInt32])
+        /// Raw value bytes (e.g. `OB`), padded to even length with NUL.
         case bytes([UInt8])
+        /// Sequence items, each a set of elements, written with defined lengths.
         case sequence([[DICOMTag: (VR, Value)]])
     }
 
@@ -16,6 +21,7 @@ public struct DICOMWriter: Sendable {
 
     private var elements: [DICOMTag: (VR, Value)] = [:]
 
+    /// An empty writer: no elements set.
     public init() {}
 
     /// Sets an element (replacing any earlier value for the tag). A value too long for its VR's 2-byte length
