@@ -16,11 +16,9 @@ import AtriumBackend
 struct JobService: Sendable {
     let instanceID: String
     let store: JobStore
-    /// This instance's result store (results that were not registered), input store and the registry's blob store.
+    /// This instance's result store (results that were not registered) and input store.
     let results: BlobStore
     let inputs: BlobStore
-    let blobs: BlobStore
-    let softwareVersion: String
     /// How long a finished job's results are kept.
     let resultRetention: Duration
     let workers: WorkerPool
@@ -29,6 +27,7 @@ struct JobService: Sendable {
     let preparation: RunPreparation
     let executor: RunExecutor
     let coordinator: ShardCoordinator
+    /// Where a registered result is read (the registry's blob store) and the version results name.
     let stream: ResultStream
     /// Sends the notice outbox; woken when a job's notice is written.
     let noticePump: OutboxPump
@@ -190,7 +189,7 @@ extension JobService {
                     $0.inputImageIds = job.inputImageIDs.split(separator: " ").map(String.init)
                     $0.inputCount = UInt32(job.inputCount)
                     $0.instanceIds = [instanceID]
-                    $0.softwareVersion = softwareVersion
+                    $0.softwareVersion = stream.softwareVersion
                     $0.resultCount = UInt32(results.count)
                     $0.jobID = job.id
                 }
@@ -200,7 +199,7 @@ extension JobService {
             // A registered result is read from the registry's blob store, an unregistered one from this instance's.
             let reader: BlobReader
             do {
-                if let local = try? self.results.openReader(result.sha256) { reader = local } else { reader = try self.blobs.openReader(result.sha256) }
+                if let local = try? self.results.openReader(result.sha256) { reader = local } else { reader = try stream.blobs.openReader(result.sha256) }
             } catch {
                 throw ProcessingError.dataLoss("result \(result.index) of job '\(job.id)' is missing from this instance's result store")
             }

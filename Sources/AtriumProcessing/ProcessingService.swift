@@ -34,8 +34,9 @@ public struct ProcessingService: Sendable {
     /// The other processing instances (and this one), for splitting batches; `nil` when none are configured.
     let peers: ProcessingPool?
     let workers: WorkerPool
-    let throughput: ThroughputMeter
-    let load = LoadCounter()
+    let load: LoadCounter
+    /// The instance's load now: what `GetLoad` answers and what the coordinator weighs this instance's share by.
+    let loadReport: @Sendable () async -> Atrium_V1_LoadReport
     let audit: AuditTrail
     let logger: Logger
     /// The usage and notice outbox pumps.
@@ -87,7 +88,6 @@ public struct ProcessingService: Sendable {
         let workers = WorkerPool(size: configuration.workers, queueLimit: configuration.queueLimit)
         self.workers = workers
         let throughput = ThroughputMeter()
-        self.throughput = throughput
         self.audit = AuditTrail(security: securityClient, logger: logger)
         let usageSender = UsageSender(outbox: usage, security: securityClient, logger: logger)
         let noticeSender = InboxNoticeSender(delivery: deliveryClient, logger: logger) { limit in
@@ -109,19 +109,29 @@ public struct ProcessingService: Sendable {
             throughput: throughput, audit: audit, usage: usage, usagePump: usagePump, logger: logger, now: now
         )
         self.resultStream = ResultStream(blobs: blobs, instanceID: configuration.instanceID, softwareVersion: configuration.softwareVersion)
-        let load = self.load
+        let load = LoadCounter()
+        self.load = load
         let report: @Sendable () async -> Atrium_V1_LoadReport = {
-            await Self.loadReport(configuration: configuration, store: store, workers: workers, throughput: throughput, load: load, now: now)
+            let queued = (try? await store.queue().count) ?? 0
+            return .with {
+                $0.instanceID = configuration.instanceID
+                $0.queueLength = UInt32(clamping: workers.waiting + queued)
+                $0.inFlight = UInt32(clamping: workers.busy)
+                $0.throughputMegapixelsPerSecond = throughput.megapixelsPerSecond
+                $0.workerCount = UInt32(clamping: workers.size)
+                $0.softwareVersion = configuration.softwareVersion
+                $0.callsServed = UInt64(load.total)
+                $0.measuredAt = .init(date: now())
+            }
         }
+        self.loadReport = report
         self.coordinator = ShardCoordinator(
             instanceID: configuration.instanceID, peers: peers, workers: workers, preparation: preparation,
             executor: executor, stream: resultStream, loadReport: report, logger: logger
         )
         self.jobs = JobService(
-            instanceID: configuration.instanceID, store: store, results: results, inputs: inputs, blobs: blobs,
-            softwareVersion: configuration.softwareVersion, resultRetention: configuration.resultRetention, workers: workers,
-            throughput: throughput,
-            preparation: preparation, executor: executor, coordinator: coordinator, stream: resultStream,
+            instanceID: configuration.instanceID, store: store, results: results, inputs: inputs,
+            resultRetention: configuration.resultRetention, workers: workers, throughput: throughput, preparation: preparation, executor: executor, coordinator: coordinator, stream: resultStream,
             noticePump: noticePump, logger: logger, now: now
         )
     }
@@ -140,33 +150,8 @@ public struct ProcessingService: Sendable {
     public var interceptors: [ConditionalInterceptor<any ServerInterceptor>] {
         [.apply(load, to: .services([Atrium_V1_Processing.descriptor]))]
     }
-
-    /// The instance's load now.
-    func loadReport() async -> Atrium_V1_LoadReport {
-        await Self.loadReport(configuration: configuration, store: store, workers: workers, throughput: throughput, load: load, now: now)
-    }
-
-    private static func loadReport(
-        configuration: ProcessingConfiguration,
-        store: JobStore,
-        workers: WorkerPool,
-        throughput: ThroughputMeter,
-        load: LoadCounter,
-        now: @Sendable () -> Date
-    ) async -> Atrium_V1_LoadReport {
-        let queued = (try? await store.queue().count) ?? 0
-        return .with {
-            $0.instanceID = configuration.instanceID
-            $0.queueLength = UInt32(clamping: workers.waiting + queued)
-            $0.inFlight = UInt32(clamping: workers.busy)
-            $0.throughputMegapixelsPerSecond = throughput.megapixelsPerSecond
-            $0.workerCount = UInt32(clamping: workers.size)
-            $0.softwareVersion = configuration.softwareVersion
-            $0.callsServed = UInt64(load.total)
-            $0.measuredAt = .init(date: now())
-        }
-    }
 }
+
 /// Counts calls to the public processing service (`LoadReport.calls_served`); what is in flight is the worker pool's.
 final class LoadCounter: ServerInterceptor, Sendable {
     private let served = Atomic<Int>(0)
